@@ -1,0 +1,389 @@
+"""The Plugz wire protocol, free of any transport.
+
+Three concerns live here and only here, so the sync hook (requests) and the async trigger
+(httpx) share them and differ only in how bytes travel:
+
+- :func:`build_request` turns a config and an endpoint into a :class:`PlugzRequest`;
+- :func:`check_response` maps an answer (status, headers, body) to a JSON object or to the
+  right :class:`~airflow_provider_plugz.exceptions.PlugzError`, classifying by body as
+  well as status (the API sends some errors with HTTP 200) and redacting secrets the
+  server echoes back;
+- :func:`parse_pin_status` turns that object into a :class:`PinStatus`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import json
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from airflow_provider_plugz import __version__
+from airflow_provider_plugz.exceptions import (
+    PlugzAuthenticationError,
+    PlugzBadRequestError,
+    PlugzConfigurationError,
+    PlugzConnectionError,
+    PlugzError,
+    PlugzInstanceNotSupportedError,
+    PlugzMalformedResponseError,
+    PlugzMethodNotAllowedError,
+    PlugzNotFoundError,
+    PlugzRateLimitedError,
+    PlugzRedirectError,
+    PlugzServerError,
+    PlugzSubscriptionError,
+    PlugzTimeoutError,
+    PlugzUnsupportedMediaTypeError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from airflow_provider_plugz.connection import PlugzConfig
+
+USER_AGENT = f"airflow-provider-plugz/{__version__}"
+MAX_BODY_BYTES = 1024 * 1024
+REDACTED = "***"
+_MAX_SERVER_MESSAGE = 300
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One API call: HTTP method, path below the instance, and what it does in words."""
+
+    method: str
+    path: str
+    action: str
+
+
+PIN_STATUS = Endpoint("GET", "security/two-fa-code", "PIN status check")
+
+
+@dataclass(frozen=True)
+class PinStatus:
+    """Whether the WhatsApp account behind an instance has a two-step-verification PIN."""
+
+    has_code: bool
+
+
+@dataclass(frozen=True)
+class PlugzRequest:
+    """A request ready for any transport. ``url`` and ``headers`` carry secrets: no repr."""
+
+    endpoint: Endpoint
+    url: str = field(repr=False)
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes | None = None
+
+    @property
+    def method(self) -> str:
+        return self.endpoint.method
+
+
+def build_request(config: PlugzConfig, endpoint: Endpoint, json_body: Any = None) -> PlugzRequest:
+    """Build the URL (credentials percent-encoded into the path) and headers for ``endpoint``."""
+    url = (
+        f"{config.base_url}/instances/{quote(config.instance_id, safe='')}"
+        f"/token/{quote(config.instance_token, safe='')}/{endpoint.path}"
+    )
+    headers = {
+        "Client-Token": config.client_token,
+        "Accept": "application/json",
+        "User-Agent": USER_AGENT,
+    }
+    body = None
+    if json_body is not None:
+        headers["Content-Type"] = "application/json"
+        body = json.dumps(json_body, separators=(",", ":")).encode()
+    return PlugzRequest(endpoint=endpoint, url=url, headers=headers, body=body)
+
+
+# --- redaction -----------------------------------------------------------------------------
+
+# The API echoes a wrong Client-Token ("Client-Token abc not allowed"); URLs carry the token.
+_ECHOED_TOKEN = re.compile(r"(client[-_ ]?token[\s:=]{1,3})(\S+)(\s+not allowed)", re.IGNORECASE)
+_URL_CREDENTIALS = re.compile(r"(/instances/)[^/\s]+(/token/)[^/\s]+", re.IGNORECASE)
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """Remove known secrets, echoed tokens and instance URLs from a text we did not write."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+        encoded = quote(secret, safe="")
+        if encoded != secret:
+            text = text.replace(encoded, REDACTED)
+    text = _ECHOED_TOKEN.sub(rf"\1{REDACTED}\3", text)
+    return _URL_CREDENTIALS.sub(rf"\1{REDACTED}\2{REDACTED}", text)
+
+
+# --- response checking ---------------------------------------------------------------------
+
+_ADVICE: dict[type[PlugzError], str] = {
+    PlugzAuthenticationError: (
+        "Check the connection's Client-Token (extra 'client_token'): it is the account security "
+        "token from the Plugz panel's Security page; if the panel restricts IPs, allow this worker's."
+    ),
+    PlugzNotFoundError: (
+        "Check the connection's Instance ID (login) and Instance token (password): they must "
+        "belong to the same instance, as shown in the Plugz panel; check the host too."
+    ),
+    PlugzSubscriptionError: "Renew the instance's subscription in the Plugz panel, then run again.",
+    PlugzInstanceNotSupportedError: (
+        "The security endpoints work on mobile instances only; point the connection at a mobile instance."
+    ),
+    PlugzMethodNotAllowedError: (
+        "The server rejected the HTTP method; this is a bug in the caller or a wrong host. "
+        "Reading uses GET, setting uses POST."
+    ),
+    PlugzUnsupportedMediaTypeError: (
+        "The server wants 'Content-Type: application/json'; check that the host is the Plugz API."
+    ),
+    PlugzBadRequestError: (
+        "The server says the request does not match the API; check the Instance ID, "
+        "Instance token and Client-Token of the connection."
+    ),
+    PlugzRedirectError: (
+        "Redirects are not followed, so the Client-Token never goes elsewhere; set the "
+        "connection's host to the API's final base URL (e.g. https://api.plugzapi.com.br)."
+    ),
+    PlugzRateLimitedError: "The server is throttling requests; try again later or poll less often.",
+    PlugzServerError: "The Plugz service or a gateway in front of it failed; try again later.",
+    PlugzMalformedResponseError: (
+        "The answer is not the documented Plugz JSON; check that the connection's host is the "
+        "Plugz API and not a proxy or login page."
+    ),
+}
+
+_STATUS_CLASSES: dict[int, type[PlugzError]] = {
+    401: PlugzAuthenticationError,
+    403: PlugzAuthenticationError,
+    404: PlugzNotFoundError,
+    405: PlugzMethodNotAllowedError,
+    408: PlugzServerError,
+    415: PlugzUnsupportedMediaTypeError,
+    429: PlugzRateLimitedError,
+}
+
+# Server texts seen from the Z-API backend (plugz-api.md, "Error bodies"), most specific first.
+_TEXT_CLASSES: tuple[tuple[re.Pattern[str], type[PlugzError]], ...] = (
+    (re.compile(r"subscribe", re.I), PlugzSubscriptionError),
+    (re.compile(r"instance not found", re.I), PlugzNotFoundError),
+    (re.compile(r"mobile", re.I), PlugzInstanceNotSupportedError),
+    (re.compile(r"client[-_ ]?token|not allowed", re.I), PlugzAuthenticationError),
+    (re.compile(r"matching target resource|NOT_FOUND", re.I), PlugzNotFoundError),
+)
+
+
+def check_response(
+    config: PlugzConfig,
+    endpoint: Endpoint,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> dict[str, Any]:
+    """Return the JSON object of a successful answer, or raise the matching ``PlugzError``.
+
+    ``headers`` must be case-insensitive (both requests and httpx give such mappings).
+    Transports stop reading just past :data:`MAX_BODY_BYTES`; a longer body is refused.
+    """
+    payload = _json_object(body[: MAX_BODY_BYTES + 1])
+    server_message = _server_message(payload, config)
+
+    error_class: type[PlugzError] | None = None
+    if 300 <= status < 400:
+        error_class = PlugzRedirectError
+    elif status >= 400:
+        error_class = _classify_error_status(status, server_message)
+    elif payload is not None and payload.get("error") not in (None, False, ""):
+        # Some errors come with HTTP 200: a body with an ``error`` key is never a success.
+        error_class = _classify_text(server_message) or PlugzBadRequestError
+
+    if error_class is not None:
+        raise _api_error(config, endpoint, error_class, status, server_message, headers)
+    if not 200 <= status < 300:
+        raise _api_error(config, endpoint, PlugzMalformedResponseError, status, server_message, headers)
+
+    problem = None
+    if len(body) > MAX_BODY_BYTES:
+        problem = f"the body is larger than {MAX_BODY_BYTES} bytes"
+    elif payload is None:
+        problem = _describe_non_object(body, headers)
+    elif payload.get("success") is False:
+        problem = "it says success: false without an error text"
+    if problem is not None:
+        raise _malformed(config, endpoint, status, problem)
+    assert payload is not None
+    return payload
+
+
+def parse_pin_status(config: PlugzConfig, payload: Mapping[str, Any]) -> PinStatus:
+    """Read ``hasCode``; anything but a real JSON boolean is a malformed answer."""
+    has_code = payload.get("hasCode")
+    if not isinstance(has_code, bool):
+        problem = "it has no 'hasCode' field" if "hasCode" not in payload else "'hasCode' is not a boolean"
+        raise _malformed(config, PIN_STATUS, 200, problem)
+    return PinStatus(has_code=has_code)
+
+
+def _classify_error_status(status: int, server_message: str | None) -> type[PlugzError]:
+    if status >= 500:
+        return PlugzServerError
+    if status in (405, 408, 415, 429):
+        return _STATUS_CLASSES[status]
+    by_text = _classify_text(server_message)
+    by_status = _STATUS_CLASSES.get(status)  # 401, 403, 404 or None
+    if by_status is None:
+        return by_text or PlugzBadRequestError
+    # The status says "credentials" or "not found"; a more specific text still wins.
+    if by_text in (PlugzSubscriptionError, PlugzInstanceNotSupportedError):
+        return by_text
+    return by_status
+
+
+def _classify_text(server_message: str | None) -> type[PlugzError] | None:
+    if not server_message:
+        return None
+    for pattern, error_class in _TEXT_CLASSES:
+        if pattern.search(server_message):
+            return error_class
+    return None
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _server_message(payload: Mapping[str, Any] | None, config: PlugzConfig) -> str | None:
+    if payload is None:
+        return None
+    parts = [str(payload[key]) for key in ("error", "message") if payload.get(key) not in (None, "", False)]
+    if not parts:
+        return None
+    text = redact(": ".join(dict.fromkeys(parts)), config.secrets)
+    if len(text) > _MAX_SERVER_MESSAGE:
+        text = text[:_MAX_SERVER_MESSAGE] + "..."
+    return text
+
+
+def _describe_non_object(body: bytes, headers: Mapping[str, str]) -> str:
+    if not body.strip():
+        return "the body is empty"
+    content_type = headers.get("Content-Type", "") or ""
+    if "html" in content_type.lower() or body.lstrip()[:1] == b"<":
+        return "it is an HTML page, not JSON"
+    if _is_json(body):
+        return "the JSON is not an object"
+    return "the body is not valid JSON"
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _malformed(config: PlugzConfig, endpoint: Endpoint, status: int, problem: str) -> PlugzError:
+    return PlugzMalformedResponseError(
+        f"Plugz {endpoint.action} for connection {config.conn_id!r}: HTTP {status} answer "
+        f"is malformed: {problem}. {_ADVICE[PlugzMalformedResponseError]}",
+        http_status=status,
+    )
+
+
+def _api_error(
+    config: PlugzConfig,
+    endpoint: Endpoint,
+    error_class: type[PlugzError],
+    status: int,
+    server_message: str | None,
+    headers: Mapping[str, str],
+) -> PlugzError:
+    said = f": {server_message}" if server_message else ""
+    message = (
+        f"Plugz {endpoint.action} failed for connection {config.conn_id!r}: HTTP {status}{said}. "
+        f"{_ADVICE[error_class]}"
+    )
+    if error_class is PlugzRateLimitedError:
+        return PlugzRateLimitedError(
+            message,
+            http_status=status,
+            server_message=server_message,
+            retry_after=parse_retry_after(headers.get("Retry-After")),
+        )
+    return error_class(message, http_status=status, server_message=server_message)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    delay = when.timestamp() - (time.time() if now is None else now)
+    return max(0.0, delay) if math.isfinite(delay) else None
+
+
+# --- transport failures --------------------------------------------------------------------
+
+
+class TransportFailure(enum.Enum):
+    """What went wrong below HTTP; each transport sorts its own exceptions into these."""
+
+    CONNECT_TIMEOUT = "connect timeout"
+    READ_TIMEOUT = "read timeout"
+    TLS = "TLS failure"
+    INVALID_REQUEST = "invalid request"
+    NETWORK = "network failure"
+
+
+_OS_REASON = re.compile(r"\[Errno -?\d+\][^'\")\]]*|\[SSL: [A-Z_]+\]")
+
+
+def transport_error(
+    config: PlugzConfig, request: PlugzRequest, failure: TransportFailure, exc: BaseException
+) -> PlugzError:
+    """The one PlugzError for a failure below HTTP, with a text safe to show anywhere.
+
+    Low-level exception texts quote the URL (and so the instance token): only the exception's
+    class name and its OS/TLS reason code are kept.
+    """
+    found = _OS_REASON.search(str(exc))
+    reason = type(exc).__name__ + (f": {redact(found.group(0).strip(), config.secrets)}" if found else "")
+    where = f"Plugz {request.endpoint.action} for connection {config.conn_id!r}"
+    if failure in (TransportFailure.CONNECT_TIMEOUT, TransportFailure.READ_TIMEOUT):
+        phase = "connecting" if failure is TransportFailure.CONNECT_TIMEOUT else "waiting for the answer"
+        return PlugzTimeoutError(
+            f"{where} timed out while {phase} ({reason}). The service may be slow or unreachable; "
+            "try again, or raise the connection's connect_timeout/read_timeout extras."
+        )
+    if failure is TransportFailure.TLS:
+        return PlugzConnectionError(
+            f"{where} failed the TLS check ({reason}). Check the host, or the CA bundle of this worker."
+        )
+    if failure is TransportFailure.INVALID_REQUEST:
+        return PlugzConfigurationError(
+            f"{where}: the connection's host or Client-Token cannot form a valid request ({reason})."
+        )
+    return PlugzConnectionError(
+        f"{where} got no usable answer ({reason}). Check that the host is reachable from this "
+        "worker; the error is usually temporary."
+    )

@@ -1,0 +1,215 @@
+"""``PlugzHook``: the synchronous client of the Plugz API, built on one ``requests.Session``."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import requests
+
+from airflow_provider_plugz._compat import BaseHook, aget_connection, mask_secret
+from airflow_provider_plugz._protocol import (
+    MAX_BODY_BYTES,
+    PIN_STATUS,
+    Endpoint,
+    PinStatus,
+    TransportFailure,
+    build_request,
+    check_response,
+    parse_pin_status,
+    transport_error,
+)
+from airflow_provider_plugz.connection import (
+    CONN_TYPE,
+    DEFAULT_CONN_ID,
+    PlugzConfig,
+    parse_connection,
+)
+from airflow_provider_plugz.exceptions import PlugzError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from airflow_provider_plugz._protocol import PlugzRequest
+
+__all__ = ["PinStatus", "PlugzHook"]
+
+
+class PlugzHook(BaseHook):
+    """Talks to one Plugz instance, described by an Airflow connection of type ``plugz``.
+
+    The connection is read and validated on first use, not in ``__init__``. One
+    ``requests.Session`` per hook keeps the TCP/TLS connection alive across calls.
+
+    :param plugz_conn_id: the Airflow connection to use.
+    """
+
+    conn_name_attr = "plugz_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = CONN_TYPE
+    hook_name = "Plugz"
+
+    def __init__(self, plugz_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plugz_conn_id = plugz_conn_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(plugz_conn_id={self.plugz_conn_id!r})"
+
+    @cached_property
+    def config(self) -> PlugzConfig:
+        """The validated connection; its secrets are registered with Airflow's masker."""
+        config = parse_connection(self.get_connection(self.plugz_conn_id))
+        _mask(config)
+        return config
+
+    @cached_property
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        # Never pick up proxies or .netrc credentials from the environment implicitly.
+        session.trust_env = False
+        return session
+
+    def get_conn(self) -> requests.Session:
+        """The hook's ``requests.Session`` (Airflow's generic hook interface)."""
+        return self.session
+
+    def close(self) -> None:
+        """Close pooled connections; the hook can still be used afterwards."""
+        if "session" in self.__dict__:
+            self.session.close()
+            del self.__dict__["session"]
+
+    def get_pin_status(self) -> PinStatus:
+        """Whether the instance's WhatsApp account has a two-step-verification PIN.
+
+        :raises PlugzError: a subclass saying what went wrong and what to do.
+        """
+        return parse_pin_status(self.config, self._call(PIN_STATUS))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the connection the way the PIN tasks use it, for the UI's Test button."""
+        try:
+            status = self.get_pin_status()
+        except PlugzError as err:
+            return False, f"{type(err).__name__}: {err}"
+        pin = "has a PIN set" if status.has_code else "has NO PIN set"
+        return True, f"Connected to Plugz at {self.config.base_url}; the WhatsApp account {pin}."
+
+    async def aget_pin_status(self) -> PinStatus:
+        """:meth:`get_pin_status` for event loops (the triggerer): same checks, httpx transport."""
+        config = await self.aget_config()
+        return parse_pin_status(config, await self._acall(config, PIN_STATUS))
+
+    async def aget_config(self) -> PlugzConfig:
+        """:attr:`config`, read without blocking the event loop."""
+        if "config" not in self.__dict__:
+            config = parse_connection(await aget_connection(self.plugz_conn_id))
+            _mask(config)
+            self.__dict__["config"] = config
+        return self.config
+
+    async def aclose(self) -> None:
+        """Close the async client, if one was opened."""
+        client = self.__dict__.pop("_async_client", None)
+        if client is not None:
+            await client.aclose()
+
+    def _call(self, endpoint: Endpoint, json_body: Any = None) -> dict[str, Any]:
+        """The one way every sync API call goes: build, send, check."""
+        config = self.config
+        request = build_request(config, endpoint, json_body)
+        status, headers, body = self._send(config, request)
+        return check_response(config, endpoint, status, headers, body)
+
+    async def _acall(self, config: PlugzConfig, endpoint: Endpoint, json_body: Any = None) -> dict[str, Any]:
+        """The one way every async API call goes: build, send, check."""
+        request = build_request(config, endpoint, json_body)
+        status, headers, body = await self._asend(config, request)
+        return check_response(config, endpoint, status, headers, body)
+
+    def _send(self, config: PlugzConfig, request: PlugzRequest) -> tuple[int, Mapping[str, str], bytes]:
+        """Send over requests; map its exceptions without letting their URL-bearing text through."""
+        error: PlugzError
+        try:
+            with self.session.request(
+                request.method,
+                request.url,
+                headers=dict(request.headers),
+                data=request.body,
+                timeout=(config.connect_timeout, config.read_timeout),
+                allow_redirects=False,
+                stream=True,
+            ) as response:
+                body = b""
+                for chunk in response.iter_content(chunk_size=64 * 1024):
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        break
+                return response.status_code, response.headers, body
+        except requests.RequestException as exc:
+            error = transport_error(config, request, _requests_failure(exc), exc)
+        # Raised outside the except block on purpose: requests' exceptions (and urllib3's
+        # under them) quote the URL, which holds the instance token, so they must not ride
+        # along as __context__ into tracebacks.
+        raise error
+
+    async def _asend(
+        self, config: PlugzConfig, request: PlugzRequest
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """Send over httpx; the same rules as :meth:`_send`."""
+        import httpx  # only the triggerer pays for it
+
+        error: PlugzError
+        try:
+            client = self.__dict__.get("_async_client")
+            if client is None:
+                client = self.__dict__["_async_client"] = httpx.AsyncClient(
+                    timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
+                    follow_redirects=False,
+                    trust_env=False,
+                )
+            async with client.stream(
+                request.method, request.url, headers=dict(request.headers), content=request.body
+            ) as response:
+                body = b""
+                async for chunk in response.aiter_raw():
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        break
+                return response.status_code, response.headers, body
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            error = transport_error(config, request, _httpx_failure(exc), exc)
+        raise error
+
+
+def _requests_failure(exc: requests.RequestException) -> TransportFailure:
+    if isinstance(exc, requests.ConnectTimeout):
+        return TransportFailure.CONNECT_TIMEOUT
+    if isinstance(exc, requests.Timeout):
+        return TransportFailure.READ_TIMEOUT
+    if isinstance(exc, requests.exceptions.SSLError):
+        return TransportFailure.TLS
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader)):
+        return TransportFailure.INVALID_REQUEST
+    return TransportFailure.NETWORK
+
+
+def _httpx_failure(exc: Exception) -> TransportFailure:
+    import httpx
+
+    if isinstance(exc, httpx.ConnectTimeout):
+        return TransportFailure.CONNECT_TIMEOUT
+    if isinstance(exc, httpx.TimeoutException):
+        return TransportFailure.READ_TIMEOUT
+    if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
+        return TransportFailure.INVALID_REQUEST
+    if isinstance(exc, httpx.ConnectError) and "SSL" in str(exc):
+        return TransportFailure.TLS
+    return TransportFailure.NETWORK
+
+
+def _mask(config: PlugzConfig) -> None:
+    """Tell Airflow's secrets masker about the credentials as soon as they are read."""
+    for secret in (config.instance_token, config.client_token):
+        mask_secret(secret)

@@ -1,0 +1,321 @@
+"""PlugzHook over a faked HTTP boundary (requests_mock): request shape, every error, every bad body."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+import requests_mock as rm
+
+from airflow_provider_plugz.exceptions import (
+    PlugzAuthenticationError,
+    PlugzBadRequestError,
+    PlugzConfigurationError,
+    PlugzConnectionError,
+    PlugzError,
+    PlugzInstanceNotSupportedError,
+    PlugzMalformedResponseError,
+    PlugzMethodNotAllowedError,
+    PlugzNotFoundError,
+    PlugzRateLimitedError,
+    PlugzRedirectError,
+    PlugzServerError,
+    PlugzSubscriptionError,
+    PlugzTimeoutError,
+    PlugzTransientError,
+    PlugzUnsupportedMediaTypeError,
+)
+from airflow_provider_plugz.hooks.plugz import PinStatus, PlugzHook
+from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, SECRETS
+
+URL = f"https://api.plugzapi.com.br/instances/{INSTANCE_ID}/token/{INSTANCE_TOKEN}/security/two-fa-code"
+CONN = {
+    "conn_type": "plugz",
+    "login": INSTANCE_ID,
+    "password": INSTANCE_TOKEN,
+    "extra": {"client_token": CLIENT_TOKEN},
+}
+
+
+@pytest.fixture(autouse=True)
+def _plugz_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(CONN))
+
+
+@pytest.fixture
+def mock() -> Iterator[rm.Mocker]:
+    with rm.Mocker() as mocker:
+        yield mocker
+
+
+def assert_no_secret(text: str) -> None:
+    for secret in (*SECRETS, INSTANCE_ID, URL):
+        assert secret not in text
+
+
+@pytest.mark.parametrize("has_code", [pytest.param(True, id="pin-set"), pytest.param(False, id="no-pin")])
+def test_get_pin_status(mock: rm.Mocker, has_code: bool) -> None:
+    mock.get(URL, json={"success": True, "hasCode": has_code})
+    assert PlugzHook().get_pin_status() == PinStatus(has_code=has_code)
+
+
+def test_request_shape(mock: rm.Mocker) -> None:
+    mock.get(URL, json={"success": True, "hasCode": True})
+    PlugzHook().get_pin_status()
+    request = mock.last_request
+    assert request.method == "GET"
+    assert request.url == URL
+    assert request.headers["Client-Token"] == CLIENT_TOKEN
+    assert request.headers["User-Agent"].startswith("airflow-provider-plugz/")
+    assert request.body is None
+    assert "Content-Type" not in request.headers
+    assert request.timeout == (5.0, 30.0)
+
+
+def test_timeouts_from_connection(mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = {"client_token": CLIENT_TOKEN, "connect_timeout": 1.5, "read_timeout": "4"}
+    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps({**CONN, "extra": extra}))
+    mock.get(URL, json={"success": True, "hasCode": True})
+    PlugzHook().get_pin_status()
+    assert mock.last_request.timeout == (1.5, 4.0)
+
+
+def test_credentials_percent_encoded_in_path(mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps({**CONN, "login": "inst+1@x:y", "password": "tök=en&1"})
+    )
+    url = "https://api.plugzapi.com.br/instances/inst%2B1%40x%3Ay/token/t%C3%B6k%3Den%261/security/two-fa-code"
+    mock.get(url, json={"success": True, "hasCode": False})
+    assert PlugzHook().get_pin_status().has_code is False
+    assert mock.last_request.url == url
+
+
+def test_one_session_reused_and_connection_read_once(mock: rm.Mocker) -> None:
+    mock.get(URL, json={"success": True, "hasCode": True})
+    hook = PlugzHook()
+    session = hook.get_conn()
+    hook.get_pin_status()
+    hook.get_pin_status()
+    assert hook.get_conn() is session
+    assert mock.call_count == 2
+
+
+def test_hook_init_reads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_PLUGZ_DEFAULT")
+    hook = PlugzHook("no_such_connection")  # building it must not look the connection up
+    assert repr(hook) == "PlugzHook(plugz_conn_id='no_such_connection')"
+
+
+STATUS_CASES = [
+    pytest.param(400, {"error": "null not allowed"}, PlugzAuthenticationError, "null not allowed", id="400-no-ct"),
+    pytest.param(
+        400, {"error": "your client-token is not configured"}, PlugzAuthenticationError, "", id="400-ct-unset"
+    ),
+    pytest.param(
+        403, {"error": f"Client-Token {CLIENT_TOKEN} not allowed"}, PlugzAuthenticationError, "", id="403-echo"
+    ),
+    pytest.param(403, {"error": "203.0.113.9 not allowed"}, PlugzAuthenticationError, "not allowed", id="403-ip"),
+    pytest.param(401, None, PlugzAuthenticationError, "HTTP 401", id="401-empty"),
+    pytest.param(404, {"error": "Instance not found"}, PlugzNotFoundError, "Instance not found", id="404"),
+    pytest.param(400, {"error": "Instance not found"}, PlugzNotFoundError, "Instance ID", id="400-not-found"),
+    pytest.param(
+        400,
+        {"error": "To continue sending a message, you must subscribe to this instance again"},
+        PlugzSubscriptionError,
+        "Renew",
+        id="400-expired",
+    ),
+    pytest.param(
+        400,
+        {"error": "This feature is only available for mobile instances"},
+        PlugzInstanceNotSupportedError,
+        "mobile",
+        id="400-web-instance",
+    ),
+    pytest.param(400, {"error": "bad data"}, PlugzBadRequestError, "bad data", id="400-plain"),
+    pytest.param(
+        405,
+        {"error": "NOT_FOUND", "message": "Unable to find matching target resource method"},
+        PlugzMethodNotAllowedError,
+        "GET",
+        id="405",
+    ),
+    pytest.param(415, {"message": "Unsupported Media Type"}, PlugzUnsupportedMediaTypeError, "415", id="415"),
+    pytest.param(418, {"error": "teapot"}, PlugzBadRequestError, "teapot", id="418-other-4xx"),
+    pytest.param(408, None, PlugzServerError, "408", id="408"),
+    pytest.param(429, {"error": "slow down"}, PlugzRateLimitedError, "slow down", id="429"),
+    pytest.param(500, {"error": "boom"}, PlugzServerError, "boom", id="500"),
+    pytest.param(502, "<html><h1>502 Bad Gateway</h1></html>", PlugzServerError, "HTTP 502", id="502-html"),
+    pytest.param(503, None, PlugzServerError, "503", id="503-empty"),
+    pytest.param(504, {"message": "upstream timeout"}, PlugzServerError, "upstream timeout", id="504"),
+    pytest.param(
+        200,
+        {"error": "NOT_FOUND", "message": "Unable to find matching target resource method"},
+        PlugzNotFoundError,
+        "NOT_FOUND",
+        id="200-not-found-body",
+    ),
+    pytest.param(200, {"error": "null not allowed"}, PlugzAuthenticationError, "null", id="200-no-ct"),
+    pytest.param(200, {"error": "something odd"}, PlugzBadRequestError, "something odd", id="200-error"),
+    pytest.param(302, None, PlugzRedirectError, "Redirects are not followed", id="302"),
+    pytest.param(
+        301, {"error": f"moved /instances/{INSTANCE_ID}/token/{INSTANCE_TOKEN}/x"}, PlugzRedirectError, "", id="301"
+    ),
+]
+
+
+@pytest.mark.parametrize(("status", "body", "error_class", "fragment"), STATUS_CASES)
+def test_error_statuses(
+    mock: rm.Mocker, status: int, body: Any, error_class: type[PlugzError], fragment: str
+) -> None:
+    kwargs: dict[str, Any] = {"status_code": status}
+    if isinstance(body, dict):
+        kwargs["json"] = body
+    elif isinstance(body, str):
+        kwargs.update(text=body, headers={"Content-Type": "text/html"})
+    if 300 <= status < 400:
+        kwargs.setdefault("headers", {})["Location"] = f"https://elsewhere.example/{INSTANCE_TOKEN}"
+    mock.get(URL, **kwargs)
+    with pytest.raises(error_class) as info:
+        PlugzHook().get_pin_status()
+    assert type(info.value) is error_class
+    message = str(info.value)
+    assert f"HTTP {status}" in message
+    assert fragment in message
+    assert "'plugz_default'" in message
+    assert info.value.http_status == status
+    assert_no_secret(message)
+    assert_no_secret(repr(info.value))
+    assert_no_secret(str(info.value.server_message))
+    assert mock.call_count == 1  # no redirect followed, nothing retried (yet)
+
+
+def test_echoed_client_token_is_redacted(mock: rm.Mocker) -> None:
+    mock.get(URL, status_code=403, json={"error": f"Client-Token {CLIENT_TOKEN} not allowed"})
+    with pytest.raises(PlugzAuthenticationError) as info:
+        PlugzHook().get_pin_status()
+    assert info.value.server_message == "Client-Token *** not allowed"
+
+
+def test_echo_of_a_different_token_is_redacted_too(mock: rm.Mocker) -> None:
+    mock.get(URL, status_code=403, json={"error": "Client-Token SOMEOTHERTOKEN123 not allowed"})
+    with pytest.raises(PlugzAuthenticationError) as info:
+        PlugzHook().get_pin_status()
+    assert "SOMEOTHERTOKEN123" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param({"Retry-After": "7"}, 7.0, id="seconds"),
+        pytest.param({}, None, id="absent"),
+        pytest.param({"Retry-After": "soon"}, None, id="garbage"),
+    ],
+)
+def test_rate_limit_retry_after(mock: rm.Mocker, headers: dict[str, str], expected: float | None) -> None:
+    mock.get(URL, status_code=429, headers=headers)
+    with pytest.raises(PlugzRateLimitedError) as info:
+        PlugzHook().get_pin_status()
+    assert info.value.retry_after == expected
+    assert isinstance(info.value, PlugzTransientError)
+
+
+BODY_CASES = [
+    pytest.param(b"", "empty", id="empty"),
+    pytest.param(b"   ", "empty", id="blank"),
+    pytest.param(b"<!DOCTYPE html><html>login</html>", "HTML", id="html"),
+    pytest.param(b'{"success": true, "hasCo', "not valid JSON", id="truncated-json"),
+    pytest.param(b"not json at all", "not valid JSON", id="text"),
+    pytest.param(b"[true]", "not an object", id="array"),
+    pytest.param(b'"true"', "not an object", id="string"),
+    pytest.param(b"null", "not an object", id="null"),
+    pytest.param(b'{"success": true}', "no 'hasCode'", id="missing-hasCode"),
+    pytest.param(b'{"success": true, "hasCode": "true"}', "not a boolean", id="string-hasCode"),
+    pytest.param(b'{"success": true, "hasCode": 1}', "not a boolean", id="int-hasCode"),
+    pytest.param(b'{"success": true, "hasCode": null}', "not a boolean", id="null-hasCode"),
+    pytest.param(b'{"success": false}', "success: false", id="success-false"),
+    pytest.param(b'{"success": false, "hasCode": true}', "success: false", id="success-false-with-code"),
+    pytest.param(b"\xff\xfe\x00garbage", "not valid JSON", id="binary"),
+    pytest.param(b"[" * 100_000, "not valid JSON", id="deeply-nested"),
+]
+
+
+@pytest.mark.parametrize(("body", "fragment"), BODY_CASES)
+def test_malformed_bodies(mock: rm.Mocker, body: bytes, fragment: str) -> None:
+    mock.get(URL, status_code=200, content=body)
+    with pytest.raises(PlugzMalformedResponseError) as info:
+        PlugzHook().get_pin_status()
+    assert fragment in str(info.value)
+    assert_no_secret(str(info.value))
+
+
+def test_oversized_body(mock: rm.Mocker) -> None:
+    padding = "x" * (1024 * 1024)
+    mock.get(URL, status_code=200, text=json.dumps({"success": True, "hasCode": True, "pad": padding}))
+    with pytest.raises(PlugzMalformedResponseError, match="larger than 1048576 bytes"):
+        PlugzHook().get_pin_status()
+
+
+TRANSPORT_CASES = [
+    pytest.param(requests.ConnectTimeout, PlugzTimeoutError, "connecting", id="connect-timeout"),
+    pytest.param(requests.ReadTimeout, PlugzTimeoutError, "waiting for the answer", id="read-timeout"),
+    pytest.param(requests.ConnectionError, PlugzConnectionError, "no usable answer", id="connection-error"),
+    pytest.param(requests.exceptions.SSLError, PlugzConnectionError, "TLS", id="ssl"),
+    pytest.param(requests.exceptions.ChunkedEncodingError, PlugzConnectionError, "no usable", id="chunked"),
+    pytest.param(requests.exceptions.InvalidHeader, PlugzConfigurationError, "cannot form", id="bad-header"),
+]
+
+
+@pytest.mark.parametrize(("raised", "error_class", "fragment"), TRANSPORT_CASES)
+def test_transport_errors_are_wrapped_without_the_url(
+    mock: rm.Mocker, raised: type[Exception], error_class: type[PlugzError], fragment: str
+) -> None:
+    # requests' own texts quote the URL, which holds the instance token.
+    mock.get(URL, exc=raised(f"HTTPSConnectionPool: Max retries exceeded with url: {URL} ([Errno 111] refused)"))
+    with pytest.raises(error_class) as info:
+        PlugzHook().get_pin_status()
+    assert type(info.value) is error_class
+    message = str(info.value)
+    assert fragment in message
+    assert raised.__name__ in message
+    assert_no_secret(message)
+    # The URL-bearing original must not ride along to be printed in a traceback.
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None
+
+
+def test_test_connection_success(mock: rm.Mocker) -> None:
+    mock.get(URL, json={"success": True, "hasCode": False})
+    ok, message = PlugzHook().test_connection()
+    assert ok is True
+    assert "has NO PIN set" in message
+    assert "https://api.plugzapi.com.br" in message
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "fragment"),
+    [
+        pytest.param(403, {"error": f"Client-Token {CLIENT_TOKEN} not allowed"}, "Client-Token", id="auth"),
+        pytest.param(404, {"error": "Instance not found"}, "Instance ID", id="not-found"),
+        pytest.param(503, None, "try again later", id="unavailable"),
+    ],
+)
+def test_test_connection_failure_says_what_to_do(
+    mock: rm.Mocker, status: int, body: dict[str, str] | None, fragment: str
+) -> None:
+    mock.get(URL, status_code=status, json=body)
+    ok, message = PlugzHook().test_connection()
+    assert ok is False
+    assert fragment in message
+    assert_no_secret(message)
+
+
+def test_test_connection_bad_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps({**CONN, "extra": {}}))
+    ok, message = PlugzHook().test_connection()
+    assert ok is False
+    assert message.startswith("PlugzConfigurationError:")
+    assert "client_token" in message

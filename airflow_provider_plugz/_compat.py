@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk import (
+    BaseBranchOperator,
+    BaseHook,
+    BaseOperator,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 from airflow.sdk.log import mask_secret
 
 
@@ -14,4 +21,20 @@ async def aget_connection(conn_id: str) -> Any:
     return await BaseHook.aget_connection(conn_id)
 
 
-__all__ = ["AirflowException", "BaseHook", "aget_connection", "mask_secret"]
+def default_deferrable() -> bool:
+    """Airflow's ``[operators] default_deferrable``, read when an operator is built."""
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+__all__ = [
+    "AirflowException",
+    "AirflowSensorTimeout",
+    "BaseBranchOperator",
+    "BaseHook",
+    "BaseOperator",
+    "BaseSensorOperator",
+    "PokeReturnValue",
+    "aget_connection",
+    "default_deferrable",
+    "mask_secret",
+]

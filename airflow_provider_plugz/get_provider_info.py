@@ -31,6 +31,24 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_plugz.hooks.plugz"],
             }
         ],
+        "operators": [
+            {
+                "integration-name": "Plugz",
+                "python-modules": ["airflow_provider_plugz.operators.plugz"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "Plugz",
+                "python-modules": ["airflow_provider_plugz.sensors.plugz"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Plugz",
+                "python-modules": ["airflow_provider_plugz.triggers.plugz"],
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": "plugz",

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
@@ -30,6 +29,9 @@ from airflow_provider_plugz.exceptions import (
 )
 from airflow_provider_plugz.hooks.plugz import PinStatus, PlugzHook
 from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, SECRETS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 URL = f"https://api.plugzapi.com.br/instances/{INSTANCE_ID}/token/{INSTANCE_TOKEN}/security/two-fa-code"
 CONN = {
@@ -87,7 +89,9 @@ def test_credentials_percent_encoded_in_path(mock: rm.Mocker, monkeypatch: pytes
     monkeypatch.setenv(
         "AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps({**CONN, "login": "inst+1@x:y", "password": "tök=en&1"})
     )
-    url = "https://api.plugzapi.com.br/instances/inst%2B1%40x%3Ay/token/t%C3%B6k%3Den%261/security/two-fa-code"
+    url = (
+        "https://api.plugzapi.com.br/instances/inst%2B1%40x%3Ay/token/t%C3%B6k%3Den%261/security/two-fa-code"
+    )
     mock.get(url, json={"success": True, "hasCode": False})
     assert PlugzHook().get_pin_status().has_code is False
     assert mock.last_request.url == url
@@ -110,14 +114,22 @@ def test_hook_init_reads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 STATUS_CASES = [
-    pytest.param(400, {"error": "null not allowed"}, PlugzAuthenticationError, "null not allowed", id="400-no-ct"),
+    pytest.param(
+        400, {"error": "null not allowed"}, PlugzAuthenticationError, "null not allowed", id="400-no-ct"
+    ),
     pytest.param(
         400, {"error": "your client-token is not configured"}, PlugzAuthenticationError, "", id="400-ct-unset"
     ),
     pytest.param(
-        403, {"error": f"Client-Token {CLIENT_TOKEN} not allowed"}, PlugzAuthenticationError, "", id="403-echo"
+        403,
+        {"error": f"Client-Token {CLIENT_TOKEN} not allowed"},
+        PlugzAuthenticationError,
+        "",
+        id="403-echo",
     ),
-    pytest.param(403, {"error": "203.0.113.9 not allowed"}, PlugzAuthenticationError, "not allowed", id="403-ip"),
+    pytest.param(
+        403, {"error": "203.0.113.9 not allowed"}, PlugzAuthenticationError, "not allowed", id="403-ip"
+    ),
     pytest.param(401, None, PlugzAuthenticationError, "HTTP 401", id="401-empty"),
     pytest.param(404, {"error": "Instance not found"}, PlugzNotFoundError, "Instance not found", id="404"),
     pytest.param(400, {"error": "Instance not found"}, PlugzNotFoundError, "Instance ID", id="400-not-found"),
@@ -162,7 +174,11 @@ STATUS_CASES = [
     pytest.param(200, {"error": "something odd"}, PlugzBadRequestError, "something odd", id="200-error"),
     pytest.param(302, None, PlugzRedirectError, "Redirects are not followed", id="302"),
     pytest.param(
-        301, {"error": f"moved /instances/{INSTANCE_ID}/token/{INSTANCE_TOKEN}/x"}, PlugzRedirectError, "", id="301"
+        301,
+        {"error": f"moved /instances/{INSTANCE_ID}/token/{INSTANCE_TOKEN}/x"},
+        PlugzRedirectError,
+        "",
+        id="301",
     ),
 ]
 
@@ -274,7 +290,9 @@ def test_transport_errors_are_wrapped_without_the_url(
     mock: rm.Mocker, raised: type[Exception], error_class: type[PlugzError], fragment: str
 ) -> None:
     # requests' own texts quote the URL, which holds the instance token.
-    mock.get(URL, exc=raised(f"HTTPSConnectionPool: Max retries exceeded with url: {URL} ([Errno 111] refused)"))
+    mock.get(
+        URL, exc=raised(f"HTTPSConnectionPool: Max retries exceeded with url: {URL} ([Errno 111] refused)")
+    )
     with pytest.raises(error_class) as info:
         PlugzHook().get_pin_status()
     assert type(info.value) is error_class

@@ -1,0 +1,49 @@
+"""Onboarding: wait (in the triggerer, for days if need be) until a new number has a PIN."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, task
+
+from airflow_provider_plugz.sensors.plugz import PlugzPinStatusSensor
+
+with DAG(
+    dag_id="plugz_onboarding",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["plugz", "onboarding"],
+    doc_md="""
+### Plugz onboarding
+
+Trigger this DAG when a new WhatsApp number is connected to Plugz. `wait_for_pin` waits
+until the number has a two-step-verification PIN; as a **deferrable** sensor it waits in
+the triggerer, so days of waiting cost no worker slot. It polls every `poll_interval`
+seconds (5 minutes here) and gives up after 7 days (`timeout`).
+
+When the PIN is there, `announce_ready` runs: replace it with the next onboarding steps
+(welcome message, CRM update, ...). `wait_for_pin` pushes `has_code` (`True`) to XCom.
+
+Set up: an Airflow connection `plugz_default` of type **Plugz** for the new number
+(see the provider README). Credential or configuration errors fail `wait_for_pin` at once;
+network trouble and Plugz outages only delay it.
+""",
+) as dag:
+    wait_for_pin = PlugzPinStatusSensor(
+        task_id="wait_for_pin",
+        plugz_conn_id="plugz_default",
+        expected=True,
+        deferrable=True,
+        poke_interval=300,
+        timeout=timedelta(days=7),
+    )
+
+    @task
+    def announce_ready(has_code: bool) -> str:
+        message = f"Number is onboarded: two-step-verification PIN set = {has_code}."
+        print(message)
+        return message
+
+    announce_ready(wait_for_pin.output)

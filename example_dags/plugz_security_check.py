@@ -1,0 +1,52 @@
+"""Daily security check: is a two-step-verification PIN set on our WhatsApp number?"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, task
+
+from airflow_provider_plugz.operators.plugz import PlugzPinBranchOperator
+
+with DAG(
+    dag_id="plugz_security_check",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["plugz", "security"],
+    doc_md="""
+### Plugz security check
+
+Every day, asks Plugz whether the WhatsApp number behind the `plugz_default` connection
+has a two-step-verification PIN, and branches on the answer:
+
+- **PIN set** -> `ok` (nothing to do);
+- **no PIN** -> `alert` (replace its body with your pager, Slack or e-mail call).
+
+`check_pin` pushes the answer to XCom under the key `has_code`.
+
+Set up: create an Airflow connection `plugz_default` of type **Plugz** with the
+Instance ID, Instance token and Client-Token from the Plugz panel (see the provider README).
+A Plugz error (bad credentials, unknown instance, service down) fails `check_pin`
+with a message saying what to do.
+""",
+) as dag:
+    check_pin = PlugzPinBranchOperator(
+        task_id="check_pin",
+        plugz_conn_id="plugz_default",
+        if_pin_set="ok",
+        if_pin_missing="alert",
+    )
+
+    @task
+    def alert() -> str:
+        message = "WhatsApp number has NO two-step-verification PIN: set one in WhatsApp > Settings."
+        print(message)
+        return message
+
+    @task
+    def ok() -> str:
+        message = "WhatsApp number has a two-step-verification PIN."
+        print(message)
+        return message
+
+    check_pin >> [alert(), ok()]

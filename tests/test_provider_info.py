@@ -1,0 +1,78 @@
+"""Provider metadata: what Airflow discovers, and that it matches the code."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+import airflow_provider_plugz
+from airflow_provider_plugz.get_provider_info import get_provider_info
+
+
+def test_entry_point_is_installed() -> None:
+    points = [
+        ep for ep in entry_points(group="apache_airflow_provider") if ep.module.startswith("airflow_provider")
+    ]
+    assert [ep.value for ep in points] == ["airflow_provider_plugz.get_provider_info:get_provider_info"]
+    assert points[0].load() is get_provider_info
+
+
+def test_every_listed_module_and_class_imports() -> None:
+    info = get_provider_info()
+    assert info["package-name"] == "airflow-provider-plugz"
+    assert info["versions"][0] == airflow_provider_plugz.__version__
+    modules = [
+        m
+        for kind in ("hooks", "operators", "sensors", "triggers")
+        for entry in info[kind]
+        for m in entry["python-modules"]
+    ]
+    assert modules == [
+        "airflow_provider_plugz.hooks.plugz",
+        "airflow_provider_plugz.operators.plugz",
+        "airflow_provider_plugz.sensors.plugz",
+        "airflow_provider_plugz.triggers.plugz",
+    ]
+    for module in modules:
+        importlib.import_module(module)
+
+
+def test_connection_type_matches_hook() -> None:
+    from airflow_provider_plugz.hooks.plugz import PlugzHook
+
+    (conn,) = get_provider_info()["connection-types"]
+    module, _, name = conn["hook-class-name"].rpartition(".")
+    assert getattr(importlib.import_module(module), name) is PlugzHook
+    assert (conn["connection-type"], conn["hook-name"]) == (PlugzHook.conn_type, PlugzHook.hook_name)
+    assert PlugzHook.conn_name_attr == "plugz_conn_id"
+    assert PlugzHook.default_conn_name == "plugz_default"
+
+
+def test_form_declares_the_plugz_fields() -> None:
+    (conn,) = get_provider_info()["connection-types"]
+    fields = conn["conn-fields"]
+    assert set(fields) == {"client_token", "connect_timeout", "read_timeout"}
+    assert fields["client_token"]["schema"]["format"] == "password"
+    behaviour = conn["ui-field-behaviour"]
+    assert behaviour["relabeling"] == {
+        "host": "Base URL",
+        "login": "Instance ID",
+        "password": "Instance token",
+    }
+    assert set(behaviour["hidden-fields"]) == {"schema", "port", "extra"}
+    assert behaviour["placeholders"]["host"] == "https://api.plugzapi.com.br"
+
+
+def test_airflow_providers_manager_discovers_us() -> None:
+    from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    manager = ProvidersManager()
+    assert "airflow-provider-plugz" in manager.providers
+    hook_info = ProvidersManagerTaskRuntime().hooks["plugz"]
+    assert hook_info is not None
+    assert hook_info.hook_name == "Plugz"
+    assert hook_info.connection_id_attribute_name == "plugz_conn_id"
+    widgets = manager.connection_form_widgets
+    assert widgets["extra__plugz__client_token"].is_sensitive is True
+    assert manager.field_behaviours["plugz"]["relabeling"]["login"] == "Instance ID"

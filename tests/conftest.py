@@ -1,12 +1,41 @@
-"""Shared test setup: no network but loopback, and connections built the Airflow way."""
+"""Shared test setup: a throwaway Airflow home, no network but loopback, Airflow helpers.
+
+The Airflow environment is set at import time, before any test module imports ``airflow``:
+Airflow reads its home and database URL when first imported.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import socket
-from typing import Any
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from airflow_provider_plugz.testing.dag_run import configure_airflow_home
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_DAGS = ROOT / "example_dags"
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="plugz-tests-airflow-"))
+configure_airflow_home(AIRFLOW_HOME, EXAMPLE_DAGS)
+
+# With PYTHONDONTWRITEBYTECODE set (as on our CI machines) every run recompiles Airflow:
+# `import airflow` takes ~6 s instead of ~2 s. Keep bytecode in a cache beside the tests.
+if sys.dont_write_bytecode and not sys.pycache_prefix:
+    sys.dont_write_bytecode = False
+    sys.pycache_prefix = str(ROOT / ".cache" / "pycache")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+
 
 # Distinctive, realistic-length secrets: long enough for Airflow's masker (>= 5 chars) and
 # easy to grep for in any text a test captures.
@@ -78,3 +107,41 @@ def _json(value: Any) -> str:
     import json
 
     return value if isinstance(value, str) else json.dumps(value)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Iterator[Path]:
+    """Metadata tables in the throwaway home, and Airflow's in-process task API warmed up."""
+    import time
+
+    from airflow.sdk.definitions.dag import DAG
+    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
+
+    from airflow_provider_plugz.testing.dag_run import init_metadata_db
+
+    init_metadata_db()
+    # dag.test() serves tasks through an in-process API whose first request builds the routes of
+    # every API version (~8 s); pay it once here rather than in whichever test runs first.
+    assert InProcessTestSupervisor._api_client().get("health").status_code == 200
+
+    # dag.test() sleeps 1 s whenever nothing is runnable (after a failure, between reschedules).
+    # Shorten only the sleeps made by DAG.test itself.
+    real_sleep, test_code = time.sleep, DAG.test.__code__
+
+    def sleep(seconds: float) -> None:
+        if seconds >= 1 and sys._getframe(1).f_code is test_code:
+            seconds = 0.05
+        real_sleep(seconds)
+
+    patcher = pytest.MonkeyPatch()
+    patcher.setattr(time, "sleep", sleep)
+    yield AIRFLOW_HOME
+    patcher.undo()
+
+
+@pytest.fixture
+def example_dags(airflow_db: Path) -> Any:
+    """A fresh DagBag of example_dags/ (dag.test() mutates params, so never share DAG objects)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(EXAMPLE_DAGS))

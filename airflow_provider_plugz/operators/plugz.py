@@ -54,7 +54,7 @@ class PlugzPinBranchOperator(BaseBranchOperator):
     """Follow ``if_pin_set`` when the account has a PIN, ``if_pin_missing`` when it has none.
 
     The task ids not chosen (among the direct downstream tasks) are skipped. ``has_code``
-    is pushed under the XCom key ``has_code``; ``return_value`` holds the chosen task ids.
+    is pushed under the XCom key ``has_code``.
 
     :param if_pin_set: task id(s) or task group id(s) to run when a PIN is set.
     :param if_pin_missing: task id(s) or task group id(s) to run when no PIN is set.

@@ -1,0 +1,106 @@
+"""Run a DAG end to end in-process (``dag.test()`` on SQLite) and report what happened.
+
+For our tests, the ``make demo`` script, and users who want to run their Plugz DAGs against
+the sandbox. :func:`configure_airflow_home` must run before anything imports ``airflow``:
+Airflow reads its home and database URL at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def configure_airflow_home(home: Path, dags_folder: Path) -> None:
+    """Point Airflow at a throwaway home with SQLite metadata and the given DAGs folder."""
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.pop("AIRFLOW_CONFIG", None)
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            # dag.test() re-parses [core] dags_folder and serializes what it finds there.
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # A retry would make dag.test() idle through retry_delay.
+            "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "0",
+        }
+    )
+
+
+def init_metadata_db() -> None:
+    """Create the metadata tables (a fresh SQLite file is built from the models directly)."""
+    from airflow.utils import db
+
+    db.initdb()
+
+
+@dataclass(frozen=True)
+class DagRunReport:
+    """The outcome of one :func:`run_dag`: run state, task states, every XCom by task and key."""
+
+    dag_id: str
+    run_id: str
+    state: str
+    task_states: dict[str, str | None]
+    xcom: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errors: dict[str, BaseException | str | None] = field(default_factory=dict)
+
+    def xcom_value(self, task_id: str, key: str = "return_value") -> Any:
+        return self.xcom.get(task_id, {}).get(key)
+
+
+def run_dag(dag: Any, *, run_conf: dict[str, Any] | None = None) -> DagRunReport:
+    """``dag.test()`` (tasks and triggers run inline), then read back states, XComs and errors.
+
+    ``dag.test()`` never raises for a failed task; the report's ``state`` says ``failed``.
+    """
+    from airflow.listeners import hookimpl
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.sdk.listener import get_listener_manager
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    class FailureCollector:
+        """A task-SDK listener that keeps the exception each failed task raised."""
+
+        def __init__(self) -> None:
+            self.errors: dict[str, BaseException | str | None] = {}
+
+        @hookimpl
+        def on_task_instance_failed(self, previous_state: Any, task_instance: Any, error: Any) -> None:
+            self.errors[task_instance.task_id] = error
+
+    collector = FailureCollector()
+    manager = get_listener_manager()
+    manager.add_listener(collector)  # type: ignore[no-untyped-call]
+    try:
+        dag_run = dag.test(run_conf=run_conf)
+    finally:
+        manager.pm.unregister(collector)
+
+    with create_session() as session:
+        tis = session.scalars(
+            select(TaskInstance).where(
+                TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id
+            )
+        ).all()
+        rows: list[Any] = list(
+            session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id)).all()
+        )
+        xcom: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            xcom.setdefault(row.task_id, {})[row.key] = XComModel.deserialize_value(row)
+        return DagRunReport(
+            dag_id=dag_run.dag_id,
+            run_id=dag_run.run_id,
+            state=str(dag_run.state),
+            task_states={ti.task_id: None if ti.state is None else str(ti.state) for ti in tis},
+            xcom=xcom,
+            errors=collector.errors,
+        )

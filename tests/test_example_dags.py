@@ -1,0 +1,145 @@
+"""The example DAGs: they import cleanly and cheaply, and run end to end in real Airflow
+(``dag.test()`` on SQLite) against the sandbox."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from airflow_provider_plugz.testing.dag_run import run_dag
+from tests.conftest import CLIENT_TOKEN, EXAMPLE_DAGS, INSTANCE_ID, INSTANCE_TOKEN, ROOT
+
+if TYPE_CHECKING:
+    from airflow_provider_plugz.testing import PlugzSandbox
+
+
+@pytest.fixture
+def sandbox(monkeypatch: pytest.MonkeyPatch) -> Any:
+    from airflow_provider_plugz.testing import PlugzSandbox
+
+    with PlugzSandbox(client_token=CLIENT_TOKEN) as sb:
+        sb.add_instance(INSTANCE_ID, INSTANCE_TOKEN)
+        monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", sb.connection_json(INSTANCE_ID))
+        yield sb
+
+
+def test_example_dags_import_without_errors_or_warnings() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bag = DagBag(dag_folder=str(EXAMPLE_DAGS))
+    assert bag.import_errors == {}
+    assert bag.captured_warnings == {}
+    assert [str(w.message) for w in caught if "example_dags" in str(w.filename)] == []
+    assert sorted(bag.dag_ids) == ["plugz_onboarding", "plugz_security_check"]
+    for dag in bag.dags.values():
+        assert "plugz_default" in (dag.doc_md or "")
+
+
+def test_parsing_a_dag_file_loads_no_hook_http_client_or_sandbox() -> None:
+    """DAG files import our operators on every parse: the hook and its clients must stay unloaded."""
+    code = (
+        "import sys, json, runpy;"
+        f"runpy.run_path({str(EXAMPLE_DAGS / 'plugz_security_check.py')!r});"
+        f"runpy.run_path({str(EXAMPLE_DAGS / 'plugz_onboarding.py')!r});"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('airflow_provider_plugz'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "airflow_provider_plugz.hooks.plugz" not in loaded
+    assert "airflow_provider_plugz.triggers.plugz" not in loaded
+    assert "airflow_provider_plugz.testing.sandbox" not in loaded
+    assert "airflow_provider_plugz.operators.plugz" in loaded
+    assert "airflow_provider_plugz.sensors.plugz" in loaded
+
+
+@pytest.mark.parametrize(
+    ("has_code", "taken", "skipped"),
+    [pytest.param(False, "alert", "ok", id="no-pin-alerts"), pytest.param(True, "ok", "alert", id="pin-ok")],
+)
+def test_security_check_branches(
+    example_dags: Any, sandbox: PlugzSandbox, has_code: bool, taken: str, skipped: str
+) -> None:
+    sandbox.set_has_code(INSTANCE_ID, has_code)
+    report = run_dag(example_dags.get_dag("plugz_security_check"))
+    assert report.state == "success"
+    assert report.task_states == {"check_pin": "success", taken: "success", skipped: "skipped"}
+    assert report.xcom_value("check_pin", "has_code") is has_code
+    assert isinstance(report.xcom_value(taken), str)
+    assert sandbox.request_count == 1
+
+
+def test_security_check_fails_clearly_on_bad_credentials(
+    example_dags: Any, sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_plugz.exceptions import PlugzAuthenticationError
+
+    conn = json.loads(sandbox.connection_json(INSTANCE_ID))
+    conn["extra"]["client_token"] = "REVOKED-CLIENT-TOKEN-0001"
+    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(conn))
+    report = run_dag(example_dags.get_dag("plugz_security_check"))
+    assert report.state == "failed"
+    assert report.task_states["check_pin"] == "failed"
+    error = report.errors["check_pin"]
+    assert isinstance(error, PlugzAuthenticationError)
+    assert "REVOKED-CLIENT-TOKEN-0001" not in str(error)
+    assert "Client-Token" in str(error)
+
+
+def fast_onboarding(example_dags: Any) -> Any:
+    """The onboarding DAG with a poll interval and timeout fit for a test."""
+    dag = example_dags.get_dag("plugz_onboarding")
+    sensor = dag.get_task("wait_for_pin")
+    sensor.poke_interval = 0.05
+    sensor.timeout = 30
+    return dag
+
+
+def test_onboarding_deferred_sensor_completes_when_pin_is_set_mid_wait(
+    example_dags: Any, sandbox: PlugzSandbox
+) -> None:
+    def set_pin_once_waiting() -> None:
+        # 1 check in the worker, then the trigger's polls: 4 calls mean it has been waiting a while.
+        deadline = time.monotonic() + 30
+        while sandbox.request_count < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sandbox.set_has_code(INSTANCE_ID, True)
+
+    flipper = threading.Thread(target=set_pin_once_waiting, daemon=True)
+    flipper.start()
+    report = run_dag(fast_onboarding(example_dags))
+    flipper.join(5)
+    assert report.state == "success"
+    assert report.task_states == {"wait_for_pin": "success", "announce_ready": "success"}
+    assert report.xcom_value("wait_for_pin") is True
+    assert "PIN set = True" in report.xcom_value("announce_ready")
+    assert sandbox.request_count >= 5  # it really waited in the trigger, then saw the PIN
+
+
+def test_onboarding_does_not_defer_when_the_pin_is_already_set(
+    example_dags: Any, sandbox: PlugzSandbox
+) -> None:
+    sandbox.set_has_code(INSTANCE_ID, True)
+    report = run_dag(fast_onboarding(example_dags))
+    assert report.state == "success"
+    assert report.xcom_value("wait_for_pin") is True
+    assert sandbox.request_count == 1
+
+
+def test_onboarding_fails_at_once_for_an_unknown_instance(example_dags: Any, sandbox: PlugzSandbox) -> None:
+    from airflow_provider_plugz.exceptions import PlugzNotFoundError
+
+    sandbox.remove_instance(INSTANCE_ID)
+    report = run_dag(fast_onboarding(example_dags))
+    assert report.state == "failed"
+    assert report.task_states == {"wait_for_pin": "failed", "announce_ready": "upstream_failed"}
+    assert isinstance(report.errors["wait_for_pin"], PlugzNotFoundError)
+    assert sandbox.request_count == 1

@@ -27,7 +27,7 @@ lint: install
 	$(BIN)/mypy
 
 demo: install
-	$(BIN)/python -m airflow_provider_plugz.demo
+	$(BIN)/python scripts/demo.py
 
 sandbox: install
 	$(BIN)/python -m airflow_provider_plugz.testing.sandbox

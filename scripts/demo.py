@@ -1,0 +1,123 @@
+"""`make demo`: run the plugz_security_check example DAG end to end against the Plugz sandbox.
+
+Airflow runs in-process (``dag.test()``) on a throwaway SQLite home; its own chatter goes to a
+log file, and this script prints what happened in a few lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_ID, INSTANCE_TOKEN = "demo-instance", "demo-instance-token"
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from airflow_provider_plugz.testing.dag_run import DagRunReport
+
+
+@contextlib.contextmanager
+def output_to(path: Path) -> Iterator[None]:
+    """Send everything written to stdout/stderr (Airflow's logs included) to ``path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with path.open("ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def describe(report: DagRunReport, seconds: float) -> list[str]:
+    has_code = report.xcom_value("check_pin", "has_code")
+    taken = [task for task in ("alert", "ok") if report.task_states.get(task) == "success"]
+    skipped = [task for task in ("alert", "ok") if report.task_states.get(task) == "skipped"]
+    lines = [f"  DAG run {report.state} in {seconds:.1f} s"]
+    if has_code is None:
+        lines.append(f"  check_pin: {report.task_states.get('check_pin')}: {report.errors.get('check_pin')}")
+        return lines
+    lines.append(
+        f"  check_pin: PIN set = {has_code} -> branch taken: {', '.join(taken) or 'none'}"
+        f" (skipped: {', '.join(skipped) or 'none'})"
+    )
+    for task in taken:
+        lines.append(f"  {task}: {report.xcom_value(task)}")
+    return lines
+
+
+def run(dags: Any, run_dag: Any) -> tuple[DagRunReport, float]:
+    started = time.monotonic()
+    report = run_dag(dags.get_dag("plugz_security_check"))
+    return report, time.monotonic() - started
+
+
+def main() -> int:
+    home = Path(os.environ.get("PLUGZ_DEMO_HOME", ROOT / ".demo-airflow"))
+    shutil.rmtree(home, ignore_errors=True)
+
+    from airflow_provider_plugz.testing.dag_run import configure_airflow_home
+
+    configure_airflow_home(home, ROOT / "example_dags")
+    log_path = home / "airflow.log"
+
+    from airflow_provider_plugz.testing import PlugzSandbox
+
+    print("Plugz provider demo: the plugz_security_check DAG, run by Airflow against the Plugz sandbox")
+    with PlugzSandbox(client_token="demo-client-token") as sandbox:
+        sandbox.add_instance(INSTANCE_ID, INSTANCE_TOKEN, has_code=False)
+        os.environ["AIRFLOW_CONN_PLUGZ_DEFAULT"] = sandbox.connection_json(INSTANCE_ID)
+        print(f"Sandbox at {sandbox.base_url}; plugz_default -> instance {INSTANCE_ID!r} (no PIN yet)")
+        print("Starting Airflow (SQLite metadata, first start takes ~20 s) ...", flush=True)
+        with output_to(log_path):
+            from airflow.dag_processing.dagbag import DagBag
+
+            from airflow_provider_plugz.testing.dag_run import init_metadata_db, run_dag
+
+            init_metadata_db()
+            first = run(DagBag(dag_folder=str(ROOT / "example_dags")), run_dag)
+        print("\nRun 1 (the number has no PIN):")
+        print("\n".join(describe(*first)))
+
+        sandbox.set_has_code(INSTANCE_ID, True)
+        with output_to(log_path):
+            second = run(DagBag(dag_folder=str(ROOT / "example_dags")), run_dag)
+        print("\nRun 2 (after a PIN was set on the number):")
+        print("\n".join(describe(*second)))
+        calls = sandbox.request_count
+
+    print(f"\nThe sandbox answered {calls} API call(s). Airflow's full log: {log_path}")
+    print(
+        "\nTo run the same DAG against your real Plugz account, put example_dags/ in your DAGs folder\n"
+        "and give it your credentials (Plugz panel: instance id, instance token, account security token):\n"
+        '  export AIRFLOW_CONN_PLUGZ_DEFAULT=\'{"conn_type": "plugz", "login": "<instance id>",\n'
+        '    "password": "<instance token>", "extra": {"client_token": "<Client-Token>"}}\'\n'
+        "  airflow dags test plugz_security_check"
+    )
+    expected = (
+        first[0].state == "success"
+        and first[0].task_states.get("alert") == "success"
+        and second[0].state == "success"
+        and second[0].task_states.get("ok") == "success"
+    )
+    if not expected:
+        print(f"\nThe demo did not go as expected; see {log_path}", file=sys.stderr)
+    return 0 if expected else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -143,3 +143,54 @@ def test_onboarding_fails_at_once_for_an_unknown_instance(example_dags: Any, san
     assert report.task_states == {"wait_for_pin": "failed", "announce_ready": "upstream_failed"}
     assert isinstance(report.errors["wait_for_pin"], PlugzNotFoundError)
     assert sandbox.request_count == 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "deferrable"),
+    [pytest.param("poke", False, id="poke"), pytest.param("reschedule", False, id="reschedule")],
+)
+def test_onboarding_sensor_in_worker_modes_waits_for_the_pin(
+    example_dags: Any, sandbox: PlugzSandbox, mode: str, deferrable: bool
+) -> None:
+    dag = fast_onboarding(example_dags)
+    sensor = dag.get_task("wait_for_pin")
+    sensor.mode, sensor.deferrable = mode, deferrable
+
+    def set_pin_after_two_checks() -> None:
+        deadline = time.monotonic() + 30
+        while sandbox.request_count < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sandbox.set_has_code(INSTANCE_ID, True)
+
+    flipper = threading.Thread(target=set_pin_after_two_checks, daemon=True)
+    flipper.start()
+    report = run_dag(dag)
+    flipper.join(5)
+    assert report.state == "success"
+    assert report.task_states == {"wait_for_pin": "success", "announce_ready": "success"}
+    assert report.xcom_value("wait_for_pin") is True
+    assert sandbox.request_count >= 3
+
+
+@pytest.mark.parametrize(
+    ("soft_fail", "sensor_state", "next_state"),
+    [
+        pytest.param(False, "failed", "upstream_failed", id="timeout-fails"),
+        pytest.param(True, "skipped", "skipped", id="timeout-soft-fail-skips"),
+    ],
+)
+@pytest.mark.parametrize(
+    "mode", [pytest.param("deferrable", id="deferrable"), pytest.param("poke", id="poke")]
+)
+def test_onboarding_sensor_timeout_and_soft_fail(
+    example_dags: Any, sandbox: PlugzSandbox, mode: str, soft_fail: bool, sensor_state: str, next_state: str
+) -> None:
+    from airflow.sdk.exceptions import AirflowSensorTimeout
+
+    dag = fast_onboarding(example_dags)
+    sensor = dag.get_task("wait_for_pin")
+    sensor.timeout, sensor.soft_fail, sensor.deferrable = 0.3, soft_fail, mode == "deferrable"
+    report = run_dag(dag)
+    assert report.task_states == {"wait_for_pin": sensor_state, "announce_ready": next_state}
+    if not soft_fail:
+        assert isinstance(report.errors["wait_for_pin"], AirflowSensorTimeout)

@@ -30,6 +30,8 @@ from airflow_provider_plugz.exceptions import PlugzError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    import httpx
+
     from airflow_provider_plugz._protocol import PlugzRequest
 
 __all__ = ["PinStatus", "PlugzHook"]
@@ -49,9 +51,17 @@ class PlugzHook(BaseHook):
     conn_type = CONN_TYPE
     hook_name = "Plugz"
 
-    def __init__(self, plugz_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        plugz_conn_id: str = DEFAULT_CONN_ID,
+        *,
+        async_client: httpx.AsyncClient | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.plugz_conn_id = plugz_conn_id
+        # A client shared by many hooks (see new_async_client) is the owner's to close.
+        self._shared_async_client = async_client
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(plugz_conn_id={self.plugz_conn_id!r})"
@@ -162,18 +172,18 @@ class PlugzHook(BaseHook):
 
         error: PlugzError
         try:
-            client = self.__dict__.get("_async_client")
+            client = self._shared_async_client or self.__dict__.get("_async_client")
             if client is None:
-                client = self.__dict__["_async_client"] = httpx.AsyncClient(
-                    timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
-                    follow_redirects=False,
-                    trust_env=False,
-                )
+                client = self.__dict__["_async_client"] = new_async_client()
             async with client.stream(
-                request.method, request.url, headers=dict(request.headers), content=request.body
+                request.method,
+                request.url,
+                headers=dict(request.headers),
+                content=request.body,
+                timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
             ) as response:
                 body = b""
-                async for chunk in response.aiter_raw():
+                async for chunk in response.aiter_bytes():
                     body += chunk
                     if len(body) > MAX_BODY_BYTES:
                         break
@@ -181,6 +191,20 @@ class PlugzHook(BaseHook):
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             error = transport_error(config, request, _httpx_failure(exc), exc)
         raise error
+
+
+def new_async_client(max_connections: int | None = None) -> httpx.AsyncClient:
+    """An httpx client with our transport rules, which many hooks may share (``async_client=``).
+
+    It pools connections per host; ``max_connections`` bounds them (default: httpx's 100).
+    Redirects are never followed and proxies/.netrc are not read from the environment.
+    """
+    import httpx
+
+    limits = httpx.Limits(
+        max_connections=max_connections or 100, max_keepalive_connections=max_connections or 20
+    )
+    return httpx.AsyncClient(follow_redirects=False, trust_env=False, limits=limits)
 
 
 def _requests_failure(exc: requests.RequestException) -> TransportFailure:

@@ -29,6 +29,7 @@ from airflow_provider_plugz.exceptions import (
     PlugzBadRequestError,
     PlugzConfigurationError,
     PlugzConnectionError,
+    PlugzConnectTimeoutError,
     PlugzError,
     PlugzInstanceNotSupportedError,
     PlugzMalformedResponseError,
@@ -55,11 +56,16 @@ _MAX_SERVER_MESSAGE = 300
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One API call: HTTP method, path below the instance, and what it does in words."""
+    """One API call: HTTP method, path below the instance, and what it does in words.
+
+    ``idempotent`` calls may be repeated after a read timeout; others may not (the server
+    may have applied them before the answer was lost).
+    """
 
     method: str
     path: str
     action: str
+    idempotent: bool = True
 
 
 PIN_STATUS = Endpoint("GET", "security/two-fa-code", "PIN status check")
@@ -370,10 +376,12 @@ def transport_error(
     reason = type(exc).__name__ + (f": {redact(found.group(0).strip(), config.secrets)}" if found else "")
     where = f"Plugz {request.endpoint.action} for connection {config.conn_id!r}"
     if failure in (TransportFailure.CONNECT_TIMEOUT, TransportFailure.READ_TIMEOUT):
-        phase = "connecting" if failure is TransportFailure.CONNECT_TIMEOUT else "waiting for the answer"
-        return PlugzTimeoutError(
-            f"{where} timed out while {phase} ({reason}). The service may be slow or unreachable; "
-            "try again, or raise the connection's connect_timeout/read_timeout extras."
+        connecting = failure is TransportFailure.CONNECT_TIMEOUT
+        error_class = PlugzConnectTimeoutError if connecting else PlugzTimeoutError
+        return error_class(
+            f"{where} timed out while {'connecting' if connecting else 'waiting for the answer'} "
+            f"({reason}). The service may be slow or unreachable; try again, or raise the "
+            "connection's connect_timeout/read_timeout extras."
         )
     if failure is TransportFailure.TLS:
         return PlugzConnectionError(

@@ -10,6 +10,9 @@ Mapping (UI form, ``AIRFLOW_CONN_*`` JSON and URI alike)::
                   https, except loopback hosts (the sandbox), which mean http
     port       -> appended to a bare host
     extra      -> connect_timeout, read_timeout (seconds)
+    extra      -> max_attempts, retry_backoff, retry_backoff_max, retry_budget (the retry policy)
+    extra      -> ca_bundle (path of a CA bundle for TLS verification; verification is always on)
+    extra      -> allow_insecure_http (plain http:// is refused unless the host is loopback or this is true)
 
 Parsing does no I/O and copies, never mutates, ``extra_dejson``.
 """
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from airflow_provider_plugz.exceptions import PlugzConfigurationError
+from airflow_provider_plugz.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -71,6 +75,8 @@ class PlugzConfig:
     client_token: str = field(repr=False)
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    ca_bundle: str | None = None
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -89,14 +95,34 @@ def parse_connection(conn: ConnectionLike) -> PlugzConfig:
     instance_id = _path_credential(conn_id, "login (Instance ID)", conn.login)
     instance_token = _path_credential(conn_id, "password (Instance token)", conn.password)
     client_token = _client_token(conn_id, extra)
+    base_url = _base_url(conn_id, conn.host, conn.port)
+    if base_url.startswith("http://") and not _flag(conn_id, extra, "allow_insecure_http"):
+        hostname = urlsplit(base_url).hostname or ""
+        if not is_loopback(hostname):
+            raise _config_error(
+                conn_id,
+                "host uses plain http://, which would send the tokens unencrypted; use https:// "
+                "(or set extra allow_insecure_http to true for a trusted internal proxy)",
+            )
+    defaults = RetryPolicy()
+    retry = RetryPolicy(
+        max_attempts=int(
+            _number(conn_id, extra, "max_attempts", defaults.max_attempts, minimum=1, integer=True)
+        ),
+        backoff=_number(conn_id, extra, "retry_backoff", defaults.backoff),
+        backoff_max=_number(conn_id, extra, "retry_backoff_max", defaults.backoff_max),
+        budget=_number(conn_id, extra, "retry_budget", defaults.budget),
+    )
     return PlugzConfig(
         conn_id=conn_id,
-        base_url=_base_url(conn_id, conn.host, conn.port),
+        base_url=base_url,
         instance_id=instance_id,
         instance_token=instance_token,
         client_token=client_token,
-        connect_timeout=_timeout(conn_id, extra, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
-        read_timeout=_timeout(conn_id, extra, "read_timeout", DEFAULT_READ_TIMEOUT),
+        connect_timeout=_number(conn_id, extra, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, positive=True),
+        read_timeout=_number(conn_id, extra, "read_timeout", DEFAULT_READ_TIMEOUT, positive=True),
+        retry=retry,
+        ca_bundle=_ca_bundle(conn_id, extra),
     )
 
 
@@ -137,19 +163,53 @@ def _client_token(conn_id: str, extra: Mapping[str, Any]) -> str:
     return value
 
 
-def _timeout(conn_id: str, extra: Mapping[str, Any], key: str, default: float) -> float:
+def _number(
+    conn_id: str,
+    extra: Mapping[str, Any],
+    key: str,
+    default: float,
+    *,
+    minimum: float = 0,
+    positive: bool = False,
+    integer: bool = False,
+) -> float:
     raw = extra.get(key)
     if raw in (None, ""):
         return default
+    kind = "a whole number" if integer else "a number of seconds"
     try:
         if isinstance(raw, bool):
             raise TypeError
         value = float(raw)
     except (TypeError, ValueError):
-        raise _config_error(conn_id, f"extra {key!r} must be a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise _config_error(conn_id, f"extra {key!r} must be a positive number of seconds")
+        raise _config_error(conn_id, f"extra {key!r} must be {kind}") from None
+    if (
+        not math.isfinite(value)
+        or value < minimum
+        or (positive and value <= 0)
+        or (integer and not value.is_integer())
+    ):
+        bound = "greater than 0" if positive else f"at least {minimum:g}"
+        raise _config_error(conn_id, f"extra {key!r} must be {kind}, {bound}")
     return value
+
+
+def _flag(conn_id: str, extra: Mapping[str, Any], key: str) -> bool:
+    raw = extra.get(key, False)
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in ("true", "false", ""):
+        return raw.strip().lower() == "true"
+    raise _config_error(conn_id, f"extra {key!r} must be true or false")
+
+
+def _ca_bundle(conn_id: str, extra: Mapping[str, Any]) -> str | None:
+    raw = extra.get("ca_bundle")
+    if raw in (None, ""):
+        return None
+    if not isinstance(raw, str) or _HEADER_FORBIDDEN.search(raw):
+        raise _config_error(conn_id, "extra 'ca_bundle' must be the path of a CA bundle file")
+    return raw
 
 
 def is_loopback(hostname: str) -> bool:

@@ -7,7 +7,8 @@ Callers branch on classes, never on message text::
     ├── PlugzMalformedResponseError      2xx answer we cannot trust: not JSON, HTML, no boolean hasCode
     ├── PlugzTransientError              worth trying again later; sensors keep waiting on these
     │   ├── PlugzConnectionError         DNS, refused or dropped connection, TLS failure
-    │   │   └── PlugzTimeoutError        connect or read timeout
+    │   │   └── PlugzTimeoutError        read timeout (the request may have reached the server)
+    │   │       └── PlugzConnectTimeoutError  connect timeout (it did not)
     │   ├── PlugzRateLimitedError        429 (carries ``retry_after`` seconds when the server sent it)
     │   └── PlugzServerError             408, 5xx, gateway pages
     └── PlugzAPIError                    the server refused the request; trying again will not help
@@ -33,7 +34,8 @@ class PlugzError(AirflowException):
     """Root of every error this provider raises.
 
     ``http_status`` is the HTTP status when there was an answer; ``server_message`` is the
-    server's own ``error``/``message`` text, already redacted.
+    server's own ``error``/``message`` text, already redacted; ``attempts`` is how many
+    attempts the retry policy made before giving up.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class PlugzError(AirflowException):
         super().__init__(message)
         self.http_status = http_status
         self.server_message = server_message
+        self.attempts = 1
 
 
 class PlugzConfigurationError(PlugzError):
@@ -65,7 +68,11 @@ class PlugzConnectionError(PlugzTransientError):
 
 
 class PlugzTimeoutError(PlugzConnectionError):
-    """The connect or read timeout of the connection ran out."""
+    """The read timeout ran out: the server may or may not have carried out the request."""
+
+
+class PlugzConnectTimeoutError(PlugzTimeoutError):
+    """The connect timeout ran out: the request never reached the server."""
 
 
 class PlugzRateLimitedError(PlugzTransientError):
@@ -128,6 +135,7 @@ __all__ = [
     "PlugzAuthenticationError",
     "PlugzBadRequestError",
     "PlugzConfigurationError",
+    "PlugzConnectTimeoutError",
     "PlugzConnectionError",
     "PlugzError",
     "PlugzInstanceNotSupportedError",

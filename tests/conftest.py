@@ -88,6 +88,21 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
+@pytest.fixture(autouse=True)
+def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Retries never sleep for real in tests; the waits they asked for are recorded here."""
+    from airflow_provider_plugz.hooks import plugz
+
+    waits: list[float] = []
+
+    async def asleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(plugz, "_sleep", waits.append)
+    monkeypatch.setattr(plugz, "_asleep", asleep)
+    return waits
+
+
 def make_connection(conn_id: str = "plugz_default", **fields: Any) -> Any:
     """An Airflow SDK ``Connection`` of type plugz with valid defaults, overridable per field."""
     from airflow.sdk import Connection

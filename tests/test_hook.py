@@ -14,6 +14,7 @@ from airflow_provider_plugz.exceptions import (
     PlugzBadRequestError,
     PlugzConfigurationError,
     PlugzConnectionError,
+    PlugzConnectTimeoutError,
     PlugzError,
     PlugzInstanceNotSupportedError,
     PlugzMalformedResponseError,
@@ -206,7 +207,11 @@ def test_error_statuses(
     assert_no_secret(message)
     assert_no_secret(repr(info.value))
     assert_no_secret(str(info.value.server_message))
-    assert mock.call_count == 1  # no redirect followed, nothing retried (yet)
+    # Redirects are never followed; only 429/502/503/504 are retried (4 attempts by default).
+    retried = status in (429, 502, 503, 504)
+    assert mock.call_count == (4 if retried else 1)
+    assert info.value.attempts == mock.call_count
+    assert ("gave up after 4 attempt(s): no attempts left" in message) is retried
 
 
 def test_echoed_client_token_is_redacted(mock: rm.Mocker) -> None:
@@ -276,7 +281,7 @@ def test_oversized_body(mock: rm.Mocker) -> None:
 
 
 TRANSPORT_CASES = [
-    pytest.param(requests.ConnectTimeout, PlugzTimeoutError, "connecting", id="connect-timeout"),
+    pytest.param(requests.ConnectTimeout, PlugzConnectTimeoutError, "connecting", id="connect-timeout"),
     pytest.param(requests.ReadTimeout, PlugzTimeoutError, "waiting for the answer", id="read-timeout"),
     pytest.param(requests.ConnectionError, PlugzConnectionError, "no usable answer", id="connection-error"),
     pytest.param(requests.exceptions.SSLError, PlugzConnectionError, "TLS", id="ssl"),

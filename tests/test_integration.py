@@ -117,24 +117,45 @@ FAULTS = [
 ]
 
 
+RETRIED = (PlugzServerError, PlugzRateLimitedError, PlugzConnectionError)
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize(("fault", "error_class"), FAULTS)
-def test_faults(sandbox: PlugzSandbox, transport: str, fault: Fault, error_class: type[PlugzError]) -> None:
-    sandbox.inject(fault)
+def test_faults(
+    sandbox: PlugzSandbox,
+    transport: str,
+    fault: Fault,
+    error_class: type[PlugzError],
+    retry_sleeps: list[float],
+) -> None:
+    sandbox.inject(fault, times=4)  # as often as the default policy tries
     with pytest.raises(error_class) as info:
         pin_status(transport)
     assert type(info.value) is error_class
     for secret in (INSTANCE_TOKEN, CLIENT_TOKEN, INSTANCE_ID):
         assert secret not in str(info.value)
-    assert sandbox.request_count == 1  # nothing followed, nothing retried
+    retried = error_class in RETRIED and fault.code != 500  # 500 is transient but not retried
+    assert sandbox.request_count == (4 if retried else 1)  # redirects are never followed
+    assert len(retry_sleeps) == (3 if retried else 0)
     if error_class is PlugzRateLimitedError:
         assert info.value.retry_after == 3.0  # type: ignore[attr-defined]
+        assert retry_sleeps == [3.0, 3.0, 3.0]  # Retry-After honoured
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_one_fault_is_retried_away(sandbox: PlugzSandbox, transport: str) -> None:
+    sandbox.inject(Fault.status(503))
+    sandbox.inject(Fault.drop())
+    sandbox.set_has_code(INSTANCE_ID, True)
+    assert pin_status(transport) == PinStatus(has_code=True)
+    assert sandbox.request_count == 3
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_read_timeout(sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
-    set_connection(monkeypatch, sandbox, extra={"read_timeout": 0.05})
-    sandbox.inject(Fault.slow(0.3))
+    set_connection(monkeypatch, sandbox, extra={"read_timeout": 0.05, "max_attempts": 2})
+    sandbox.inject(Fault.slow(0.3), times=2)
     with pytest.raises(PlugzTimeoutError, match="waiting for the answer"):
         pin_status(transport)
 

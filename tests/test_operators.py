@@ -129,7 +129,7 @@ def test_poke_keeps_waiting_on_transient_errors(
     sandbox: PlugzSandbox, fault: Fault, caplog: pytest.LogCaptureFixture
 ) -> None:
     sandbox.set_has_code(INSTANCE_ID, True)
-    sandbox.inject(fault)
+    sandbox.inject(fault, times=4)  # outlasts the hook's retries
     sensor = PlugzPinStatusSensor(task_id="wait")
     assert sensor.poke({}).is_done is False  # type: ignore[arg-type]
     assert sensor.poke({}).is_done is True  # type: ignore[arg-type]
@@ -159,10 +159,10 @@ def test_poke_fails_at_once_on_permanent_errors(
 
 def test_poke_mode_execute_waits_through_transient_errors(sandbox: PlugzSandbox) -> None:
     sandbox.set_has_code(INSTANCE_ID, True)
-    sandbox.inject(Fault.status(503), times=2)
+    sandbox.inject(Fault.status(503), times=6)  # the first poke's 4 attempts, 2 of the second's
     sensor = PlugzPinStatusSensor(task_id="wait", poke_interval=0.01, timeout=10, mode="poke")
     assert sensor.execute({}) is True  # type: ignore[arg-type]
-    assert sandbox.request_count == 3
+    assert sandbox.request_count == 7
 
 
 def test_poke_mode_timeout_and_soft_fail(sandbox: PlugzSandbox) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +28,7 @@ from airflow_provider_plugz.connection import (
     PlugzConfig,
     parse_connection,
 )
-from airflow_provider_plugz.exceptions import PlugzError
+from airflow_provider_plugz.exceptions import PlugzConfigurationError, PlugzError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
     import httpx
 
     from airflow_provider_plugz._protocol import PlugzRequest
+    from airflow_provider_plugz.retry import RetryPolicy
 
 __all__ = ["PinStatus", "PlugzHook"]
 
@@ -56,10 +60,12 @@ class PlugzHook(BaseHook):
         plugz_conn_id: str = DEFAULT_CONN_ID,
         *,
         async_client: httpx.AsyncClient | None = None,
+        retry: RetryPolicy | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.plugz_conn_id = plugz_conn_id
+        self.retry = retry
         # A client shared by many hooks (see new_async_client) is the owner's to close.
         self._shared_async_client = async_client
 
@@ -78,6 +84,7 @@ class PlugzHook(BaseHook):
         session = requests.Session()
         # Never pick up proxies or .netrc credentials from the environment implicitly.
         session.trust_env = False
+        session.verify = _verify(self.config)
         return session
 
     def get_conn(self) -> requests.Session:
@@ -90,12 +97,13 @@ class PlugzHook(BaseHook):
             self.session.close()
             del self.__dict__["session"]
 
-    def get_pin_status(self) -> PinStatus:
+    def get_pin_status(self, *, retry: RetryPolicy | None = None) -> PinStatus:
         """Whether the instance's WhatsApp account has a two-step-verification PIN.
 
+        :param retry: this call's retry policy; default: the hook's, else the connection's.
         :raises PlugzError: a subclass saying what went wrong and what to do.
         """
-        return parse_pin_status(self.config, self._call(PIN_STATUS))
+        return parse_pin_status(self.config, self._call(PIN_STATUS, retry=retry))
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection the way the PIN tasks use it, for the UI's Test button."""
@@ -106,10 +114,10 @@ class PlugzHook(BaseHook):
         pin = "has a PIN set" if status.has_code else "has NO PIN set"
         return True, f"Connected to Plugz at {self.config.base_url}; the WhatsApp account {pin}."
 
-    async def aget_pin_status(self) -> PinStatus:
+    async def aget_pin_status(self, *, retry: RetryPolicy | None = None) -> PinStatus:
         """:meth:`get_pin_status` for event loops (the triggerer): same checks, httpx transport."""
         config = await self.aget_config()
-        return parse_pin_status(config, await self._acall(config, PIN_STATUS))
+        return parse_pin_status(config, await self._acall(config, PIN_STATUS, retry=retry))
 
     async def aget_config(self) -> PlugzConfig:
         """:attr:`config`, read without blocking the event loop."""
@@ -120,23 +128,47 @@ class PlugzHook(BaseHook):
         return self.config
 
     async def aclose(self) -> None:
-        """Close the async client, if one was opened."""
+        """Close the async client, if this hook opened one (a shared client stays open)."""
         client = self.__dict__.pop("_async_client", None)
-        if client is not None:
+        if client is not None and client is not self._shared_async_client:
             await client.aclose()
 
-    def _call(self, endpoint: Endpoint, json_body: Any = None) -> dict[str, Any]:
-        """The one way every sync API call goes: build, send, check."""
+    def _call(
+        self, endpoint: Endpoint, json_body: Any = None, *, retry: RetryPolicy | None = None
+    ) -> dict[str, Any]:
+        """The one way every sync API call goes: build, then send and check until done."""
         config = self.config
         request = build_request(config, endpoint, json_body)
-        status, headers, body = self._send(config, request)
-        return check_response(config, endpoint, status, headers, body)
+        retrying = (retry or self.retry or config.retry).start(idempotent=endpoint.idempotent)
+        while True:
+            try:
+                return check_response(config, endpoint, *self._send(config, request))
+            except PlugzError as err:
+                delay = retrying.delay_after(err)  # raises when it is time to stop
+                self._log_retry(retrying.attempts, delay, err)
+            _sleep(delay)
 
-    async def _acall(self, config: PlugzConfig, endpoint: Endpoint, json_body: Any = None) -> dict[str, Any]:
-        """The one way every async API call goes: build, send, check."""
+    async def _acall(
+        self,
+        config: PlugzConfig,
+        endpoint: Endpoint,
+        json_body: Any = None,
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> dict[str, Any]:
+        """The one way every async API call goes: the same as :meth:`_call`, over httpx."""
         request = build_request(config, endpoint, json_body)
-        status, headers, body = await self._asend(config, request)
-        return check_response(config, endpoint, status, headers, body)
+        retrying = (retry or self.retry or config.retry).start(idempotent=endpoint.idempotent)
+        while True:
+            try:
+                return check_response(config, endpoint, *await self._asend(config, request))
+            except PlugzError as err:
+                delay = retrying.delay_after(err)
+                self._log_retry(retrying.attempts, delay, err)
+            await _asleep(delay)
+
+    def _log_retry(self, attempt: int, delay: float, error: PlugzError) -> None:
+        self.log.warning("Plugz attempt %d failed, retrying in %.2f s: %s", attempt, delay, error)
 
     def _send(self, config: PlugzConfig, request: PlugzRequest) -> tuple[int, Mapping[str, str], bytes]:
         """Send over requests; map its exceptions without letting their URL-bearing text through."""
@@ -172,9 +204,11 @@ class PlugzHook(BaseHook):
 
         error: PlugzError
         try:
-            client = self._shared_async_client or self.__dict__.get("_async_client")
+            client = self.__dict__.get("_async_client")
             if client is None:
-                client = self.__dict__["_async_client"] = new_async_client()
+                # A shared client cannot carry a connection's own CA bundle.
+                shared = self._shared_async_client if config.ca_bundle is None else None
+                client = self.__dict__["_async_client"] = shared or new_async_client(verify=_verify(config))
             async with client.stream(
                 request.method,
                 request.url,
@@ -193,7 +227,7 @@ class PlugzHook(BaseHook):
         raise error
 
 
-def new_async_client(max_connections: int | None = None) -> httpx.AsyncClient:
+def new_async_client(max_connections: int | None = None, verify: str | bool = True) -> httpx.AsyncClient:
     """An httpx client with our transport rules, which many hooks may share (``async_client=``).
 
     It pools connections per host; ``max_connections`` bounds them (default: httpx's 100).
@@ -204,7 +238,7 @@ def new_async_client(max_connections: int | None = None) -> httpx.AsyncClient:
     limits = httpx.Limits(
         max_connections=max_connections or 100, max_keepalive_connections=max_connections or 20
     )
-    return httpx.AsyncClient(follow_redirects=False, trust_env=False, limits=limits)
+    return httpx.AsyncClient(follow_redirects=False, trust_env=False, limits=limits, verify=verify)
 
 
 def _requests_failure(exc: requests.RequestException) -> TransportFailure:
@@ -231,6 +265,28 @@ def _httpx_failure(exc: Exception) -> TransportFailure:
     if isinstance(exc, httpx.ConnectError) and "SSL" in str(exc):
         return TransportFailure.TLS
     return TransportFailure.NETWORK
+
+
+def _sleep(seconds: float) -> None:
+    """Wait between attempts (a seam for tests, which must never sleep for real)."""
+    time.sleep(seconds)
+
+
+async def _asleep(seconds: float) -> None:
+    """The async twin of :func:`_sleep`."""
+    await asyncio.sleep(seconds)
+
+
+def _verify(config: PlugzConfig) -> str | bool:
+    """TLS verification is always on; a connection may name its own CA bundle."""
+    if config.ca_bundle is None:
+        return True
+    if not os.path.isfile(config.ca_bundle):
+        raise PlugzConfigurationError(
+            f"Plugz connection {config.conn_id!r}: extra 'ca_bundle' names no readable file on this "
+            "worker; give the path of a PEM CA bundle, or remove the extra to use the system's CAs."
+        )
+    return config.ca_bundle
 
 
 def _mask(config: PlugzConfig) -> None:

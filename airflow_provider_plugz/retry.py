@@ -78,7 +78,7 @@ class Retrying:
     policy: RetryPolicy
     idempotent: bool
     attempts: int = 0
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=lambda: time.monotonic())  # noqa: PLW0108 (read at call time, for tests)
 
     def delay_after(self, error: PlugzError) -> float:
         """Seconds to wait before the next attempt; re-raises ``error`` when it is time to stop.

@@ -41,6 +41,8 @@ DEFAULT_READ_TIMEOUT = 30.0
 # Anything that could change the shape of the URL path it is pasted into.
 _PATH_CREDENTIAL_FORBIDDEN = re.compile(r"[\s/?#%\\\x00-\x1f\x7f]|\.\.")
 _HEADER_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
+# A header value must be plain printable ASCII (requests and httpx encode headers as latin-1).
+_HEADER_VALUE = re.compile(r"[\x21-\x7e]+")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
@@ -158,8 +160,10 @@ def _client_token(conn_id: str, extra: Mapping[str, Any]) -> str:
     if not isinstance(raw, str):
         raise _config_error(conn_id, f"{label} must be a string")
     value = raw.strip()
-    if not value or _HEADER_FORBIDDEN.search(value):
-        raise _config_error(conn_id, f"{label} is blank or contains a line break or control character")
+    if not _HEADER_VALUE.fullmatch(value):
+        raise _config_error(
+            conn_id, f"{label} is blank or contains a line break, space, control or non-ASCII character"
+        )
     return value
 
 

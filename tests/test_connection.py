@@ -56,6 +56,42 @@ def test_timeouts_from_extras_strings_or_numbers() -> None:
     assert (config.connect_timeout, config.read_timeout) == (2.5, 7.0)
 
 
+def test_retry_policy_from_extras() -> None:
+    extra = {
+        "client_token": CLIENT_TOKEN,
+        "max_attempts": "2",
+        "retry_backoff": 0.1,
+        "retry_backoff_max": "1",
+        "retry_budget": 9,
+    }
+    retry = parse_connection(make_connection(extra=extra)).retry
+    assert (retry.max_attempts, retry.backoff, retry.backoff_max, retry.budget) == (2, 0.1, 1.0, 9.0)
+
+
+def test_default_retry_policy() -> None:
+    retry = parse_connection(make_connection()).retry
+    assert (retry.max_attempts, retry.backoff, retry.backoff_max, retry.budget) == (4, 0.5, 8.0, 30.0)
+
+
+@pytest.mark.parametrize(
+    ("host", "flag"),
+    [
+        pytest.param("http://proxy.internal:8080", True, id="http-allowed-by-flag"),
+        pytest.param("http://proxy.internal:8080", "true", id="http-allowed-by-string-flag"),
+        pytest.param("http://127.0.0.1:8080", False, id="http-loopback"),
+        pytest.param("http://localhost:8080", False, id="http-localhost"),
+    ],
+)
+def test_plain_http_only_where_safe_or_allowed(host: str, flag: Any) -> None:
+    conn = make_connection(host=host, extra={"client_token": CLIENT_TOKEN, "allow_insecure_http": flag})
+    assert parse_connection(conn).base_url == host
+
+
+def test_ca_bundle_extra() -> None:
+    conn = make_connection(extra={"client_token": CLIENT_TOKEN, "ca_bundle": "/etc/ssl/company.pem"})
+    assert parse_connection(conn).ca_bundle == "/etc/ssl/company.pem"
+
+
 def test_extra_dejson_not_mutated() -> None:
     conn = make_connection(extra={"client_token": CLIENT_TOKEN, "read_timeout": "3"})
     before = json.dumps(conn.extra_dejson, sort_keys=True)
@@ -148,6 +184,38 @@ def test_repr_hides_secrets() -> None:
         pytest.param({"host": "https://user:pw@api.example"}, "host", id="credentials-in-host"),
         pytest.param({"host": "https://api.example?x=1"}, "host", id="query-in-host"),
         pytest.param({"host": "https://api.example:notaport"}, "host", id="bad-port"),
+        pytest.param({"host": "http://api.plugzapi.com.br"}, "plain http://", id="plain-http-public"),
+        pytest.param({"host": "http://10.0.0.5:8080"}, "plain http://", id="plain-http-private"),
+        pytest.param(
+            {
+                "host": "http://proxy.internal",
+                "extra": {"client_token": CLIENT_TOKEN, "allow_insecure_http": "yes"},
+            },
+            "allow_insecure_http",
+            id="bad-flag",
+        ),
+        pytest.param(
+            {"extra": {"client_token": CLIENT_TOKEN, "max_attempts": 0}}, "max_attempts", id="zero-attempts"
+        ),
+        pytest.param(
+            {"extra": {"client_token": CLIENT_TOKEN, "max_attempts": 2.5}},
+            "max_attempts",
+            id="fractional-attempts",
+        ),
+        pytest.param(
+            {"extra": {"client_token": CLIENT_TOKEN, "retry_backoff": -1}},
+            "retry_backoff",
+            id="negative-backoff",
+        ),
+        pytest.param(
+            {"extra": {"client_token": CLIENT_TOKEN, "retry_budget": "x"}}, "retry_budget", id="bad-budget"
+        ),
+        pytest.param(
+            {"extra": {"client_token": CLIENT_TOKEN, "ca_bundle": 5}}, "ca_bundle", id="bad-ca-bundle"
+        ),
+        pytest.param(
+            {"extra": {"client_token": "töken-ünicode"}}, "client_token", id="non-ascii-client-token"
+        ),
     ],
 )
 def test_invalid_fields_name_the_field_not_the_value(fields: dict[str, Any], names: str) -> None:

@@ -1,36 +1,50 @@
 # Two commands matter: `make demo` (set up + run the example DAG against the sandbox)
-# and `make test`. Both create .venv and install everything they need on first use.
+# and `make test` (the whole suite on the newest Airflow 3 and the oldest supported
+# Airflow 2, each in its own virtualenv). Both install everything they need on first use.
 PYTHON ?= python3
-VENV ?= .venv
-AIRFLOW_VERSION ?= 3.3.2
 UV_VERSION ?= 0.13.9
-BIN := $(VENV)/bin
+AIRFLOW3_VERSION ?= 3.3.2
+AIRFLOW2_VERSION ?= 2.10.5
+VENV3 ?= .venv
+VENV2 ?= .venv-airflow2
+PYTEST_ARGS ?=
 
-.PHONY: install test lint demo sandbox clean
+.PHONY: install install-airflow2 test test-airflow3 test-airflow2 lint demo sandbox clean
 
-$(BIN)/uv:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+# $(call venv,DIR,AIRFLOW_VERSION): a virtualenv with uv, the project and its test extras.
+define venv
+$(1)/bin/uv:
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(VENV)/.installed-$(AIRFLOW_VERSION): pyproject.toml | $(BIN)/uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test]' 'apache-airflow==$(AIRFLOW_VERSION)'
-	rm -f $(VENV)/.installed-* && touch $@
+$(1)/.installed-$(2): pyproject.toml | $(1)/bin/uv
+	$(1)/bin/uv pip install --quiet --python $(1)/bin/python -e '.[test]' 'apache-airflow==$(2)'
+	rm -f $(1)/.installed-* && touch $$@
+endef
+$(eval $(call venv,$(VENV3),$(AIRFLOW3_VERSION)))
+$(eval $(call venv,$(VENV2),$(AIRFLOW2_VERSION)))
 
-install: $(VENV)/.installed-$(AIRFLOW_VERSION)
+install: $(VENV3)/.installed-$(AIRFLOW3_VERSION)
+install-airflow2: $(VENV2)/.installed-$(AIRFLOW2_VERSION)
 
-test: install
-	$(BIN)/python -m pytest
+test: test-airflow3 test-airflow2
+
+test-airflow3: install
+	$(VENV3)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-airflow2: install-airflow2
+	$(VENV2)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+	$(VENV3)/bin/ruff check .
+	$(VENV3)/bin/ruff format --check .
+	$(VENV3)/bin/mypy
 
 demo: install
-	$(BIN)/python scripts/demo.py
+	$(VENV3)/bin/python scripts/demo.py
 
 sandbox: install
-	$(BIN)/python -m airflow_provider_plugz.testing.sandbox
+	$(VENV3)/bin/python -m airflow_provider_plugz.testing.sandbox
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV3) $(VENV2) .pytest_cache .mypy_cache .ruff_cache .cache test-artifacts .demo-airflow

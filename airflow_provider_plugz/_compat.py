@@ -1,32 +1,98 @@
-"""Every import that differs between Airflow versions, resolved in one place."""
+"""Every import that differs between Airflow 2.10+ and 3.x, resolved in one place.
+
+Nothing else in the package checks Airflow's version or catches an ImportError.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import (
-    BaseBranchOperator,
-    BaseHook,
-    BaseOperator,
-    BaseSensorOperator,
-    PokeReturnValue,
-    conf,
-)
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
-from airflow.sdk.log import mask_secret
+from airflow import __version__ as AIRFLOW_VERSION
+
+AIRFLOW_V3 = int(AIRFLOW_VERSION.split(".", 1)[0]) >= 3
+
+if TYPE_CHECKING:  # type-checked against the newest Airflow
+    from airflow.sdk import BaseBranchOperator, BaseHook, BaseOperator, BaseSensorOperator, PokeReturnValue
+    from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
+    from airflow.sdk.log import mask_secret
+else:
+    try:  # Airflow 3.1+
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
+    except ImportError:  # Airflow 2.10 - 3.0
+        from airflow.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
+        from airflow.hooks.base import BaseHook
+    try:  # Airflow 3
+        from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue
+    except ImportError:  # Airflow 2
+        from airflow.models.baseoperator import BaseOperator
+        from airflow.sensors.base import BaseSensorOperator, PokeReturnValue
+    try:  # Airflow 3.1+
+        from airflow.sdk import BaseBranchOperator
+    except ImportError:
+        try:  # Airflow 3.0
+            from airflow.providers.standard.operators.branch import BaseBranchOperator
+        except ImportError:  # Airflow 2
+            from airflow.operators.branch import BaseBranchOperator
+    try:  # Airflow 3.1+
+        from airflow.sdk.log import mask_secret
+    except ImportError:
+        try:  # Airflow 3.0
+            from airflow.sdk.execution_time.secrets_masker import mask_secret
+        except ImportError:  # Airflow 2
+            from airflow.utils.log.secrets_masker import mask_secret
 
 
 async def aget_connection(conn_id: str) -> Any:
     """Read a connection from inside an event loop without blocking it."""
-    return await BaseHook.aget_connection(conn_id)
+    aget = getattr(BaseHook, "aget_connection", None)
+    if aget is not None:
+        return await aget(conn_id)
+    # Airflow 2.x (and 3.0) have only the blocking lookup: run it off the event loop.
+    return await asyncio.to_thread(BaseHook.get_connection, conn_id)
 
 
 def default_deferrable() -> bool:
     """Airflow's ``[operators] default_deferrable``, read when an operator is built."""
+    from airflow.configuration import conf
+
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
+def read_xcoms(session: Any, dag_id: str, run_id: str) -> list[tuple[str, str, Any]]:
+    """Every XCom of a DAG run as (task_id, key, value): for the testing helpers only."""
+    if AIRFLOW_V3:
+        from airflow.models.xcom import XComModel
+
+        rows = session.scalars(XComModel.get_many(run_id=run_id, dag_ids=dag_id)).all()
+        return [(row.task_id, row.key, XComModel.deserialize_value(row)) for row in rows]
+    from airflow.models.xcom import XCom
+
+    rows = XCom.get_many(run_id=run_id, dag_ids=dag_id, session=session).all()
+    return [(row.task_id, row.key, row.value) for row in rows]  # deserialized on load
+
+
+def dag_bag(dag_folder: str) -> Any:
+    """A ``DagBag`` of ``dag_folder``: for the testing helpers only."""
+    try:  # Airflow 3.1+
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
+    return DagBag(dag_folder=dag_folder)
+
+
+def listener_manager() -> Any:
+    """Airflow's listener manager (hooks into task outcomes): for the testing helpers only."""
+    try:  # Airflow 3.1+
+        from airflow.sdk.listener import get_listener_manager
+    except ImportError:
+        from airflow.listeners.listener import get_listener_manager  # type: ignore[assignment]
+    return get_listener_manager()
+
+
 __all__ = [
+    "AIRFLOW_V3",
     "AirflowException",
     "AirflowSensorTimeout",
     "BaseBranchOperator",
@@ -34,7 +100,11 @@ __all__ = [
     "BaseOperator",
     "BaseSensorOperator",
     "PokeReturnValue",
+    "TaskDeferred",
     "aget_connection",
+    "dag_bag",
     "default_deferrable",
+    "listener_manager",
     "mask_secret",
+    "read_xcoms",
 ]

@@ -5,7 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, task
+
+try:  # Airflow 3
+    from airflow.sdk import DAG, task
+except ImportError:  # Airflow 2.10 / 2.11
+    from airflow import DAG
+    from airflow.decorators import task
 
 from airflow_provider_plugz.sensors.plugz import PlugzPinStatusSensor
 

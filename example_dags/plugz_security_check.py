@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, task
+
+try:  # Airflow 3
+    from airflow.sdk import DAG, task
+except ImportError:  # Airflow 2.10 / 2.11
+    from airflow import DAG
+    from airflow.decorators import task
 
 from airflow_provider_plugz.operators.plugz import PlugzPinBranchOperator
 

@@ -12,7 +12,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_ID, INSTANCE_TOKEN = "demo-instance", "demo-instance-token"
@@ -60,9 +60,11 @@ def describe(report: DagRunReport, seconds: float) -> list[str]:
     return lines
 
 
-def run(dags: Any, run_dag: Any) -> tuple[DagRunReport, float]:
+def run() -> tuple[DagRunReport, float]:
+    from airflow_provider_plugz.testing.dag_run import load_dag, run_dag
+
     started = time.monotonic()
-    report = run_dag(dags.get_dag("plugz_security_check"))
+    report = run_dag(load_dag(ROOT / "example_dags", "plugz_security_check"))
     return report, time.monotonic() - started
 
 
@@ -84,18 +86,16 @@ def main() -> int:
         print(f"Sandbox at {sandbox.base_url}; plugz_default -> instance {INSTANCE_ID!r} (no PIN yet)")
         print("Starting Airflow (SQLite metadata, first start takes ~20 s) ...", flush=True)
         with output_to(log_path):
-            from airflow.dag_processing.dagbag import DagBag
-
-            from airflow_provider_plugz.testing.dag_run import init_metadata_db, run_dag
+            from airflow_provider_plugz.testing.dag_run import init_metadata_db
 
             init_metadata_db()
-            first = run(DagBag(dag_folder=str(ROOT / "example_dags")), run_dag)
+            first = run()
         print("\nRun 1 (the number has no PIN):")
         print("\n".join(describe(*first)))
 
         sandbox.set_has_code(INSTANCE_ID, True)
         with output_to(log_path):
-            second = run(DagBag(dag_folder=str(ROOT / "example_dags")), run_dag)
+            second = run()
         print("\nRun 2 (after a PIN was set on the number):")
         print("\n".join(describe(*second)))
         calls = sandbox.request_count

@@ -105,7 +105,7 @@ def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 def make_connection(conn_id: str = "plugz_default", **fields: Any) -> Any:
     """An Airflow SDK ``Connection`` of type plugz with valid defaults, overridable per field."""
-    from airflow.sdk import Connection
+    from tests.airflow_compat import Connection
 
     values: dict[str, Any] = {
         "conn_type": "plugz",
@@ -129,19 +129,15 @@ def airflow_db() -> Iterator[Path]:
     """Metadata tables in the throwaway home, and Airflow's in-process task API warmed up."""
     import time
 
-    from airflow.sdk.definitions.dag import DAG
-    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
-
     from airflow_provider_plugz.testing.dag_run import init_metadata_db
+    from tests.airflow_compat import DAG_TEST_CODE, warm_up_task_api
 
     init_metadata_db()
-    # dag.test() serves tasks through an in-process API whose first request builds the routes of
-    # every API version (~8 s); pay it once here rather than in whichever test runs first.
-    assert InProcessTestSupervisor._api_client().get("health").status_code == 200
+    warm_up_task_api()
 
     # dag.test() sleeps 1 s whenever nothing is runnable (after a failure, between reschedules).
     # Shorten only the sleeps made by DAG.test itself.
-    real_sleep, test_code = time.sleep, DAG.test.__code__
+    real_sleep, test_code = time.sleep, DAG_TEST_CODE
 
     def sleep(seconds: float) -> None:
         if seconds >= 1 and sys._getframe(1).f_code is test_code:
@@ -157,6 +153,6 @@ def airflow_db() -> Iterator[Path]:
 @pytest.fixture
 def example_dags(airflow_db: Path) -> Any:
     """A fresh DagBag of example_dags/ (dag.test() mutates params, so never share DAG objects)."""
-    from airflow.dag_processing.dagbag import DagBag
+    from tests.airflow_compat import DagBag
 
     return DagBag(dag_folder=str(EXAMPLE_DAGS))

@@ -100,10 +100,10 @@ def test_extra_dejson_not_mutated() -> None:
 
 
 def test_from_uri() -> None:
-    from airflow.sdk import Connection
+    from tests.airflow_compat import Connection
 
     uri = f"plugz://{INSTANCE_ID}:{INSTANCE_TOKEN}@api.plugzapi.com.br?client_token={CLIENT_TOKEN}"
-    config = parse_connection(Connection.from_uri(uri, conn_id="plugz_uri"))
+    config = parse_connection(Connection(conn_id="plugz_uri", uri=uri))
     assert (config.conn_id, config.base_url, config.instance_token, config.client_token) == (
         "plugz_uri",
         DEFAULT_BASE_URL,

@@ -31,7 +31,7 @@ def sandbox(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def test_example_dags_import_without_errors_or_warnings() -> None:
-    from airflow.dag_processing.dagbag import DagBag
+    from tests.airflow_compat import DagBag
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -39,7 +39,7 @@ def test_example_dags_import_without_errors_or_warnings() -> None:
     assert bag.import_errors == {}
     assert bag.captured_warnings == {}
     assert [str(w.message) for w in caught if "example_dags" in str(w.filename)] == []
-    assert sorted(bag.dag_ids) == ["plugz_onboarding", "plugz_security_check"]
+    assert sorted(bag.dag_ids) == ["plugz_fleet_audit", "plugz_onboarding", "plugz_security_check"]
     for dag in bag.dags.values():
         assert "plugz_default" in (dag.doc_md or "")
 
@@ -185,7 +185,7 @@ def test_onboarding_sensor_in_worker_modes_waits_for_the_pin(
 def test_onboarding_sensor_timeout_and_soft_fail(
     example_dags: Any, sandbox: PlugzSandbox, mode: str, soft_fail: bool, sensor_state: str, next_state: str
 ) -> None:
-    from airflow.sdk.exceptions import AirflowSensorTimeout
+    from airflow_provider_plugz._compat import AirflowSensorTimeout
 
     dag = fast_onboarding(example_dags)
     sensor = dag.get_task("wait_for_pin")

@@ -30,6 +30,7 @@ def test_every_listed_module_and_class_imports() -> None:
     assert modules == [
         "airflow_provider_plugz.hooks.plugz",
         "airflow_provider_plugz.operators.plugz",
+        "airflow_provider_plugz.operators.audit",
         "airflow_provider_plugz.sensors.plugz",
         "airflow_provider_plugz.triggers.plugz",
     ]
@@ -65,11 +66,12 @@ def test_form_declares_the_plugz_fields() -> None:
 
 def test_airflow_providers_manager_discovers_us() -> None:
     from airflow.providers_manager import ProvidersManager
-    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    from tests.airflow_compat import hook_info as find_hook_info
 
     manager = ProvidersManager()
     assert "airflow-provider-plugz" in manager.providers
-    hook_info = ProvidersManagerTaskRuntime().hooks["plugz"]
+    hook_info = find_hook_info("plugz")
     assert hook_info is not None
     assert hook_info.hook_name == "Plugz"
     assert hook_info.connection_id_attribute_name == "plugz_conn_id"

@@ -202,9 +202,8 @@ def test_reprs_and_trigger_serialization_hold_no_secret(sandbox: PlugzSandbox) -
 
 
 def test_secrets_are_registered_with_the_masker_when_the_connection_is_read(sandbox: PlugzSandbox) -> None:
-    from airflow.sdk._shared.secrets_masker import redact
-
     from airflow_provider_plugz.hooks.plugz import PlugzHook
+    from tests.airflow_compat import redact
 
     PlugzHook().config  # noqa: B018 - reading the connection is the point
     masked = redact(f"token={INSTANCE_TOKEN} client={CLIENT_TOKEN}")

@@ -72,6 +72,45 @@ class PlugzHook(BaseHook):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(plugz_conn_id={self.plugz_conn_id!r})"
 
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The extra form fields, for Airflow versions that do not read ``conn-fields``.
+
+        Built from the declarative ``conn-fields`` in :mod:`..get_provider_info`, so the two
+        forms cannot disagree. Airflow 3.2+ reads the declaration and never calls this.
+        """
+        from wtforms import PasswordField, StringField
+
+        try:
+            from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+        except ImportError:  # no FAB UI (Airflow 3): wtforms' own widgets
+            text_widget = password_widget = None
+        else:
+            text_widget, password_widget = BS3TextFieldWidget(), BS3PasswordFieldWidget()
+
+        widgets: dict[str, Any] = {}
+        for name, spec in _declared_connection()["conn-fields"].items():
+            secret = spec["schema"].get("format") == "password"
+            field_class = PasswordField if secret else StringField
+            widget = password_widget if secret else text_widget
+            widgets[name] = field_class(
+                spec["label"],
+                description=spec.get("description"),
+                default=spec["schema"].get("default"),
+                **({"widget": widget} if widget is not None else {}),
+            )
+        return widgets
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hidden, relabelled and placeholder fields: the declarative ``ui-field-behaviour``."""
+        behaviour = _declared_connection()["ui-field-behaviour"]
+        return {
+            "hidden_fields": list(behaviour["hidden-fields"]),
+            "relabeling": dict(behaviour["relabeling"]),
+            "placeholders": dict(behaviour["placeholders"]),
+        }
+
     @cached_property
     def config(self) -> PlugzConfig:
         """The validated connection; its secrets are registered with Airflow's masker."""
@@ -265,6 +304,13 @@ def _httpx_failure(exc: Exception) -> TransportFailure:
     if isinstance(exc, httpx.ConnectError) and "SSL" in str(exc):
         return TransportFailure.TLS
     return TransportFailure.NETWORK
+
+
+def _declared_connection() -> dict[str, Any]:
+    from airflow_provider_plugz.get_provider_info import get_provider_info
+
+    (declared,) = get_provider_info()["connection-types"]
+    return declared  # type: ignore[no-any-return]
 
 
 def _sleep(seconds: float) -> None:

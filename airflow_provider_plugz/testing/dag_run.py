@@ -39,6 +39,16 @@ def init_metadata_db() -> None:
     db.initdb()
 
 
+def load_dag(dag_folder: Path, dag_id: str) -> Any:
+    """Parse ``dag_folder`` afresh and return one DAG (dag.test() mutates DAGs: never reuse one)."""
+    from airflow_provider_plugz._compat import dag_bag
+
+    bag = dag_bag(str(dag_folder))
+    if bag.import_errors:
+        raise RuntimeError(f"DAG files failed to import: {bag.import_errors}")
+    return bag.get_dag(dag_id)
+
+
 @dataclass(frozen=True)
 class DagRunReport:
     """The outcome of one :func:`run_dag`: run state, task states, every XCom by task and key."""
@@ -61,10 +71,10 @@ def run_dag(dag: Any, *, run_conf: dict[str, Any] | None = None) -> DagRunReport
     """
     from airflow.listeners import hookimpl
     from airflow.models.taskinstance import TaskInstance
-    from airflow.models.xcom import XComModel
-    from airflow.sdk.listener import get_listener_manager
     from airflow.utils.session import create_session
     from sqlalchemy import select
+
+    from airflow_provider_plugz._compat import listener_manager, read_xcoms
 
     class FailureCollector:
         """A task-SDK listener that keeps the exception each failed task raised."""
@@ -77,8 +87,8 @@ def run_dag(dag: Any, *, run_conf: dict[str, Any] | None = None) -> DagRunReport
             self.errors[task_instance.task_id] = error
 
     collector = FailureCollector()
-    manager = get_listener_manager()
-    manager.add_listener(collector)  # type: ignore[no-untyped-call]
+    manager = listener_manager()
+    manager.add_listener(collector)
     try:
         dag_run = dag.test(run_conf=run_conf)
     finally:
@@ -90,12 +100,9 @@ def run_dag(dag: Any, *, run_conf: dict[str, Any] | None = None) -> DagRunReport
                 TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id
             )
         ).all()
-        rows: list[Any] = list(
-            session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id)).all()
-        )
         xcom: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            xcom.setdefault(row.task_id, {})[row.key] = XComModel.deserialize_value(row)
+        for task_id, key, value in read_xcoms(session, dag_run.dag_id, dag_run.run_id):
+            xcom.setdefault(task_id, {})[key] = value
         return DagRunReport(
             dag_id=dag_run.dag_id,
             run_id=dag_run.run_id,

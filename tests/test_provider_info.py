@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
+import pytest
+
 import airflow_provider_plugz
 from airflow_provider_plugz.get_provider_info import get_provider_info
 
@@ -78,3 +80,31 @@ def test_airflow_providers_manager_discovers_us() -> None:
     widgets = manager.connection_form_widgets
     assert widgets["extra__plugz__client_token"].is_sensitive is True
     assert manager.field_behaviours["plugz"]["relabeling"]["login"] == "Instance ID"
+
+
+def test_hook_field_behaviour_agrees_with_the_declaration() -> None:
+    """Airflow 2.x (and 3.0/3.1) draw the form from the hook; 3.2+ from conn-fields: same form."""
+    from airflow_provider_plugz.hooks.plugz import PlugzHook
+
+    (conn,) = get_provider_info()["connection-types"]
+    declared = conn["ui-field-behaviour"]
+    assert PlugzHook.get_ui_field_behaviour() == {
+        "hidden_fields": declared["hidden-fields"],
+        "relabeling": declared["relabeling"],
+        "placeholders": declared["placeholders"],
+    }
+
+
+def test_hook_form_widgets_agree_with_the_declaration() -> None:
+    # wtforms comes with Airflow 2's UI (where this form is used); Airflow 3.2+ never calls it.
+    wtforms = pytest.importorskip("wtforms", reason="Airflow 3.2+ has no wtforms UI; runs on Airflow 2")
+
+    from airflow_provider_plugz.hooks.plugz import PlugzHook
+
+    (conn,) = get_provider_info()["connection-types"]
+    widgets = PlugzHook.get_connection_form_widgets()
+    assert set(widgets) == set(conn["conn-fields"])
+    for name, spec in conn["conn-fields"].items():
+        assert widgets[name].args[0] == spec["label"]
+        is_password = widgets[name].field_class is wtforms.PasswordField
+        assert is_password == (spec["schema"].get("format") == "password"), name

@@ -13,7 +13,14 @@ from airflow import __version__ as AIRFLOW_VERSION
 AIRFLOW_V3 = int(AIRFLOW_VERSION.split(".", 1)[0]) >= 3
 
 if TYPE_CHECKING:  # type-checked against the newest Airflow
-    from airflow.sdk import BaseBranchOperator, BaseHook, BaseOperator, BaseSensorOperator, PokeReturnValue
+    from airflow.sdk import (
+        BaseBranchOperator,
+        BaseHook,
+        BaseOperator,
+        BaseSensorOperator,
+        PokeReturnValue,
+        Variable,
+    )
     from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
     from airflow.sdk.log import mask_secret
 else:
@@ -24,9 +31,10 @@ else:
         from airflow.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
         from airflow.hooks.base import BaseHook
     try:  # Airflow 3
-        from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue
+        from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue, Variable
     except ImportError:  # Airflow 2
         from airflow.models.baseoperator import BaseOperator
+        from airflow.models.variable import Variable
         from airflow.sensors.base import BaseSensorOperator, PokeReturnValue
     try:  # Airflow 3.1+
         from airflow.sdk import BaseBranchOperator
@@ -58,6 +66,13 @@ def default_deferrable() -> bool:
     from airflow.configuration import conf
 
     return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+def get_variable(key: str) -> Any:
+    """An Airflow Variable (from the metadata DB or a secrets backend), or None if unset."""
+    if AIRFLOW_V3:
+        return Variable.get(key, default=None)
+    return Variable.get(key, default_var=None)  # type: ignore[call-arg]
 
 
 def read_xcoms(session: Any, dag_id: str, run_id: str) -> list[tuple[str, str, Any]]:
@@ -101,9 +116,11 @@ __all__ = [
     "BaseSensorOperator",
     "PokeReturnValue",
     "TaskDeferred",
+    "Variable",
     "aget_connection",
     "dag_bag",
     "default_deferrable",
+    "get_variable",
     "listener_manager",
     "mask_secret",
     "read_xcoms",

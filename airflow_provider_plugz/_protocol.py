@@ -69,6 +69,9 @@ class Endpoint:
 
 
 PIN_STATUS = Endpoint("GET", "security/two-fa-code", "PIN status check")
+# Not idempotent for retries: after a read timeout the server may have registered the PIN.
+SET_PIN = Endpoint("POST", "security/two-fa-code", "PIN registration", idempotent=False)
+_PIN = re.compile(r"[0-9]{6}")
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,22 @@ def check_response(
         raise _malformed(config, endpoint, status, problem)
     assert payload is not None
     return payload
+
+
+def validate_pin(config: PlugzConfig, code: object) -> str:
+    """A WhatsApp two-step-verification PIN is exactly six digits; never echo what was given."""
+    if not isinstance(code, str) or not _PIN.fullmatch(code):
+        raise PlugzConfigurationError(
+            f"Plugz PIN registration for connection {config.conn_id!r}: the PIN must be exactly six "
+            "digits (0-9), as WhatsApp's two-step verification requires; check the secret it comes from."
+        )
+    return code
+
+
+def check_set_pin(config: PlugzConfig, payload: Mapping[str, Any]) -> None:
+    """Only an explicit ``success: true`` means the PIN was registered."""
+    if payload.get("success") is not True:
+        raise _malformed(config, SET_PIN, 200, "it does not say success: true")
 
 
 def parse_pin_status(config: PlugzConfig, payload: Mapping[str, Any]) -> PinStatus:

@@ -10,7 +10,11 @@ except ImportError:  # Airflow 2.10 / 2.11
     from airflow import DAG
     from airflow.decorators import task
 
-from airflow_provider_plugz.operators.plugz import PlugzPinBranchOperator
+from airflow_provider_plugz.operators.plugz import (
+    PlugzPinBranchOperator,
+    PlugzPinStatusOperator,
+    PlugzSetPinOperator,
+)
 
 with DAG(
     dag_id="plugz_security_check",
@@ -18,6 +22,7 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["plugz", "security"],
+    params={"remediate": False},
     doc_md="""
 ### Plugz security check
 
@@ -25,12 +30,17 @@ Every day, asks Plugz whether the WhatsApp number behind the `plugz_default` con
 has a two-step-verification PIN, and branches on the answer:
 
 - **PIN set** -> `ok` (nothing to do);
-- **no PIN** -> `alert` (replace its body with your pager, Slack or e-mail call).
+- **no PIN** -> `alert` (replace its body with your pager, Slack or e-mail call), then,
+  **only if the `remediate` param is true** (off by default), `set_pin` registers the PIN
+  kept in the Airflow Variable `plugz_default_pin` (or your secrets backend) and
+  `confirm_pin` checks again.
 
 `check_pin` pushes the answer to XCom under the key `has_code`.
 
 Set up: create an Airflow connection `plugz_default` of type **Plugz** with the
 Instance ID, Instance token and Client-Token from the Plugz panel (see the provider README).
+To let the DAG fix a missing PIN, store the six-digit PIN as the Variable
+`plugz_default_pin` and trigger with `{"remediate": true}` (or change the default).
 A Plugz error (bad credentials, unknown instance, service down) fails `check_pin`
 with a message saying what to do.
 """,
@@ -54,4 +64,18 @@ with a message saying what to do.
         print(message)
         return message
 
-    check_pin >> [alert(), ok()]
+    @task.short_circuit
+    def remediation_enabled(params: dict[str, object] | None = None) -> bool:
+        """Go on to set the PIN only when the run's `remediate` param is true."""
+        return bool((params or {}).get("remediate"))
+
+    set_pin = PlugzSetPinOperator(
+        task_id="set_pin",
+        plugz_conn_id="plugz_default",
+        pin_variable="plugz_default_pin",
+    )
+    confirm_pin = PlugzPinStatusOperator(task_id="confirm_pin", plugz_conn_id="plugz_default")
+
+    alert_task = alert()
+    check_pin >> [alert_task, ok()]
+    alert_task >> remediation_enabled() >> set_pin >> confirm_pin

@@ -61,20 +61,78 @@ def test_parsing_a_dag_file_loads_no_hook_http_client_or_sandbox() -> None:
     assert "airflow_provider_plugz.sensors.plugz" in loaded
 
 
+SKIPPED_REMEDIATION = {"remediation_enabled": "skipped", "set_pin": "skipped", "confirm_pin": "skipped"}
+PIN_OK = {"check_pin": "success", "alert": "skipped", "ok": "success"} | SKIPPED_REMEDIATION
+
+
 @pytest.mark.parametrize(
-    ("has_code", "taken", "skipped"),
-    [pytest.param(False, "alert", "ok", id="no-pin-alerts"), pytest.param(True, "ok", "alert", id="pin-ok")],
+    ("has_code", "states"),
+    [
+        pytest.param(
+            False,
+            {"check_pin": "success", "alert": "success", "ok": "skipped", "remediation_enabled": "success"}
+            | {"set_pin": "skipped", "confirm_pin": "skipped"},
+            id="no-pin-alerts-remediation-off",
+        ),
+        pytest.param(
+            True,
+            {"check_pin": "success", "alert": "skipped", "ok": "success"} | SKIPPED_REMEDIATION,
+            id="pin-ok",
+        ),
+    ],
 )
 def test_security_check_branches(
-    example_dags: Any, sandbox: PlugzSandbox, has_code: bool, taken: str, skipped: str
+    example_dags: Any, sandbox: PlugzSandbox, has_code: bool, states: dict[str, str]
 ) -> None:
     sandbox.set_has_code(INSTANCE_ID, has_code)
     report = run_dag(example_dags.get_dag("plugz_security_check"))
     assert report.state == "success"
-    assert report.task_states == {"check_pin": "success", taken: "success", skipped: "skipped"}
+    assert report.task_states == states
     assert report.xcom_value("check_pin", "has_code") is has_code
+    taken = "ok" if has_code else "alert"
     assert isinstance(report.xcom_value(taken), str)
     assert sandbox.request_count == 1
+    assert sandbox.instance(INSTANCE_ID).has_code is has_code  # nothing was changed
+
+
+@pytest.mark.parametrize(
+    ("has_code", "states", "requests"),
+    [
+        pytest.param(
+            False,
+            {"check_pin": "success", "alert": "success", "ok": "skipped", "remediation_enabled": "success"}
+            | {"set_pin": "success", "confirm_pin": "success"},
+            5,  # check_pin; set_pin's own check, the POST, its confirmation; confirm_pin
+            id="no-pin-remediated",
+        ),
+        pytest.param(
+            True,
+            {"check_pin": "success", "alert": "skipped", "ok": "success"} | SKIPPED_REMEDIATION,
+            1,
+            id="pin-ok",
+        ),
+    ],
+)
+def test_security_check_remediates_when_asked(
+    example_dags: Any,
+    sandbox: PlugzSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    has_code: bool,
+    states: dict[str, str],
+    requests: int,
+) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_PLUGZ_DEFAULT_PIN", "482913")
+    sandbox.set_has_code(INSTANCE_ID, has_code)
+    report = run_dag(example_dags.get_dag("plugz_security_check"), run_conf={"remediate": True})
+    assert report.state == "success"
+    assert report.task_states == states
+    assert sandbox.instance(INSTANCE_ID).has_code is True
+    if not has_code:
+        assert report.xcom_value("set_pin") == {"changed": True, "has_code": True}
+        assert report.xcom_value("confirm_pin") is True
+        posts = [r for r in sandbox.requests if r.method == "POST"]
+        assert [p.json() for p in posts] == [{"code": "482913"}]
+    assert sandbox.request_count == requests
 
 
 def test_security_check_fails_clearly_on_bad_credentials(

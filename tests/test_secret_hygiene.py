@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -26,12 +27,18 @@ if TYPE_CHECKING:
 # echoes a wrong Client-Token back in its error text.
 WRONG_CLIENT_TOKEN = "WR0NGC11ENT70KEN5ECRET0000001"
 WRONG_INSTANCE_TOKEN = "WR0NG1NS7ANCE70KEN5ECRET00001"
+PIN = "482913"
 SECRETS = {
     "instance token": INSTANCE_TOKEN,
     "Client-Token": CLIENT_TOKEN,
     "wrong Client-Token": WRONG_CLIENT_TOKEN,
     "wrong instance token": WRONG_INSTANCE_TOKEN,
+    "PIN": PIN,
 }
+# A six-digit PIN could turn up by chance inside a timestamp's microseconds or a UUID.
+_NOISE = re.compile(
+    r"\d{2}:\d{2}:\d{2}[.,]\d{6}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
 
 
 class _CurrentStdout:
@@ -118,6 +125,8 @@ def onboarding(example_dags: Any) -> Any:
 
 
 SCENARIOS = [
+    pytest.param("plugz_security_check", "remediate", None, "success", id="remediation-sets-pin"),
+    pytest.param("plugz_security_check", "remediate-bad-pin", None, "failed", id="remediation-bad-pin"),
     pytest.param("plugz_security_check", None, None, "success", id="check-no-pin"),
     pytest.param("plugz_security_check", {"has_code": True}, None, "success", id="check-pin"),
     pytest.param("plugz_onboarding", "flip", None, "success", id="onboarding-deferred"),
@@ -158,12 +167,21 @@ def test_no_secret_reaches_logs_errors_xcom_rendered_fields_or_triggers(
         sandbox.set_has_code(INSTANCE_ID, True)
     elif server == "flip":
         threading.Thread(target=_set_pin_after_polls, args=(sandbox,), daemon=True).start()
+    run_conf = None
+    if server in ("remediate", "remediate-bad-pin"):
+        # A malformed PIN must not be echoed either: make it distinctive too.
+        monkeypatch.setenv("AIRFLOW_VAR_PLUGZ_DEFAULT_PIN", PIN if server == "remediate" else f"{PIN}0")
+        run_conf = {"remediate": True}
 
     dag = onboarding(example_dags) if dag_id == "plugz_onboarding" else example_dags.get_dag(dag_id)
-    report = run_dag(dag)
+    report = run_dag(dag, run_conf=run_conf)
+    if server == "remediate":
+        assert sandbox.instance(INSTANCE_ID).has_code is True
+        assert report.task_states["set_pin"] == "success"
 
     assert report.state == state
     places = everything_visible(report, captured_logs())
+    places["DAG run conf"] = json.dumps(run_conf)
     assert "Plugz" in places["task logs"]  # the capture really saw our tasks' logs
     if state == "failed":
         assert report.errors, "a failed run must have left an exception to inspect"

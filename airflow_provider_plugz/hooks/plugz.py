@@ -14,13 +14,16 @@ from airflow_provider_plugz._compat import BaseHook, aget_connection, mask_secre
 from airflow_provider_plugz._protocol import (
     MAX_BODY_BYTES,
     PIN_STATUS,
+    SET_PIN,
     Endpoint,
     PinStatus,
     TransportFailure,
     build_request,
     check_response,
+    check_set_pin,
     parse_pin_status,
     transport_error,
+    validate_pin,
 )
 from airflow_provider_plugz.connection import (
     CONN_TYPE,
@@ -118,6 +121,10 @@ class PlugzHook(BaseHook):
         _mask(config)
         return config
 
+    def config_extra(self, key: str) -> Any:
+        """One extra of the connection, raw (e.g. a PIN stored beside the credentials)."""
+        return self.get_connection(self.plugz_conn_id).extra_dejson.get(key)
+
     @cached_property
     def session(self) -> requests.Session:
         session = requests.Session()
@@ -143,6 +150,21 @@ class PlugzHook(BaseHook):
         :raises PlugzError: a subclass saying what went wrong and what to do.
         """
         return parse_pin_status(self.config, self._call(PIN_STATUS, retry=retry))
+
+    def set_pin(self, code: str, *, retry: RetryPolicy | None = None) -> None:
+        """Register ``code`` as the account's two-step-verification PIN (POST, JSON body).
+
+        The PIN is registered with Airflow's secrets masker before anything else happens.
+        A read timeout is never retried: the server may have applied the PIN already.
+
+        :raises PlugzConfigurationError: ``code`` is not exactly six digits.
+        :raises PlugzError: a subclass saying what went wrong and what to do.
+        """
+        if isinstance(code, str) and len(code) >= 5:
+            mask_secret(code)
+        config = self.config
+        pin = validate_pin(config, code)
+        check_set_pin(config, self._call(SET_PIN, {"code": pin}, retry=retry))
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection the way the PIN tasks use it, for the UI's Test button."""

@@ -223,8 +223,8 @@ def check_response(
         problem = f"the body is larger than {MAX_BODY_BYTES} bytes"
     elif payload is None:
         problem = _describe_non_object(body, headers)
-    elif payload.get("success") is False:
-        problem = "it says success: false without an error text"
+    elif "success" in payload and payload["success"] is not True:
+        problem = f"it says success: {json.dumps(payload['success'])[:20]} without an error text"
     if problem is not None:
         raise _malformed(config, endpoint, status, problem)
     assert payload is not None

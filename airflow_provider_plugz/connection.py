@@ -22,15 +22,13 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from airflow_provider_plugz.exceptions import PlugzConfigurationError
 from airflow_provider_plugz.retry import RetryPolicy
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 DEFAULT_CONN_ID = "plugz_default"
 CONN_TYPE = "plugz"
@@ -92,7 +90,13 @@ def parse_connection(conn: ConnectionLike) -> PlugzConfig:
     :raises PlugzConfigurationError: naming the field at fault, never its value.
     """
     conn_id = conn.conn_id or DEFAULT_CONN_ID
-    extra = dict(conn.extra_dejson or {})
+    try:
+        raw_extra = conn.extra_dejson
+    except (TypeError, ValueError):
+        raise _config_error(conn_id, "extra is not valid JSON") from None
+    if raw_extra is not None and not isinstance(raw_extra, Mapping):
+        raise _config_error(conn_id, 'extra must be a JSON object, e.g. {"client_token": "..."}')
+    extra = dict(raw_extra or {})
 
     instance_id = _path_credential(conn_id, "login (Instance ID)", conn.login)
     instance_token = _path_credential(conn_id, "password (Instance token)", conn.password)
@@ -248,6 +252,8 @@ def _base_url(conn_id: str, host: str | None, port: int | None) -> str:
         raise _config_error(
             conn_id, "host must not contain credentials, '?' or '#'; put them in their own fields"
         )
+    if (port is not None and not 0 < port < 65536) or parsed_port == 0:
+        raise _config_error(conn_id, "port must be between 1 and 65535")
     netloc = parts.netloc
     if port and parsed_port is None:
         netloc = f"{netloc}:{port}"

@@ -286,7 +286,11 @@ TRANSPORT_CASES = [
     pytest.param(requests.ConnectionError, PlugzConnectionError, "no usable answer", id="connection-error"),
     pytest.param(requests.exceptions.SSLError, PlugzConnectionError, "TLS", id="ssl"),
     pytest.param(requests.exceptions.ChunkedEncodingError, PlugzConnectionError, "no usable", id="chunked"),
-    pytest.param(requests.exceptions.InvalidHeader, PlugzConfigurationError, "cannot form", id="bad-header"),
+    pytest.param(requests.exceptions.InvalidURL, PlugzConfigurationError, "cannot form", id="invalid-url"),
+    # Our own headers are validated before sending: an invalid header is the answer's.
+    pytest.param(
+        requests.exceptions.InvalidHeader, PlugzConnectionError, "no usable", id="bad-answer-header"
+    ),
 ]
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import functools
+import ssl
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -269,7 +270,9 @@ class PlugzHook(BaseHook):
             if client is None:
                 # A shared client cannot carry a connection's own CA bundle.
                 shared = self._shared_async_client if config.ca_bundle is None else None
-                client = self.__dict__["_async_client"] = shared or new_async_client(verify=_verify(config))
+                client = self.__dict__["_async_client"] = shared or new_async_client(
+                    verify=_tls_context(config)
+                )
             async with client.stream(
                 request.method,
                 request.url,
@@ -288,7 +291,9 @@ class PlugzHook(BaseHook):
         raise error
 
 
-def new_async_client(max_connections: int | None = None, verify: str | bool = True) -> httpx.AsyncClient:
+def new_async_client(
+    max_connections: int | None = None, verify: ssl.SSLContext | None = None
+) -> httpx.AsyncClient:
     """An httpx client with our transport rules, which many hooks may share (``async_client=``).
 
     It pools connections per host; ``max_connections`` bounds them (default: httpx's 100).
@@ -299,7 +304,12 @@ def new_async_client(max_connections: int | None = None, verify: str | bool = Tr
     limits = httpx.Limits(
         max_connections=max_connections or 100, max_keepalive_connections=max_connections or 20
     )
-    return httpx.AsyncClient(follow_redirects=False, trust_env=False, limits=limits, verify=verify)
+    return httpx.AsyncClient(
+        follow_redirects=False,
+        trust_env=False,
+        limits=limits,
+        verify=verify if verify is not None else _default_tls_context(),
+    )
 
 
 def _requests_failure(exc: requests.RequestException) -> TransportFailure:
@@ -309,8 +319,9 @@ def _requests_failure(exc: requests.RequestException) -> TransportFailure:
         return TransportFailure.READ_TIMEOUT
     if isinstance(exc, requests.exceptions.SSLError):
         return TransportFailure.TLS
-    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader)):
+    if isinstance(exc, requests.exceptions.InvalidURL):
         return TransportFailure.INVALID_REQUEST
+    # InvalidHeader here is about the answer (our own headers are validated before sending).
     return TransportFailure.NETWORK
 
 
@@ -346,15 +357,30 @@ async def _asleep(seconds: float) -> None:
 
 
 def _verify(config: PlugzConfig) -> str | bool:
-    """TLS verification is always on; a connection may name its own CA bundle."""
+    """TLS verification is always on; a connection may name its own PEM CA bundle."""
     if config.ca_bundle is None:
         return True
-    if not os.path.isfile(config.ca_bundle):
-        raise PlugzConfigurationError(
-            f"Plugz connection {config.conn_id!r}: extra 'ca_bundle' names no readable file on this "
-            "worker; give the path of a PEM CA bundle, or remove the extra to use the system's CAs."
-        )
+    _tls_context(config)  # refuse a missing or non-PEM bundle up front, with advice
     return config.ca_bundle
+
+
+def _tls_context(config: PlugzConfig) -> ssl.SSLContext:
+    """The TLS context for httpx: the system CAs (built once per process), or the connection's."""
+    if config.ca_bundle is None:
+        return _default_tls_context()
+    try:
+        return ssl.create_default_context(cafile=config.ca_bundle)
+    except (OSError, ssl.SSLError, ValueError):
+        raise PlugzConfigurationError(
+            f"Plugz connection {config.conn_id!r}: extra 'ca_bundle' is not a readable PEM CA bundle "
+            "on this worker; give the path of one, or remove the extra to use the system's CAs."
+        ) from None
+
+
+@functools.cache
+def _default_tls_context() -> ssl.SSLContext:
+    # Loading the system CAs costs ~60 ms: do it once, not per hook or per trigger.
+    return ssl.create_default_context()
 
 
 def _mask(config: PlugzConfig) -> None:

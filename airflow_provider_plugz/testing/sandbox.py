@@ -212,7 +212,7 @@ class Fault:
             try:
                 json.loads(raw)
                 content_type = _JSON
-            except ValueError:
+            except (ValueError, RecursionError):
                 content_type = _TEXT
         else:
             raw, content_type = _json_bytes(body), _JSON

@@ -1,0 +1,1177 @@
+"""The fault suite: one table of bad inputs and faults, run through every way the PIN is read.
+
+Each row (:class:`Case`) says how to break things (connection fields, sandbox faults, instance
+state) and the one outcome the hook must produce: ``has_code`` after so many server requests,
+or the exact ``PlugzError`` subclass with a message fragment. :func:`expected_outcome` derives
+what each runner must do from that single outcome:
+
+- ``hook`` / ``async-hook`` / ``operator``: return ``has_code`` or raise the exact class;
+- ``poke``: one ``poke()``; a transient error is "not done yet", a permanent one raises;
+- ``reschedule``: ``execute()``; a transient error reschedules the task;
+- ``deferrable``: ``execute()`` returns at once, raises, or defers; a deferral is then run
+  through the trigger to its single event and ``execute_complete``. Permanent rows also go
+  through the trigger (the fault appears after the deferral) and must end in the same class.
+
+Any other exception is a crash and fails the row. Rows the code gets wrong today carry a
+``bug`` and run as strict xfails, so they start failing the day the bug is fixed.
+
+Secrets are the distinctive values of ``tests/conftest.py``; no error text, traceback, trigger
+event, serialized trigger or captured output may contain them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import traceback
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from airflow_provider_plugz.exceptions import (
+    PlugzAuthenticationError,
+    PlugzBadRequestError,
+    PlugzConfigurationError,
+    PlugzConnectionError,
+    PlugzError,
+    PlugzInstanceNotSupportedError,
+    PlugzMalformedResponseError,
+    PlugzMethodNotAllowedError,
+    PlugzNotFoundError,
+    PlugzRateLimitedError,
+    PlugzRedirectError,
+    PlugzServerError,
+    PlugzSubscriptionError,
+    PlugzTimeoutError,
+    PlugzTransientError,
+    PlugzUnsupportedMediaTypeError,
+)
+from airflow_provider_plugz.hooks.plugz import PlugzHook
+from airflow_provider_plugz.operators.plugz import PlugzPinStatusOperator
+from airflow_provider_plugz.sensors.plugz import PlugzPinStatusSensor
+from airflow_provider_plugz.testing import Fault
+from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+
+    from airflow_provider_plugz.testing import PlugzSandbox
+
+# Values some rows put in the connection or the server's answer; they must never come back.
+WRONG_CLIENT_TOKEN = "WR0NGC11E7T0KEN5ECRET0000009"
+WRONG_INSTANCE_TOKEN = "WR0NGT0KEN5ECRET00000000000009"
+UNKNOWN_INSTANCE_ID = "UNKN0WN1NSTANCE000000000000009"
+OTHER_ECHOED_TOKEN = "0THERT0KEN5ECRET0000000000009"
+SECRETS = (INSTANCE_TOKEN, CLIENT_TOKEN, INSTANCE_ID)
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row: how to break things, and the hook's one exact outcome.
+
+    Setup: ``conn`` replaces top-level connection fields (``"{base}"``/``"{port}"`` are filled
+    with the sandbox's), ``extra`` merges into the extras (``None`` removes a key), ``faults``
+    are ``(fault, times)`` queued in order, ``instance`` is passed to ``add_instance``.
+
+    Outcome: ``has_code`` (success) or ``error`` + ``match`` (a fragment of its message);
+    ``requests`` the sandbox sees; ``attempts`` the hook makes (default: ``requests``; 0 when
+    the connection is refused before any attempt); ``waits`` the exact retry waits, when fixed.
+    ``hidden`` are more values no text may contain. ``bug`` (for the runners in ``bug_in``,
+    default all) marks a row the code gets wrong today: a strict xfail with that reason.
+    """
+
+    conn: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    faults: tuple[tuple[Fault, int], ...] = ()
+    instance: Mapping[str, Any] = field(default_factory=dict)
+    has_code: bool | None = None
+    error: type[PlugzError] | None = None
+    match: str = ""
+    requests: int = 0
+    attempts: int | None = None
+    waits: tuple[float, ...] | None = None
+    hidden: tuple[str, ...] = ()
+    bug: str = ""
+    bug_in: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        assert (self.has_code is None) != (self.error is None), "a row succeeds or fails, not both"
+        assert self.error is None or self.match, "a failing row names a message fragment"
+
+    @property
+    def tries(self) -> int:
+        return self.requests if self.attempts is None else self.attempts
+
+    @property
+    def transient(self) -> bool:
+        return self.error is not None and issubclass(self.error, PlugzTransientError)
+
+
+def config_error(match: str, **setup: Any) -> Case:
+    """A connection refused while it is parsed: no attempt, no request."""
+    return Case(error=PlugzConfigurationError, match=match, requests=0, **setup)
+
+
+def fault(f: Fault, times: int = 1) -> tuple[tuple[Fault, int], ...]:
+    return ((f, times),)
+
+
+def body(status: int, payload: Any, **kwargs: Any) -> tuple[tuple[Fault, int], ...]:
+    return fault(Fault.status(status, body=payload, **kwargs))
+
+
+GAVE_UP_4 = "gave up after 4 attempt(s): no attempts left"
+PIN = {"has_code": True}
+NOT_FOUND_TEXT = "NOT_FOUND: Unable to find matching target resource method"
+TOKEN_URL = f"http://127.0.0.1:1/instances/{INSTANCE_ID}/token/{INSTANCE_TOKEN}/security/two-fa-code"
+BIG_BODY = json.dumps({"success": True, "hasCode": True, "padding": "x" * (MIB + 10)})
+
+# Bugs found by this table (see each row's ``bug``); the rows say what should happen.
+SYNC_RUNNERS = ("hook", "operator", "poke", "reschedule", "deferrable")
+
+
+CASES = [
+    # --- connection fields ------------------------------------------------------------------
+    pytest.param(config_error("login (Instance ID) is empty", conn={"login": None}), id="conn-login-missing"),
+    pytest.param(
+        config_error("password (Instance token) is empty", conn={"password": " "}), id="conn-password-blank"
+    ),
+    pytest.param(
+        config_error("extra 'client_token' (Client-Token) is missing", extra={"client_token": None}),
+        id="conn-client-token-missing",
+    ),
+    pytest.param(
+        config_error("login (Instance ID) contains", conn={"login": "inst/../other"}), id="conn-login-slash"
+    ),
+    pytest.param(
+        config_error(
+            "password (Instance token) contains", conn={"password": "tok3n?x=1"}, hidden=("tok3n?x=1",)
+        ),
+        id="conn-password-query",
+    ),
+    pytest.param(
+        config_error(
+            "password (Instance token) contains",
+            conn={"password": "T0KEN%2F5ECRET"},
+            hidden=("T0KEN%2F5ECRET",),
+        ),
+        id="conn-password-percent",
+    ),
+    pytest.param(
+        config_error(
+            "extra 'client_token' (Client-Token) is blank or contains",
+            extra={"client_token": CLIENT_TOKEN + "\r\nX-Evil: 1"},
+        ),
+        id="conn-client-token-crlf",
+    ),
+    pytest.param(
+        config_error(
+            "extra 'client_token' (Client-Token) is blank or contains",
+            extra={"client_token": "t\u00f8ken-F1C11E7"},
+            hidden=("t\u00f8ken-F1C11E7",),
+        ),
+        id="conn-client-token-non-ascii",
+    ),
+    pytest.param(
+        config_error(
+            "extra 'client_token' (Client-Token) must be a string", extra={"client_token": 123456789}
+        ),
+        id="conn-client-token-number",
+    ),
+    pytest.param(
+        config_error("extra 'read_timeout' must be a number of seconds", extra={"read_timeout": "soon"}),
+        id="conn-read-timeout-text",
+    ),
+    pytest.param(
+        config_error(
+            "extra 'read_timeout' must be a number of seconds, greater than 0", extra={"read_timeout": 0}
+        ),
+        id="conn-read-timeout-zero",
+    ),
+    pytest.param(
+        config_error(
+            "extra 'connect_timeout' must be a number of seconds, greater than 0",
+            extra={"connect_timeout": "nan"},
+        ),
+        id="conn-connect-timeout-nan",
+    ),
+    pytest.param(
+        config_error("extra 'connect_timeout' must be a number of seconds", extra={"connect_timeout": True}),
+        id="conn-connect-timeout-bool",
+    ),
+    pytest.param(
+        config_error("extra 'max_attempts' must be a whole number, at least 1", extra={"max_attempts": 0}),
+        id="conn-max-attempts-zero",
+    ),
+    pytest.param(
+        config_error("extra 'max_attempts' must be a whole number", extra={"max_attempts": 2.5}),
+        id="conn-max-attempts-fraction",
+    ),
+    # Refused before any network access (the conftest guard would turn a connect into a
+    # PlugzConnectionError, so the exact class proves no socket was opened).
+    pytest.param(
+        config_error("host uses plain http://", conn={"host": "http://203.0.113.1"}),
+        id="conn-plain-http-public-host",
+    ),
+    pytest.param(
+        config_error(
+            "host uses plain http://",
+            conn={"host": "http://203.0.113.1:8080/api"},
+            extra={"allow_insecure_http": "false"},
+        ),
+        id="conn-plain-http-insecure-false",
+    ),
+    pytest.param(
+        config_error(
+            "extra 'allow_insecure_http' must be true or false", extra={"allow_insecure_http": "yes"}
+        ),
+        id="conn-allow-insecure-not-bool",
+    ),
+    pytest.param(
+        Case(
+            conn={"host": "http://localhost:{port}"},
+            extra={"allow_insecure_http": True},
+            instance=PIN,
+            has_code=True,
+            requests=1,
+        ),
+        id="conn-allow-insecure-true-localhost",
+    ),
+    pytest.param(
+        config_error("host must be an http(s) URL", conn={"host": "ftp://127.0.0.1:{port}"}),
+        id="conn-host-ftp",
+    ),
+    pytest.param(
+        config_error("host is not a valid URL", conn={"host": "http://127.0.0.1:99999"}),
+        id="conn-host-port-in-url-out-of-range",
+    ),
+    pytest.param(
+        config_error(
+            "host must not contain credentials",
+            conn={"host": f"http://user:{INSTANCE_TOKEN}@127.0.0.1:{{port}}"},
+        ),
+        id="conn-host-with-credentials",
+    ),
+    pytest.param(
+        config_error("host must not contain credentials, '?' or '#'", conn={"host": "{base}?debug=1"}),
+        id="conn-host-with-query",
+    ),
+    pytest.param(
+        Case(
+            conn={"host": "{base}/v1"},
+            error=PlugzNotFoundError,
+            match=f"HTTP 404: {NOT_FOUND_TEXT}",
+            requests=1,
+        ),
+        id="conn-host-wrong-path",
+    ),
+    pytest.param(
+        Case(
+            conn={"host": "http://127.0.0.1:1"},
+            error=PlugzConnectionError,
+            match="no usable answer",
+            requests=0,
+            attempts=4,
+        ),
+        id="conn-host-refused",
+    ),
+    pytest.param(
+        config_error("port", conn={"host": "127.0.0.1", "port": 99999}),
+        id="conn-port-field-out-of-range",
+    ),
+    pytest.param(
+        config_error("extra", conn={"extra": ["client_token", CLIENT_TOKEN]}),
+        id="conn-extra-not-an-object",
+    ),
+    pytest.param(
+        Case(
+            extra={"ca_bundle": "/nonexistent/ca.pem"},
+            error=PlugzConfigurationError,
+            match="extra 'ca_bundle' is not a readable PEM CA bundle",
+            requests=0,
+            attempts=1,
+        ),
+        id="conn-ca-bundle-missing",
+    ),
+    pytest.param(
+        Case(
+            extra={"ca_bundle": __file__},
+            error=PlugzConfigurationError,
+            match="extra 'ca_bundle'",
+            requests=0,
+            attempts=1,
+        ),
+        id="conn-ca-bundle-not-pem",
+    ),
+    pytest.param(
+        Case(
+            extra={"client_token": WRONG_CLIENT_TOKEN},
+            error=PlugzAuthenticationError,
+            match="HTTP 403: Client-Token *** not allowed",
+            requests=1,
+            hidden=(WRONG_CLIENT_TOKEN,),
+        ),
+        id="conn-wrong-client-token",
+    ),
+    pytest.param(
+        Case(
+            conn={"login": UNKNOWN_INSTANCE_ID},
+            error=PlugzNotFoundError,
+            match="HTTP 404: Instance not found",
+            requests=1,
+            hidden=(UNKNOWN_INSTANCE_ID,),
+        ),
+        id="conn-unknown-instance",
+    ),
+    pytest.param(
+        Case(
+            conn={"password": WRONG_INSTANCE_TOKEN},
+            error=PlugzNotFoundError,
+            match="HTTP 404: Instance not found",
+            requests=1,
+            hidden=(WRONG_INSTANCE_TOKEN,),
+        ),
+        id="conn-token-mismatch",
+    ),
+    pytest.param(
+        Case(conn={"login": f"  {INSTANCE_ID}  "}, instance=PIN, has_code=True, requests=1),
+        id="conn-login-padded-is-stripped",
+    ),
+    pytest.param(
+        Case(
+            extra={"max_attempts": 1},
+            faults=fault(Fault.status(503)),
+            error=PlugzServerError,
+            match="HTTP 503: Service Unavailable. The Plugz service or a gateway in front of it "
+            "failed; try again later. (gave up after 1 attempt(s): no attempts left)",
+            requests=1,
+        ),
+        id="conn-max-attempts-1-no-retry",
+    ),
+    pytest.param(
+        Case(
+            extra={"max_attempts": "2"},
+            faults=fault(Fault.status(503), 2),
+            error=PlugzServerError,
+            match="gave up after 2 attempt(s): no attempts left",
+            requests=2,
+        ),
+        id="conn-max-attempts-2-as-text",
+    ),
+    pytest.param(
+        Case(
+            extra={"retry_budget": 0},
+            faults=fault(Fault.status(503)),
+            error=PlugzServerError,
+            match="gave up after 1 attempt(s): the 0 s retry budget is used up",
+            requests=1,
+        ),
+        id="conn-retry-budget-zero",
+    ),
+    # --- instance state (the sandbox answers like the real API) -------------------------------
+    pytest.param(
+        Case(
+            instance={"expired": True},
+            error=PlugzSubscriptionError,
+            match="HTTP 400: To continue sending a message, you must subscribe",
+            requests=1,
+        ),
+        id="state-subscription-expired",
+    ),
+    pytest.param(
+        Case(
+            instance={"kind": "web"},
+            error=PlugzInstanceNotSupportedError,
+            match="HTTP 400: This feature is only available for mobile instances",
+            requests=1,
+        ),
+        id="state-web-instance",
+    ),
+    # --- 3xx: never followed --------------------------------------------------------------------
+    pytest.param(
+        Case(
+            faults=fault(Fault.redirect(TOKEN_URL, 301)),
+            error=PlugzRedirectError,
+            match="HTTP 301",
+            requests=1,
+        ),
+        id="http-301-redirect",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.redirect("https://api.plugzapi.com.br/x", 302)),
+            error=PlugzRedirectError,
+            match="HTTP 302",
+            requests=1,
+        ),
+        id="http-302-redirect",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.redirect(TOKEN_URL, 308)),
+            error=PlugzRedirectError,
+            match="HTTP 308",
+            requests=1,
+        ),
+        id="http-308-redirect",
+    ),
+    # --- 4xx, with the error bodies of plugz-api.md ----------------------------------------------
+    pytest.param(
+        Case(
+            faults=body(400, {"error": "null not allowed"}),
+            error=PlugzAuthenticationError,
+            match="HTTP 400: null not allowed",
+            requests=1,
+        ),
+        id="http-400-null-not-allowed",
+    ),
+    pytest.param(
+        Case(
+            faults=body(400, {"error": "your client-token is not configured"}),
+            error=PlugzAuthenticationError,
+            match="HTTP 400: your client-token is not configured",
+            requests=1,
+        ),
+        id="http-400-client-token-not-configured",
+    ),
+    pytest.param(
+        Case(
+            faults=body(200, {"error": "your client-token is not configured"}),
+            error=PlugzAuthenticationError,
+            match="HTTP 200: your client-token is not configured",
+            requests=1,
+        ),
+        id="http-200-client-token-not-configured",
+    ),
+    pytest.param(
+        Case(
+            faults=body(403, {"error": f"Client-Token {CLIENT_TOKEN} not allowed"}),
+            error=PlugzAuthenticationError,
+            match="HTTP 403: Client-Token *** not allowed",
+            requests=1,
+        ),
+        id="http-403-echoes-our-client-token",
+    ),
+    pytest.param(
+        Case(
+            faults=body(400, {"error": f"Client-Token {OTHER_ECHOED_TOKEN} not allowed"}),
+            error=PlugzAuthenticationError,
+            match="HTTP 400: Client-Token *** not allowed",
+            requests=1,
+            hidden=(OTHER_ECHOED_TOKEN,),
+        ),
+        id="http-400-echoes-another-token",
+    ),
+    pytest.param(
+        Case(
+            faults=body(403, {"error": "203.0.113.9 not allowed"}),
+            error=PlugzAuthenticationError,
+            match="HTTP 403: 203.0.113.9 not allowed",
+            requests=1,
+        ),
+        id="http-403-ip-not-allowed",
+    ),
+    pytest.param(
+        Case(
+            faults=body(400, {"error": "Instance not found"}),
+            error=PlugzNotFoundError,
+            match="HTTP 400: Instance not found",
+            requests=1,
+        ),
+        id="http-400-instance-not-found",
+    ),
+    pytest.param(
+        Case(
+            faults=body(
+                400, {"error": "To continue sending a message, you must subscribe to this instance again"}
+            ),
+            error=PlugzSubscriptionError,
+            match="you must subscribe to this instance again. Renew",
+            requests=1,
+        ),
+        id="http-400-subscription-expired",
+    ),
+    pytest.param(
+        Case(
+            faults=body(
+                200, {"error": "NOT_FOUND", "message": "Unable to find matching target resource method"}
+            ),
+            error=PlugzNotFoundError,
+            match=f"HTTP 200: {NOT_FOUND_TEXT}",
+            requests=1,
+        ),
+        id="http-200-not-found-body",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(401)),
+            error=PlugzAuthenticationError,
+            match="HTTP 401: Unauthorized",
+            requests=1,
+        ),
+        id="http-401",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(403)),
+            error=PlugzAuthenticationError,
+            match="HTTP 403: Forbidden",
+            requests=1,
+        ),
+        id="http-403",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(404)), error=PlugzNotFoundError, match="HTTP 404: Not Found", requests=1
+        ),
+        id="http-404",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(405)),
+            error=PlugzMethodNotAllowedError,
+            match="HTTP 405: Method Not Allowed",
+            requests=1,
+        ),
+        id="http-405",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(408)),
+            error=PlugzServerError,
+            match="HTTP 408: Request Timeout",
+            requests=1,
+        ),
+        id="http-408-transient-not-retried",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(415)),
+            error=PlugzUnsupportedMediaTypeError,
+            match="HTTP 415: Unsupported Media Type",
+            requests=1,
+        ),
+        id="http-415",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(418)),
+            error=PlugzBadRequestError,
+            match="HTTP 418: I'm a Teapot",
+            requests=1,
+        ),
+        id="http-418-other-4xx",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(429), 4),
+            error=PlugzRateLimitedError,
+            match=f"HTTP 429: Too Many Requests. The server is throttling requests; try again later "
+            f"or poll less often. ({GAVE_UP_4})",
+            requests=4,
+        ),
+        id="http-429-no-retry-after",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(429, headers={"Retry-After": "2"}), 4),
+            error=PlugzRateLimitedError,
+            match=GAVE_UP_4,
+            requests=4,
+            waits=(2.0, 2.0, 2.0),
+        ),
+        id="http-429-retry-after-2",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(429, headers={"Retry-After": "120"})),
+            error=PlugzRateLimitedError,
+            match="(gave up after 1 attempt(s): Retry-After of 120 s is over the 30 s cap)",
+            requests=1,
+        ),
+        id="http-429-retry-after-over-cap",
+    ),
+    # --- 5xx ------------------------------------------------------------------------------------
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(500, body={"error": "internal"})),
+            error=PlugzServerError,
+            match="HTTP 500: internal",
+            requests=1,
+        ),
+        id="http-500-transient-not-retried",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.html(502), 4),
+            error=PlugzServerError,
+            match=f"HTTP 502. The Plugz service or a gateway in front of it failed; try again later. "
+            f"({GAVE_UP_4})",
+            requests=4,
+        ),
+        id="http-502-html",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(503), 4),
+            error=PlugzServerError,
+            match=f"HTTP 503: Service Unavailable. The Plugz service or a gateway in front of it failed; "
+            f"try again later. ({GAVE_UP_4})",
+            requests=4,
+        ),
+        id="http-503-x4-gives-up",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(504), 4),
+            error=PlugzServerError,
+            match=f"HTTP 504: Gateway Timeout. The Plugz service or a gateway in front of it failed; "
+            f"try again later. ({GAVE_UP_4})",
+            requests=4,
+        ),
+        id="http-504",
+    ),
+    pytest.param(
+        Case(
+            faults=body(503, {"error": f"Client-Token {CLIENT_TOKEN} not allowed"}),
+            error=PlugzServerError,
+            match="HTTP 503: Client-Token *** not allowed",
+            requests=1,
+            extra={"max_attempts": 1},
+        ),
+        id="http-503-echoed-token-redacted",
+    ),
+    # --- bodies of a 200 ------------------------------------------------------------------------
+    pytest.param(
+        Case(
+            faults=fault(Fault.html(200)),
+            error=PlugzMalformedResponseError,
+            match="HTTP 200 answer is malformed: it is an HTML page, not JSON",
+            requests=1,
+        ),
+        id="body-200-html",
+    ),
+    pytest.param(
+        Case(
+            faults=body(200, b""),
+            error=PlugzMalformedResponseError,
+            match="HTTP 200 answer is malformed: the body is empty",
+            requests=1,
+        ),
+        id="body-200-empty",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.malformed()),
+            error=PlugzMalformedResponseError,
+            match="HTTP 200 answer is malformed: the body is not valid JSON",
+            requests=1,
+        ),
+        id="body-200-truncated-json",
+    ),
+    pytest.param(
+        Case(
+            faults=body(200, [{"success": True, "hasCode": True}]),
+            error=PlugzMalformedResponseError,
+            match="HTTP 200 answer is malformed: the JSON is not an object",
+            requests=1,
+        ),
+        id="body-200-array",
+    ),
+    pytest.param(
+        Case(
+            faults=body(200, {"success": True, "hasCode": "true"}),
+            error=PlugzMalformedResponseError,
+            match="'hasCode' is not a boolean",
+            requests=1,
+        ),
+        id="body-200-hascode-string",
+    ),
+    pytest.param(
+        Case(
+            faults=body(200, {"success": True, "hasCode": None}),
+            error=PlugzMalformedResponseError,
+            match="'hasCode' is not a boolean",
+            requests=1,
+        ),
+        id="body-200-hascode-null",
+    ),
+    pytest.param(
+        Case(
+            faults=body(200, {"success": True}),
+            error=PlugzMalformedResponseError,
+            match="it has no 'hasCode' field",
+            requests=1,
+        ),
+        id="body-200-hascode-missing",
+    ),
+    pytest.param(
+        Case(
+            faults=body(200, {"success": False, "hasCode": True}),
+            error=PlugzMalformedResponseError,
+            match="it says success: false",
+            requests=1,
+        ),
+        id="body-200-success-false",
+    ),
+    pytest.param(
+        Case(
+            faults=body(200, {"success": True, "hasCode": True, "error": "something broke"}),
+            error=PlugzBadRequestError,
+            match="HTTP 200: something broke",
+            requests=1,
+        ),
+        id="body-200-with-error-key",
+    ),
+    pytest.param(
+        Case(
+            faults=body(200, BIG_BODY),
+            error=PlugzMalformedResponseError,
+            match="the body is larger than 1048576 bytes",
+            requests=1,
+        ),
+        id="body-200-over-1mib",
+    ),
+    pytest.param(
+        Case(
+            faults=body(200, {"success": True, "hasCode": False, "message": "ok", "error": None}),
+            has_code=False,
+            requests=1,
+        ),
+        id="body-200-message-and-null-error-is-success",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.malformed(200, b"[" * 100_000 + b"]" * 100_000)),
+            error=PlugzMalformedResponseError,
+            match="the body is not valid JSON",
+            requests=1,
+        ),
+        id="body-200-nested-too-deep",
+    ),
+    pytest.param(
+        Case(
+            faults=body(204, b""),
+            error=PlugzMalformedResponseError,
+            match="HTTP 204 answer is malformed: the body is empty",
+            requests=1,
+        ),
+        id="body-204-no-content",
+    ),
+    pytest.param(
+        Case(
+            faults=body(200, {"success": True, "hasCode": True}, headers={"Content-Length": "999"}),
+            instance=PIN,
+            has_code=True,
+            requests=2,
+        ),
+        id="body-200-conflicting-content-length-then-200",
+    ),
+    # --- timeouts and dropped connections -------------------------------------------------------
+    pytest.param(
+        Case(
+            extra={"read_timeout": 0.05, "max_attempts": 2},
+            faults=fault(Fault.slow(0.5), 2),
+            error=PlugzTimeoutError,
+            match="timed out while waiting for the answer",
+            requests=2,
+        ),
+        id="read-timeout-x2-gives-up",
+    ),
+    pytest.param(
+        Case(
+            extra={"read_timeout": 0.05, "max_attempts": 2},
+            faults=fault(Fault.slow(0.5)),
+            instance=PIN,
+            has_code=True,
+            requests=2,
+        ),
+        id="read-timeout-then-200",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.drop(), 4),
+            error=PlugzConnectionError,
+            match="got no usable answer",
+            requests=4,
+        ),
+        id="dropped-x4-gives-up",
+    ),
+    # --- flapping -------------------------------------------------------------------------------
+    pytest.param(
+        Case(faults=fault(Fault.status(503)), instance=PIN, has_code=True, requests=2), id="flap-503-then-200"
+    ),
+    pytest.param(Case(faults=fault(Fault.drop()), has_code=False, requests=2), id="flap-drop-then-200"),
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(429, headers={"Retry-After": "1"})),
+            instance=PIN,
+            has_code=True,
+            requests=2,
+            waits=(1.0,),
+        ),
+        id="flap-429-retry-after-1-then-200",
+    ),
+    pytest.param(
+        Case(faults=fault(Fault.status(503), 3), instance=PIN, has_code=True, requests=4),
+        id="flap-503-x3-then-200",
+    ),
+    pytest.param(
+        Case(
+            faults=(*fault(Fault.status(504)), *fault(Fault.drop()), *fault(Fault.html(502))),
+            has_code=False,
+            requests=4,
+        ),
+        id="flap-504-drop-502-then-200",
+    ),
+    pytest.param(
+        Case(
+            faults=(*fault(Fault.status(503)), *body(404, {"error": "Instance not found"})),
+            error=PlugzNotFoundError,
+            match="check the host too. (on attempt 2)",
+            requests=2,
+        ),
+        id="flap-503-then-404",
+    ),
+]
+
+
+# --- setting a row up ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PlugzSandbox]:
+    from airflow_provider_plugz.testing import PlugzSandbox
+
+    with PlugzSandbox(client_token=CLIENT_TOKEN) as sb:
+        yield sb
+
+
+@pytest.fixture
+def sandbox(server: PlugzSandbox, monkeypatch: pytest.MonkeyPatch) -> PlugzSandbox:
+    """The module's sandbox, reset: one mobile instance without PIN, no faults, no requests."""
+    server.reset()
+    server.add_instance(INSTANCE_ID, INSTANCE_TOKEN)
+    point_connection(monkeypatch, server, None)
+    return server
+
+
+@pytest.fixture(scope="module")
+def tls_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
+@pytest.fixture(autouse=True)
+def _one_tls_context(monkeypatch: pytest.MonkeyPatch, tls_context: ssl.SSLContext) -> None:
+    """Load the default CAs once, not in every httpx client (~60 ms each: it doubled this file's time).
+
+    Only the CA loading is shared: the sandbox speaks plain http and every client keeps the
+    hook's own rules (no redirects, no proxies from the environment).
+    """
+    from airflow_provider_plugz.hooks import plugz
+
+    real = plugz.new_async_client
+
+    def new_async_client(max_connections: int | None = None, verify: Any = True) -> Any:
+        return real(max_connections, tls_context if verify is True else verify)
+
+    monkeypatch.setattr(plugz, "new_async_client", new_async_client)
+
+
+def point_connection(monkeypatch: pytest.MonkeyPatch, sb: PlugzSandbox, case: Case | None) -> None:
+    """``plugz_default`` at the sandbox, with the row's connection changes (if any)."""
+    conn = json.loads(sb.connection_json(INSTANCE_ID))
+    if case is not None:
+        for key, value in case.extra.items():
+            if value is None:
+                conn["extra"].pop(key, None)
+            else:
+                conn["extra"][key] = value
+        for key, value in case.conn.items():
+            conn[key] = value.format(base=sb.base_url, port=sb.port) if isinstance(value, str) else value
+    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(conn))
+
+
+def break_things(monkeypatch: pytest.MonkeyPatch, sb: PlugzSandbox, case: Case) -> None:
+    point_connection(monkeypatch, sb, case)
+    sb.add_instance(INSTANCE_ID, INSTANCE_TOKEN, **case.instance)
+    for queued, times in case.faults:
+        sb.inject(queued, times=times)
+
+
+def heal(monkeypatch: pytest.MonkeyPatch, sb: PlugzSandbox, *, has_code: bool) -> None:
+    """A good connection, no faults, a healthy mobile instance."""
+    point_connection(monkeypatch, sb, None)
+    sb.clear_faults()
+    sb.add_instance(INSTANCE_ID, INSTANCE_TOKEN, has_code=has_code)
+
+
+def assert_clean(case: Case, *texts: str) -> None:
+    for text in texts:
+        for secret in (*SECRETS, *case.hidden):
+            assert secret not in text
+
+
+def assert_error(case: Case, err: BaseException) -> None:
+    assert type(err) is case.error, f"{type(err).__name__}: {err}"
+    assert isinstance(err, PlugzError)
+    assert case.match in str(err)
+    if case.tries:
+        assert err.attempts == case.tries
+    assert_clean(case, "".join(traceback.format_exception(err)), repr(err), str(err.server_message))
+
+
+# --- the runners --------------------------------------------------------------------------------
+
+# ("returns", has_code) | ("raises", PlugzError) | ("keeps poking", None) | ("reschedules", None)
+# | ("defers", TaskDeferred) | ("crashes", any other exception)
+Observed = tuple[str, Any]
+
+
+class FakeTaskInstance:
+    """Just enough of a TaskInstance for a sensor in reschedule mode."""
+
+    def get_first_reschedule_date(self, context: Any) -> None:
+        return None
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        pass
+
+
+def context() -> Any:
+    return {"ti": FakeTaskInstance()}
+
+
+def observe(call: Callable[[], Any]) -> Observed:
+    """Sort what a call did into the outcome vocabulary; any other exception is a crash (a bug)."""
+    from airflow.sdk.exceptions import AirflowRescheduleException, TaskDeferred
+
+    try:
+        value = call()
+    except PlugzError as err:
+        return "raises", err
+    except AirflowRescheduleException:
+        return "reschedules", None
+    except TaskDeferred as deferred:
+        return "defers", deferred
+    except Exception as exc:  # reported by the caller's assertion, with a short traceback
+        return "crashes", exc
+    return "returns", value
+
+
+def sensor_for(case: Case, **kwargs: Any) -> PlugzPinStatusSensor:
+    """A sensor that succeeds on the row's ``has_code`` (a failing row waits for a PIN)."""
+    expected = True if case.has_code is None else case.has_code
+    return PlugzPinStatusSensor(task_id="wait", expected=expected, poke_interval=0, timeout=30, **kwargs)
+
+
+def run_hook(case: Case) -> tuple[Observed, Any]:
+    hook = PlugzHook()
+    try:
+        return observe(lambda: hook.get_pin_status().has_code), None
+    finally:
+        hook.close()
+
+
+def run_async_hook(case: Case) -> tuple[Observed, Any]:
+    async def pin() -> bool:
+        hook = PlugzHook()
+        try:
+            return (await hook.aget_pin_status()).has_code
+        finally:
+            await hook.aclose()
+
+    return observe(lambda: asyncio.run(pin())), None
+
+
+def run_operator(case: Case) -> tuple[Observed, Any]:
+    operator = PlugzPinStatusOperator(task_id="check")
+    try:
+        return observe(lambda: operator.execute(context())), operator
+    finally:
+        operator.hook.close()
+
+
+def run_poke(case: Case) -> tuple[Observed, Any]:
+    sensor = sensor_for(case, mode="poke")
+    try:
+        kind, value = observe(lambda: sensor.poke(context()))
+    finally:
+        sensor.hook.close()
+    if kind == "returns":
+        return ("returns" if value.is_done else "keeps poking", value.xcom_value), sensor
+    return (kind, value), sensor
+
+
+def run_reschedule(case: Case) -> tuple[Observed, Any]:
+    sensor = sensor_for(case, mode="reschedule")
+    try:
+        return observe(lambda: sensor.execute(context())), sensor
+    finally:
+        sensor.hook.close()
+
+
+def run_deferrable(case: Case) -> tuple[Observed, Any]:
+    sensor = sensor_for(case, deferrable=True)
+    try:
+        return observe(lambda: sensor.execute(context())), sensor
+    finally:
+        sensor.hook.close()
+
+
+RUNNERS: dict[str, Callable[[Case], tuple[Observed, Any]]] = {
+    "hook": run_hook,
+    "async-hook": run_async_hook,
+    "operator": run_operator,
+    "poke": run_poke,
+    "reschedule": run_reschedule,
+    "deferrable": run_deferrable,
+}
+# What a sensor does instead of failing when the hook's error is transient.
+WAITS_ON_TRANSIENT = {"poke": "keeps poking", "reschedule": "reschedules", "deferrable": "defers"}
+
+
+def expected_outcome(case: Case, runner: str) -> Observed:
+    """Each runner's outcome, derived from the row's single one."""
+    if case.error is None:
+        return "returns", case.has_code
+    if case.transient and runner in WAITS_ON_TRANSIENT:
+        return WAITS_ON_TRANSIENT[runner], None
+    return "raises", case.error
+
+
+async def events(trigger: Any) -> list[dict[str, Any]]:
+    return [event.payload async for event in trigger.run()]
+
+
+def run_trigger(trigger: Any) -> dict[str, Any]:
+    """Run a trigger to its end; it must fire exactly one event."""
+    (event,) = asyncio.run(asyncio.wait_for(events(trigger), timeout=10))
+    return event
+
+
+def wait_out_transient_in_triggerer(
+    case: Case, sb: PlugzSandbox, monkeypatch: pytest.MonkeyPatch, sensor: Any, deferred: Any
+) -> None:
+    """The worker's check failed transiently and deferred: the trigger polls through the same
+    fault, and fires one success event once the fault is gone and the PIN is set."""
+    _path, kwargs = deferred.trigger.serialize()
+    assert_clean(case, json.dumps(kwargs))
+    if not case.faults:
+        # The connection itself is at fault (e.g. nothing listens): fix it before the
+        # triggerer reads it, as a user would.
+        heal(monkeypatch, sb, has_code=True)
+        event = run_trigger(deferred.trigger)
+    else:
+        break_things(monkeypatch, sb, case)  # the same faults again, now for the trigger
+        before = sb.request_count
+
+        async def scenario() -> list[dict[str, Any]]:
+            waiting = asyncio.ensure_future(events(deferred.trigger))
+            while sb.request_count - before < case.requests:  # one full check's worth of faults
+                assert not waiting.done(), "the trigger ended on a transient error"
+                await asyncio.sleep(0.001)
+            sb.clear_faults()
+            sb.set_has_code(INSTANCE_ID, True)
+            return await waiting
+
+        (event,) = asyncio.run(asyncio.wait_for(scenario(), timeout=10))
+        assert sb.request_count - before > case.requests  # it checked again after the fault
+    assert event == {"status": "success", "has_code": True}
+    assert sensor.execute_complete(context(), event) is True
+
+
+def permanent_error_in_triggerer(case: Case, sb: PlugzSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same permanent fault, appearing while the sensor waits in the triggerer, ends the wait
+    with an error event that ``execute_complete`` turns into the same class."""
+    assert case.error is not None
+    heal(monkeypatch, sb, has_code=False)
+    sensor = sensor_for(case, deferrable=True)
+    try:
+        kind, deferred = observe(lambda: sensor.execute(context()))
+    finally:
+        sensor.hook.close()
+    assert kind == "defers"
+    break_things(monkeypatch, sb, case)
+    before = sb.request_count
+    event = run_trigger(deferred.trigger)
+    assert sb.request_count - before == case.requests
+    assert (event["status"], event["error_class"]) == ("error", case.error.__name__), event
+    assert case.match in event["message"]
+    assert_clean(case, json.dumps(event))
+    with pytest.raises(case.error) as info:
+        sensor.execute_complete(context(), event)
+    assert type(info.value) is case.error
+    assert str(info.value) == event["message"]
+
+
+# --- the suite ----------------------------------------------------------------------------------
+
+
+def test_the_table_is_big_and_covers_every_outcome() -> None:
+    cases: list[Case] = [param.values[0] for param in CASES]
+    assert len(cases) >= 30
+    assert {case.error for case in cases} >= {
+        PlugzConfigurationError,
+        PlugzAuthenticationError,
+        PlugzNotFoundError,
+        PlugzSubscriptionError,
+        PlugzRedirectError,
+        PlugzBadRequestError,
+        PlugzMethodNotAllowedError,
+        PlugzUnsupportedMediaTypeError,
+        PlugzInstanceNotSupportedError,
+        PlugzConnectionError,
+        PlugzTimeoutError,
+        PlugzRateLimitedError,
+        PlugzServerError,
+        PlugzMalformedResponseError,
+    }
+    assert any(case.has_code is True for case in cases)
+    assert any(case.has_code is False for case in cases)
+
+
+@pytest.mark.parametrize("runner", list(RUNNERS))
+@pytest.mark.parametrize("case", CASES)
+def test_fault(
+    case: Case,
+    runner: str,
+    sandbox: PlugzSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    retry_sleeps: list[float],
+    capfd: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
+) -> None:
+    if case.bug and (not case.bug_in or runner in case.bug_in):
+        request.applymarker(pytest.mark.xfail(strict=True, reason=case.bug))
+    break_things(monkeypatch, sandbox, case)
+
+    (kind, value), task = RUNNERS[runner](case)
+
+    expected_kind, expected_value = expected_outcome(case, runner)
+    assert kind == expected_kind, f"{runner}: {kind} {value!r}"
+    if kind == "raises":
+        assert_error(case, value)
+    else:
+        assert value is expected_value or kind == "defers"
+    assert sandbox.request_count == case.requests
+    assert len(retry_sleeps) == max(case.tries - 1, 0)
+    if case.waits is not None:
+        assert retry_sleeps == list(case.waits)
+
+    if runner == "deferrable" and kind == "defers":
+        wait_out_transient_in_triggerer(case, sandbox, monkeypatch, task, value)
+    elif runner == "deferrable" and kind == "raises":
+        permanent_error_in_triggerer(case, sandbox, monkeypatch)
+
+    out, err = capfd.readouterr()
+    assert_clean(case, out, err)
+
+
+def test_sandbox_serves_a_deeply_nested_body() -> None:
+    nested = b"[" * 100_000 + b"]" * 100_000
+    assert Fault.status(200, body=nested).body == nested

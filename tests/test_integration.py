@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -211,3 +212,20 @@ def test_fixtures_point_plugz_default_at_the_sandbox(plugz_connection: PlugzSand
 def test_uri_connection_reaches_the_sandbox(sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_URI", sandbox.connection_uri(INSTANCE_ID))
     assert PlugzHook("plugz_uri").get_pin_status().has_code is False
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_http_client_logs_hold_no_credentials(
+    sandbox: PlugzSandbox, transport: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # httpx logs every request URL at INFO and urllib3 at DEBUG; the token is in that URL.
+    # Whatever a deployment's logging config says, let them speak here.
+    for name in ("httpx", "urllib3.connectionpool"):
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+        monkeypatch.setattr(logging.getLogger(name), "disabled", False)
+        caplog.set_level(logging.DEBUG, logger=name)
+    caplog.set_level(logging.DEBUG)
+    pin_status(transport)
+    assert "/token/***/security/two-fa-code" in caplog.text  # the client did log the request
+    assert INSTANCE_TOKEN not in caplog.text
+    assert INSTANCE_ID not in caplog.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import ssl
 import time
 from functools import cached_property
@@ -23,6 +24,7 @@ from airflow_provider_plugz._protocol import (
     check_response,
     check_set_pin,
     parse_pin_status,
+    redact,
     transport_error,
     validate_pin,
 )
@@ -128,6 +130,7 @@ class PlugzHook(BaseHook):
 
     @cached_property
     def session(self) -> requests.Session:
+        _redact_client_logs()
         session = requests.Session()
         # Never pick up proxies or .netrc credentials from the environment implicitly.
         session.trust_env = False
@@ -301,6 +304,7 @@ def new_async_client(
     """
     import httpx
 
+    _redact_client_logs()
     limits = httpx.Limits(
         max_connections=max_connections or 100, max_keepalive_connections=max_connections or 20
     )
@@ -310,6 +314,27 @@ def new_async_client(
         limits=limits,
         verify=verify if verify is not None else _default_tls_context(),
     )
+
+
+class _RedactCredentialUrls(logging.Filter):
+    """Rewrites log records of the HTTP clients so instance URLs lose their credentials.
+
+    httpx logs every request's URL at INFO, urllib3 at DEBUG: with the instance token in the
+    path, that is a secret in the log unless redacted here.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message, ())
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+@functools.cache
+def _redact_client_logs() -> None:
+    for name in ("httpx", "httpcore", "urllib3.connectionpool"):
+        logging.getLogger(name).addFilter(_RedactCredentialUrls())
 
 
 def _requests_failure(exc: requests.RequestException) -> TransportFailure:

@@ -9,7 +9,7 @@ VENV3 ?= .venv
 VENV2 ?= .venv-airflow2
 PYTEST_ARGS ?=
 
-.PHONY: install install-airflow2 test test-airflow3 test-airflow2 lint demo sandbox clean
+.PHONY: install install-airflow2 test test-airflow3 test-airflow2 test-browser browser-deps lint demo sandbox clean
 
 # $(call venv,DIR,AIRFLOW_VERSION): a virtualenv with uv, the project and its test extras.
 define venv
@@ -34,6 +34,15 @@ test-airflow3: install
 
 test-airflow2: install-airflow2
 	$(VENV2)/bin/python -m pytest $(PYTEST_ARGS)
+
+# Debian's chromium and the `browser` extra (Playwright) for tests/browser; skips what is there.
+# Without them tests/browser skips locally; CI installs them and the test must run.
+browser-deps: install
+	VENV=$(VENV3) bash .ci/browser-deps.sh
+
+# Only the browser test of the connection form (`make test` runs it too, on Airflow 3).
+test-browser: browser-deps
+	$(VENV3)/bin/python -m pytest tests/browser $(PYTEST_ARGS)
 
 lint: install
 	$(VENV3)/bin/ruff check .

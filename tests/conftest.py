@@ -21,6 +21,8 @@ from airflow_provider_plugz.testing.dag_run import configure_airflow_home
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from airflow_provider_plugz.testing import PlugzSandbox
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_DAGS = ROOT / "example_dags"
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="plugz-tests-airflow-"))
@@ -86,6 +88,17 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture
+def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[PlugzSandbox]:
+    """A Plugz sandbox with the secrets above, and ``plugz_default`` pointing at its instance."""
+    from airflow_provider_plugz.testing import PlugzSandbox
+
+    with PlugzSandbox(client_token=CLIENT_TOKEN) as sb:
+        sb.add_instance(INSTANCE_ID, INSTANCE_TOKEN)
+        monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", sb.connection_json(INSTANCE_ID))
+        yield sb
 
 
 @pytest.fixture(autouse=True)

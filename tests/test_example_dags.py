@@ -14,20 +14,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_plugz.testing.dag_run import run_dag
-from tests.conftest import CLIENT_TOKEN, EXAMPLE_DAGS, INSTANCE_ID, INSTANCE_TOKEN, ROOT
+from tests.conftest import EXAMPLE_DAGS, INSTANCE_ID, ROOT
 
 if TYPE_CHECKING:
     from airflow_provider_plugz.testing import PlugzSandbox
-
-
-@pytest.fixture
-def sandbox(monkeypatch: pytest.MonkeyPatch) -> Any:
-    from airflow_provider_plugz.testing import PlugzSandbox
-
-    with PlugzSandbox(client_token=CLIENT_TOKEN) as sb:
-        sb.add_instance(INSTANCE_ID, INSTANCE_TOKEN)
-        monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", sb.connection_json(INSTANCE_ID))
-        yield sb
 
 
 def test_example_dags_import_without_errors_or_warnings() -> None:

@@ -30,16 +30,6 @@ if TYPE_CHECKING:
     from airflow_provider_plugz.testing import PlugzSandbox
 
 
-@pytest.fixture
-def sandbox(monkeypatch: pytest.MonkeyPatch) -> Any:
-    from airflow_provider_plugz.testing import PlugzSandbox
-
-    with PlugzSandbox(client_token=CLIENT_TOKEN) as sb:
-        sb.add_instance(INSTANCE_ID, INSTANCE_TOKEN)
-        monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", sb.connection_json(INSTANCE_ID))
-        yield sb
-
-
 def set_connection(monkeypatch: pytest.MonkeyPatch, sb: PlugzSandbox, **changes: Any) -> None:
     conn = json.loads(sb.connection_json(INSTANCE_ID))
     extra = changes.pop("extra", {})

@@ -18,20 +18,10 @@ from airflow_provider_plugz.operators.plugz import PlugzPinBranchOperator, Plugz
 from airflow_provider_plugz.sensors.plugz import PlugzPinStatusSensor
 from airflow_provider_plugz.testing import Fault
 from airflow_provider_plugz.triggers.plugz import PlugzPinStatusTrigger
-from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
+from tests.conftest import CLIENT_TOKEN, INSTANCE_ID
 
 if TYPE_CHECKING:
     from airflow_provider_plugz.testing import PlugzSandbox
-
-
-@pytest.fixture
-def sandbox(monkeypatch: pytest.MonkeyPatch) -> Any:
-    from airflow_provider_plugz.testing import PlugzSandbox
-
-    with PlugzSandbox(client_token=CLIENT_TOKEN) as sb:
-        sb.add_instance(INSTANCE_ID, INSTANCE_TOKEN)
-        monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", sb.connection_json(INSTANCE_ID))
-        yield sb
 
 
 class FakeTaskInstance:

@@ -18,8 +18,6 @@ from airflow_provider_plugz.testing.dag_run import run_dag
 from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from airflow_provider_plugz.testing import PlugzSandbox
     from airflow_provider_plugz.testing.dag_run import DagRunReport
 
@@ -49,16 +47,6 @@ class _CurrentStdout:
 
     def flush(self) -> None:
         sys.stdout.flush()
-
-
-@pytest.fixture
-def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[PlugzSandbox]:
-    from airflow_provider_plugz.testing import PlugzSandbox
-
-    with PlugzSandbox(client_token=CLIENT_TOKEN) as sb:
-        sb.add_instance(INSTANCE_ID, INSTANCE_TOKEN)
-        monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", sb.connection_json(INSTANCE_ID))
-        yield sb
 
 
 @pytest.fixture

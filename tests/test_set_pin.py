@@ -21,21 +21,9 @@ from airflow_provider_plugz.testing import Fault
 from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from airflow_provider_plugz.testing import PlugzSandbox
 
 PIN = "482913"
-
-
-@pytest.fixture
-def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[PlugzSandbox]:
-    from airflow_provider_plugz.testing import PlugzSandbox
-
-    with PlugzSandbox(client_token=CLIENT_TOKEN) as sb:
-        sb.add_instance(INSTANCE_ID, INSTANCE_TOKEN)
-        monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", sb.connection_json(INSTANCE_ID))
-        yield sb
 
 
 def posts(sandbox: PlugzSandbox) -> list[Any]:

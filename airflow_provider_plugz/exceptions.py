@@ -4,6 +4,7 @@ Callers branch on classes, never on message text::
 
     PlugzError (AirflowException)
     ├── PlugzConfigurationError          the Airflow connection is missing a field or has a bad one
+    ├── PlugzAuditError                  a fleet audit found numbers without a PIN or with errors
     ├── PlugzMalformedResponseError      2xx answer we cannot trust: not JSON, HTML, no boolean hasCode
     ├── PlugzTransientError              worth trying again later; sensors keep waiting on these
     │   ├── PlugzConnectionError         DNS, refused or dropped connection, TLS failure
@@ -53,6 +54,10 @@ class PlugzError(AirflowException):
 
 class PlugzConfigurationError(PlugzError):
     """The Airflow connection is missing a field or holds an invalid one."""
+
+
+class PlugzAuditError(PlugzError):
+    """``PlugzPinAuditOperator`` was told to fail and found what it was told to fail on."""
 
 
 class PlugzMalformedResponseError(PlugzError):
@@ -132,6 +137,7 @@ class PlugzInstanceNotSupportedError(PlugzBadRequestError):
 
 __all__ = [
     "PlugzAPIError",
+    "PlugzAuditError",
     "PlugzAuthenticationError",
     "PlugzBadRequestError",
     "PlugzConfigurationError",

@@ -34,7 +34,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Plugz",
-                "python-modules": ["airflow_provider_plugz.operators.plugz"],
+                "python-modules": [
+                    "airflow_provider_plugz.operators.plugz",
+                    "airflow_provider_plugz.operators.audit",
+                ],
             }
         ],
         "sensors": [

@@ -3,30 +3,29 @@
 Cheap to import: DAG files import this on every parse, so asyncio, the hook, httpx and
 requests are loaded only when the task runs.
 
-How it runs: one event loop (``asyncio.run`` in ``execute``), one httpx client shared by
-every hook (so connections are pooled and reused per host, at most ``max_concurrency`` of
-them), and at most ``max_concurrency`` PIN checks in flight. Connections are read one after
-the other by a single coroutine, overlapping with the checks already in flight: Airflow's
-worker serialises connection look-ups through one channel to the supervisor anyway, and
-reading them concurrently would let the hook's (synchronous) secret masking meet another
-look-up's asynchronous one in that channel, which Airflow refuses with
-``DeadlockImminentError``.
+How it runs: one event loop (``asyncio.run`` in ``execute``) and ``max_concurrency``
+workers, each taking the next connection id when it is free, reading that Airflow connection
+(``aget_connection``) and asking for the PIN status. A worker's hooks share one httpx client
+(:attr:`PlugzPinAuditOperator.connections_per_client` workers per client), so its HTTP
+connection is kept alive and reused from one number to the next on the same host, and there
+are never more than ``max_concurrency`` connections.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_plugz._compat import BaseOperator
-from airflow_provider_plugz.exceptions import PlugzError
+from airflow_provider_plugz.exceptions import PlugzAuditError, PlugzError
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Sequence
 
+    import httpx
     from airflow.sdk import Context
 
     from airflow_provider_plugz.hooks.plugz import PlugzHook
@@ -75,6 +74,10 @@ class PlugzPinAuditOperator(BaseOperator):
     max_log_rows = 50
     #: Connection ids named in the failure message; the rest are counted.
     max_ids_in_message = 50
+    #: HTTP connections per pooled client (a worker always uses the same client). httpcore
+    #: re-scans its whole pool, quadratically when connections sit idle, on every request:
+    #: one small pool per worker costs far less CPU than one big shared pool (benchmarks/).
+    connections_per_client = 1
 
     def __init__(
         self,
@@ -108,7 +111,7 @@ class PlugzPinAuditOperator(BaseOperator):
         context["ti"].xcom_push(key=REPORT_XCOM_KEY, value=report)
         problems = self._problems(report)
         if problems:
-            raise PlugzError(problems)
+            raise PlugzAuditError(problems)
         return report
 
     # ---------------------------------------------------------------- checking
@@ -119,52 +122,42 @@ class PlugzPinAuditOperator(BaseOperator):
         from airflow_provider_plugz.hooks.plugz import PlugzHook, new_async_client
 
         results: dict[str, dict[str, Any]] = {}
-        slots = asyncio.Semaphore(self.max_concurrency)
-        running: set[asyncio.Task[None]] = set()
-        client = new_async_client(max_connections=self.max_concurrency)
+        workers = min(self.max_concurrency, len(conn_ids))
+        size = self.connections_per_client
+        clients = [new_async_client(max_connections=min(size, workers - n)) for n in range(0, workers, size)]
+        todo = iter(conn_ids)  # shared by the workers: each takes the next id when it is free
+
+        async def worker(client: httpx.AsyncClient) -> None:
+            for conn_id in todo:
+                results[conn_id] = await self._check_one(conn_id, PlugzHook(conn_id, async_client=client))
+
+        # max_concurrency workers, so as many checks (and HTTP connections) at most; one hook
+        # alive per worker, however long the list.
+        tasks = [asyncio.ensure_future(worker(clients[n // size])) for n in range(workers)]
         try:
-            for conn_id in conn_ids:
-                hook = PlugzHook(conn_id, async_client=client)
-                try:
-                    # Read (and mask) the connection here, one at a time; see the module docstring.
-                    await hook.aget_config()
-                except Exception as err:
-                    results[conn_id] = self._failure(conn_id, err)
-                    await hook.aclose()
-                    continue
-                await slots.acquire()
-                task = asyncio.create_task(self._check_one(conn_id, hook, slots, results))
-                running.add(task)
-                task.add_done_callback(running.discard)
-            await asyncio.gather(*running)
+            await asyncio.gather(*tasks)
         finally:
-            leftovers = list(running)  # only when the audit itself was interrupted
-            for task in leftovers:
+            for task in tasks:  # only left running when the audit itself was interrupted
                 task.cancel()
-            await asyncio.gather(*leftovers, return_exceptions=True)
-            await client.aclose()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for client in clients:
+                await client.aclose()
         return results
 
-    async def _check_one(
-        self,
-        conn_id: str,
-        hook: PlugzHook,
-        slots: asyncio.Semaphore,
-        results: dict[str, dict[str, Any]],
-    ) -> None:
+    async def _check_one(self, conn_id: str, hook: PlugzHook) -> dict[str, Any]:
         try:
             status = await hook.aget_pin_status()
         except Exception as err:
-            results[conn_id] = self._failure(conn_id, err)
-        else:
-            results[conn_id] = {"has_code": status.has_code}
+            return self._failure(conn_id, err)
         finally:
-            slots.release()
-            await hook.aclose()
+            with contextlib.suppress(Exception):  # only a hook-owned client to close; the result is in
+                await hook.aclose()
+        return {"has_code": status.has_code}
 
     def _failure(self, conn_id: str, err: Exception) -> dict[str, Any]:
         """The report entry for a failed check: the error class and a text known to be secret-free."""
-        from airflow.sdk.exceptions import AirflowNotFoundException
+        # The same class on Airflow 2 and 3 (3 re-exports the task SDK's from here).
+        from airflow.exceptions import AirflowNotFoundException  # type: ignore[attr-defined]
 
         if isinstance(err, (PlugzError, AirflowNotFoundException)):
             # PlugzError texts are redacted at the source; Airflow's "conn_id `x` isn't defined"
@@ -239,7 +232,7 @@ class PlugzPinAuditOperator(BaseOperator):
 def conn_id_list(value: Any) -> list[str]:
     """Validate ``plugz_conn_ids`` after templating: a non-empty list of ids, duplicates dropped.
 
-    A string is read as a JSON or Python list literal when it starts with ``[``, otherwise as
+    A string is read as a JSON or Python literal when it starts with ``[`` (or ``{``), otherwise as
     ids separated by commas or whitespace (Airflow connection ids contain neither).
 
     :raises ValueError: saying what is wrong; ids are not secrets, so it may quote them.
@@ -247,7 +240,7 @@ def conn_id_list(value: Any) -> list[str]:
     items: Any = value
     if isinstance(value, str):
         text = value.strip()
-        if text.startswith("["):
+        if text[:1] in ("[", "{"):
             items = _list_literal(text)
         else:
             items = [part for part in _SEPARATORS.split(text) if part]
@@ -277,7 +270,7 @@ def _list_literal(text: str) -> Any:
         return ast.literal_eval(text)  # "['a', 'b']": how Jinja renders a list as text
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         raise ValueError(
-            "plugz_conn_ids looks like a list but is neither JSON nor a Python list literal"
+            "plugz_conn_ids looks like a list but is neither JSON nor a Python literal"
         ) from None
 
 

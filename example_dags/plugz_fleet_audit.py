@@ -1,0 +1,94 @@
+"""Fleet audit: every day, check the PIN of every WhatsApp number in one task, then alert."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pendulum
+
+try:  # Airflow 3
+    from airflow.sdk import DAG, Param, task
+except ImportError:  # Airflow 2.10 / 2.11
+    from airflow import DAG
+    from airflow.decorators import task
+    from airflow.models.param import Param
+
+from airflow_provider_plugz.operators.audit import REPORT_XCOM_KEY, PlugzPinAuditOperator
+
+with DAG(
+    dag_id="plugz_fleet_audit",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["plugz", "security"],
+    # plugz_conn_ids below renders to a real list, not to its text.
+    render_template_as_native_obj=True,
+    params={
+        "plugz_conn_ids": Param(
+            None,
+            type=["null", "array"],
+            items={"type": "string", "minLength": 1},
+            minItems=1,
+            description="Audit these Plugz connection ids instead of the Variable plugz_fleet_conn_ids.",
+        )
+    },
+    doc_md="""
+### Plugz fleet audit
+
+Every day, checks whether **every** WhatsApp number of the company has a two-step-verification
+PIN — dozens or thousands of numbers, one Airflow connection of type **Plugz** each — in a
+single task (`audit_pins`) that runs the checks concurrently (at most 32 at a time, over
+pooled HTTP connections). Then it branches:
+
+- some number has **no PIN** or **could not be checked** -> `alert` prints which ones and why
+  (replace its body with your pager, Slack or e-mail call);
+- otherwise -> `all_good`.
+
+**Which numbers.** The connection ids come from the Airflow Variable `plugz_fleet_conn_ids`,
+a JSON list such as `["plugz_sales", "plugz_support"]`: edit it in Admin > Variables as the
+fleet changes, no deploy needed. A manual run can audit other numbers by passing
+`{"plugz_conn_ids": ["plugz_sales"]}` as its run configuration (the DAG param wins over the
+Variable). With neither, the DAG audits `plugz_default` alone.
+
+**The report** (XCom key `report` of `audit_pins`, also its `return_value`): `total`,
+`with_pin`, `without_pin`, `errors`, and under `results` one entry per connection id:
+`{"has_code": true}` or `{"error_class": "PlugzNotFoundError", "message": "..."}`. One number
+failing never hides the others. To fail the task instead of branching, set
+`fail_if_missing_pin=True` and/or `fail_on_error=True` on `audit_pins`: the report is still
+pushed first.
+""",
+) as dag:
+    audit = PlugzPinAuditOperator(
+        task_id="audit_pins",
+        plugz_conn_ids=(
+            "{{ params.plugz_conn_ids or var.json.get('plugz_fleet_conn_ids', ['plugz_default']) }}"
+        ),
+        max_concurrency=32,
+    )
+    report = audit.output[REPORT_XCOM_KEY]
+
+    @task.branch
+    def route(report: dict[str, Any]) -> str:
+        return "alert" if report["without_pin"] or report["errors"] else "all_good"
+
+    @task
+    def alert(report: dict[str, Any]) -> str:
+        lines = []
+        for conn_id, result in report["results"].items():
+            if result.get("has_code") is False:
+                lines.append(f"- {conn_id}: NO two-step-verification PIN; set one in WhatsApp > Settings.")
+            elif "error_class" in result:
+                lines.append(
+                    f"- {conn_id}: could not be checked ({result['error_class']}): {result['message']}"
+                )
+        message = f"{len(lines)} of {report['total']} WhatsApp number(s) need attention:\n" + "\n".join(lines)
+        print(message)
+        return message
+
+    @task
+    def all_good(report: dict[str, Any]) -> str:
+        message = f"All {report['total']} WhatsApp number(s) have a two-step-verification PIN."
+        print(message)
+        return message
+
+    route(report) >> [alert(report), all_good(report)]

@@ -1,0 +1,502 @@
+"""The fleet audit: ``PlugzPinAuditOperator`` against one sandbox holding a few dozen instances,
+and the ``plugz_fleet_audit`` example DAG end to end with ``dag.test()``."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from airflow_provider_plugz._compat import AIRFLOW_V3
+from airflow_provider_plugz.exceptions import PlugzAuditError
+from airflow_provider_plugz.operators.audit import (
+    REPORT_XCOM_KEY,
+    PlugzPinAuditOperator,
+    build_report,
+    conn_id_list,
+)
+from airflow_provider_plugz.testing import Fault
+from airflow_provider_plugz.testing.dag_run import run_dag
+from tests.conftest import CLIENT_TOKEN, ROOT
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from airflow_provider_plugz.testing import PlugzSandbox
+
+FLEET_SIZE = 30
+WRONG_CLIENT_TOKEN = "WR0NGC11ENTT0KEN5ECRET0000001"
+# conn index -> how that instance is broken, and the error class the audit must report.
+BROKEN = {
+    3: ("unknown-instance", "PlugzNotFoundError"),
+    7: ("503", "PlugzServerError"),
+    11: ("wrong-client-token", "PlugzAuthenticationError"),
+    15: ("expired", "PlugzSubscriptionError"),
+}
+UNDEFINED_CONN_ID = "plugz_not_defined_anywhere"
+
+
+def instance_id(n: int) -> str:
+    return f"FLEET{n:03d}INSTANCE00000000000"
+
+
+def instance_token(n: int) -> str:
+    return f"FLEET{n:03d}T0KEN5ECRET0000000"
+
+
+def has_pin(n: int) -> bool:
+    return n % 4 != 1  # 1, 5, 9, ... have no PIN
+
+
+@dataclass
+class Fleet:
+    """A sandbox with one instance (and one ``AIRFLOW_CONN_PLUGZ_<n>``) per number."""
+
+    sandbox: PlugzSandbox
+    conn_ids: list[str]
+    expected: dict[str, dict[str, Any]] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        return [c for c, e in self.expected.items() if e.get("has_code") is not True]
+
+
+def build_fleet(sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch, *, broken: bool) -> Fleet:
+    fleet = Fleet(sandbox, [], secrets=[CLIENT_TOKEN, WRONG_CLIENT_TOKEN])
+    for n in range(FLEET_SIZE):
+        conn_id = f"plugz_{n}"
+        how, error_class = BROKEN.get(n, (None, None)) if broken else (None, None)
+        sandbox.add_instance(instance_id(n), instance_token(n), has_code=has_pin(n), expired=how == "expired")
+        conn = json.loads(sandbox.connection_json(instance_id(n)))
+        if how == "unknown-instance":
+            sandbox.remove_instance(instance_id(n))
+        elif how == "503":
+            sandbox.inject(Fault.status(503), times=20, instance_id=instance_id(n))  # outlasts retries
+        elif how == "wrong-client-token":
+            conn["extra"]["client_token"] = WRONG_CLIENT_TOKEN
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+        fleet.conn_ids.append(conn_id)
+        fleet.expected[conn_id] = {"error_class": error_class} if error_class else {"has_code": has_pin(n)}
+        fleet.secrets.append(instance_token(n))
+    return fleet
+
+
+@pytest.fixture
+def sandbox() -> Iterator[PlugzSandbox]:
+    from airflow_provider_plugz.testing import PlugzSandbox
+
+    with PlugzSandbox(client_token=CLIENT_TOKEN) as sb:
+        yield sb
+
+
+@pytest.fixture
+def fleet(sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch) -> Fleet:
+    return build_fleet(sandbox, monkeypatch, broken=True)
+
+
+@pytest.fixture
+def healthy_fleet(sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch) -> Fleet:
+    fleet = build_fleet(sandbox, monkeypatch, broken=False)
+    for n in range(FLEET_SIZE):
+        sandbox.set_has_code(instance_id(n), True)
+        fleet.expected[f"plugz_{n}"] = {"has_code": True}
+    return fleet
+
+
+class FakeTaskInstance:
+    """Just enough of a TaskInstance for ``context["ti"].xcom_push``."""
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def run_audit(conn_ids: Any, **kwargs: Any) -> tuple[dict[str, Any], FakeTaskInstance]:
+    ti = FakeTaskInstance()
+    operator = PlugzPinAuditOperator(task_id="audit", plugz_conn_ids=conn_ids, **kwargs)
+    return operator.execute({"ti": ti}), ti  # type: ignore[arg-type]
+
+
+def outcome(result: dict[str, Any]) -> dict[str, Any]:
+    """A report entry without its message, to compare with ``Fleet.expected``."""
+    return {k: v for k, v in result.items() if k != "message"}
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+def test_report_has_one_entry_per_connection_and_counts(fleet: Fleet) -> None:
+    report, ti = run_audit([*fleet.conn_ids, UNDEFINED_CONN_ID])
+
+    assert list(report) == ["total", "with_pin", "without_pin", "errors", "results"]
+    assert list(report["results"]) == [*fleet.conn_ids, UNDEFINED_CONN_ID]  # order kept
+    assert {c: outcome(r) for c, r in report["results"].items()} == {
+        **fleet.expected,
+        UNDEFINED_CONN_ID: {"error_class": "AirflowNotFoundException"},
+    }
+    assert (report["total"], report["with_pin"], report["without_pin"], report["errors"]) == (31, 18, 8, 5)
+    assert ti.pushed == {REPORT_XCOM_KEY: report}
+    assert json.loads(json.dumps(report)) == report  # JSON-safe
+
+
+@pytest.mark.parametrize(
+    ("conn_index", "says"),
+    [
+        pytest.param(3, "Instance ID (login) and Instance token", id="unknown-instance"),
+        pytest.param(7, "HTTP 503", id="503"),
+        pytest.param(11, "Client-Token", id="wrong-client-token"),
+        pytest.param(15, "Renew the instance", id="expired"),
+    ],
+)
+def test_error_entries_carry_only_class_and_advice(fleet: Fleet, conn_index: int, says: str) -> None:
+    report, _ = run_audit(fleet.conn_ids)
+    entry = report["results"][f"plugz_{conn_index}"]
+    assert set(entry) == {"error_class", "message"}
+    assert says in entry["message"]
+    assert f"plugz_{conn_index}" in entry["message"]
+
+
+class RecordingLog:
+    """Stands in for an operator's ``log``: keeps every formatted line."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def _record(self, message: str, *args: Any, **kwargs: Any) -> None:
+        self.lines.append(message % args if args else message)
+
+    info = warning = error = debug = _record
+
+
+def test_report_log_and_failure_hold_no_secret(
+    fleet: Fleet, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = RecordingLog()
+    monkeypatch.setattr(PlugzPinAuditOperator, "log", property(lambda self: recorded))
+    ti = FakeTaskInstance()
+    operator = PlugzPinAuditOperator(
+        task_id="audit", plugz_conn_ids=fleet.conn_ids, fail_if_missing_pin=True, fail_on_error=True
+    )
+    with pytest.raises(PlugzAuditError) as caught:
+        operator.execute({"ti": ti})  # type: ignore[arg-type]
+    out, err = capfd.readouterr()  # anything else printed (on Airflow 2: httpx's redacted lines)
+    assert any("Plugz PIN audit of 30 connection(s)" in line for line in recorded.lines)
+    assert any("plugz_11" in line and "PlugzAuthenticationError" in line for line in recorded.lines)
+    text = "\n".join([json.dumps(ti.pushed), str(caught.value), *recorded.lines, out, err])
+    for secret in fleet.secrets:
+        assert secret not in text
+
+
+@pytest.mark.parametrize(
+    "conn_ids",
+    [
+        pytest.param(["plugz_0", "plugz_1", "plugz_0"], id="duplicates-dropped"),
+        pytest.param("plugz_0, plugz_1 plugz_0", id="comma-separated-string"),
+    ],
+)
+def test_each_connection_is_checked_once(fleet: Fleet, conn_ids: Any) -> None:
+    report, _ = run_audit(conn_ids)
+    assert list(report["results"]) == ["plugz_0", "plugz_1"]
+    assert fleet.sandbox.request_count == 2
+
+
+# --- concurrency ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_concurrency", [pytest.param(4, id="4"), pytest.param(10, id="10")])
+def test_concurrency_is_bounded_and_connections_are_reused(fleet: Fleet, max_concurrency: int) -> None:
+    fleet.sandbox.latency = 0.02  # so that checks overlap in the sandbox
+    report, _ = run_audit(fleet.conn_ids, max_concurrency=max_concurrency)
+    assert report["total"] == FLEET_SIZE
+    assert 1 < fleet.sandbox.max_in_flight <= max_concurrency
+    assert fleet.sandbox.connections_accepted <= max_concurrency
+    assert fleet.sandbox.request_count >= FLEET_SIZE
+
+
+def test_one_at_a_time_uses_one_connection(healthy_fleet: Fleet) -> None:
+    healthy_fleet.sandbox.latency = 0.01
+    report, _ = run_audit(healthy_fleet.conn_ids, max_concurrency=1)
+    assert report["with_pin"] == FLEET_SIZE
+    assert healthy_fleet.sandbox.max_in_flight == 1
+    assert healthy_fleet.sandbox.connections_accepted == 1
+
+
+@pytest.mark.skipif(not AIRFLOW_V3, reason="Airflow 2 tasks read connections in-process")
+def test_works_over_a_real_supervisor_channel(healthy_fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a worker, connection look-ups and secret masking go to the supervisor over one socket.
+
+    Concurrent look-ups there must not collide: a synchronous ``mask_secret`` while another
+    coroutine's asynchronous request holds the channel raises ``DeadlockImminentError``
+    (a BaseException, which would end the whole audit). Fakes the supervisor's end of it.
+    """
+    import msgspec
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import CommsDecoder, _RequestFrame, _ResponseFrame
+
+    ours, theirs = socket.socketpair()
+    seen: list[str] = []
+
+    def supervisor() -> None:
+        decoder = msgspec.msgpack.Decoder(_RequestFrame)
+        with theirs:
+            while head := theirs.recv(4, socket.MSG_WAITALL):
+                request = decoder.decode(theirs.recv(int.from_bytes(head, "big"), socket.MSG_WAITALL))
+                seen.append(str((request.body or {}).get("type")))
+                theirs.sendall(_ResponseFrame(id=request.id).as_bytes())
+
+    thread = threading.Thread(target=supervisor, daemon=True)
+    thread.start()
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", CommsDecoder(socket=ours), raising=False)
+    try:
+        report, _ = run_audit(healthy_fleet.conn_ids, max_concurrency=8)
+    finally:
+        ours.close()
+        thread.join(5)
+    assert report["with_pin"] == FLEET_SIZE
+    assert "MaskSecret" in seen
+
+
+# --- failing the task ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fail_if_missing_pin", "fail_on_error", "named", "not_named"),
+    [
+        pytest.param(True, False, ["plugz_1", "plugz_29"], ["plugz_3"], id="missing-pin"),
+        pytest.param(False, True, ["plugz_3 (PlugzNotFoundError)", "plugz_15"], ["plugz_1,"], id="errors"),
+        pytest.param(True, True, ["plugz_1", "plugz_7 (PlugzServerError)"], [], id="both"),
+    ],
+)
+def test_fail_options_raise_after_pushing_the_report(
+    fleet: Fleet, fail_if_missing_pin: bool, fail_on_error: bool, named: list[str], not_named: list[str]
+) -> None:
+    ti = FakeTaskInstance()
+    operator = PlugzPinAuditOperator(
+        task_id="audit",
+        plugz_conn_ids=fleet.conn_ids,
+        fail_if_missing_pin=fail_if_missing_pin,
+        fail_on_error=fail_on_error,
+    )
+    with pytest.raises(PlugzAuditError) as caught:
+        operator.execute({"ti": ti})  # type: ignore[arg-type]
+    message = str(caught.value)
+    for text in named:
+        assert text in message
+    for text in not_named:
+        assert text not in message
+    assert ti.pushed[REPORT_XCOM_KEY]["total"] == FLEET_SIZE
+
+
+@pytest.mark.parametrize(
+    ("fail_if_missing_pin", "fail_on_error"),
+    [pytest.param(True, True, id="both-set"), pytest.param(False, False, id="none-set")],
+)
+def test_a_healthy_fleet_never_fails(
+    healthy_fleet: Fleet, fail_if_missing_pin: bool, fail_on_error: bool
+) -> None:
+    report, _ = run_audit(
+        healthy_fleet.conn_ids, fail_if_missing_pin=fail_if_missing_pin, fail_on_error=fail_on_error
+    )
+    assert (report["with_pin"], report["without_pin"], report["errors"]) == (FLEET_SIZE, 0, 0)
+
+
+def test_failure_message_names_a_bounded_number_of_ids() -> None:
+    operator = PlugzPinAuditOperator(task_id="audit", plugz_conn_ids=["x"], fail_if_missing_pin=True)
+    operator.max_ids_in_message = 3
+    ids = [f"plugz_{n}" for n in range(10)]
+    message = operator._problems(build_report(ids, {c: {"has_code": False} for c in ids}))
+    assert message is not None
+    assert "plugz_0, plugz_1, plugz_2 and 7 more" in message
+
+
+# --- plugz_conn_ids: templating and validation ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(["a", "b"], ["a", "b"], id="list"),
+        pytest.param(("a", "b"), ["a", "b"], id="tuple"),
+        pytest.param(["b", "a", "b", "a"], ["b", "a"], id="duplicates-first-kept"),
+        pytest.param('["a", "b"]', ["a", "b"], id="json-text"),
+        pytest.param("['a', 'b']", ["a", "b"], id="python-list-text"),
+        pytest.param("a, b\nc", ["a", "b", "c"], id="separated-text"),
+        pytest.param("a", ["a"], id="one-id"),
+        pytest.param([" a "], ["a"], id="stripped"),
+    ],
+)
+def test_conn_id_list_accepts(value: Any, expected: list[str]) -> None:
+    assert conn_id_list(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        pytest.param([], "is empty", id="empty-list"),
+        pytest.param("", "is empty", id="empty-text"),
+        pytest.param("[]", "is empty", id="empty-json"),
+        pytest.param(["a", ""], "non-empty strings", id="empty-id"),
+        pytest.param(["a", " "], "non-empty strings", id="blank-id"),
+        pytest.param(["a", 1], "non-empty strings", id="int-id"),
+        pytest.param(None, "must be a list", id="none"),
+        pytest.param({"a": 1}, "must be a list", id="dict"),
+        pytest.param('{"a": 1}', "must be a list", id="json-object-text"),
+        pytest.param("[a, b", "neither JSON nor", id="broken-list-text"),
+    ],
+)
+def test_conn_id_list_refuses(value: Any, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        conn_id_list(value)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({"plugz_conn_ids": []}, id="empty-list"),
+        pytest.param({"plugz_conn_ids": ["a"], "max_concurrency": 0}, id="zero-concurrency"),
+        pytest.param({"plugz_conn_ids": ["a"], "max_concurrency": True}, id="bool-concurrency"),
+        pytest.param({"plugz_conn_ids": ["a"], "max_concurrency": "8"}, id="text-concurrency"),
+    ],
+)
+def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"plugz_conn_ids|max_concurrency"):
+        PlugzPinAuditOperator(task_id="audit", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("template", "native", "expected"),
+    [
+        pytest.param(
+            ["plugz_{{ params.a }}", "plugz_{{ params.b }}"], False, ["plugz_1", "plugz_2"], id="items"
+        ),
+        pytest.param("{{ params.ids }}", False, ["plugz_1", "plugz_2"], id="list-as-text"),
+        pytest.param("{{ params.ids }}", True, ["plugz_1", "plugz_2"], id="native-list"),
+        pytest.param("{{ params.ids | join(',') }}", False, ["plugz_1", "plugz_2"], id="joined"),
+    ],
+)
+def test_plugz_conn_ids_is_templated(template: Any, native: bool, expected: list[str]) -> None:
+    try:  # Airflow 3
+        from airflow.sdk import DAG
+    except ImportError:  # Airflow 2
+        from airflow import DAG  # type: ignore[attr-defined,no-redef]
+
+    with DAG("t", schedule=None, render_template_as_native_obj=native):
+        operator = PlugzPinAuditOperator(task_id="audit", plugz_conn_ids=template)
+    assert "plugz_conn_ids" in operator.template_fields
+    context = {"params": {"a": 1, "b": 2, "ids": ["plugz_1", "plugz_2"]}}
+    operator.render_template_fields(context)  # type: ignore[arg-type]
+    assert conn_id_list(operator.plugz_conn_ids) == expected
+
+
+def test_importing_the_operator_loads_no_hook_or_http_client() -> None:
+    """DAG files import it on every parse: nothing beyond what Airflow's operator base loads."""
+    heavy = [
+        "airflow_provider_plugz.hooks.plugz",
+        "httpx",
+        "requests",
+        "airflow_provider_plugz.testing.sandbox",
+    ]
+    code = (
+        "import sys, json; import airflow_provider_plugz._compat; before = set(sys.modules);"
+        "import airflow_provider_plugz.operators.audit;"
+        f"print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules and m not in before)))"
+    )
+    env = dict(os.environ)
+    if sys.pycache_prefix:  # reuse the bytecode cache conftest set up (3x faster than recompiling)
+        env["PYTHONPYCACHEPREFIX"] = sys.pycache_prefix
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+# --- the example DAG, end to end -----------------------------------------------------------------
+
+
+def run_fleet_audit(example_dags: Any, run_conf: dict[str, Any] | None = None, **audit_options: Any) -> Any:
+    dag = example_dags.get_dag("plugz_fleet_audit")
+    for name, value in audit_options.items():
+        setattr(dag.get_task("audit_pins"), name, value)
+    return run_dag(dag, run_conf=run_conf)
+
+
+def test_fleet_audit_alerts_on_the_numbers_that_need_attention(
+    example_dags: Any, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_PLUGZ_FLEET_CONN_IDS", json.dumps([*fleet.conn_ids, UNDEFINED_CONN_ID]))
+    report = run_fleet_audit(example_dags)
+
+    assert report.state == "success"
+    assert report.task_states == {
+        "audit_pins": "success",
+        "route": "success",
+        "alert": "success",
+        "all_good": "skipped",
+    }
+    audit = report.xcom_value("audit_pins", REPORT_XCOM_KEY)
+    assert audit == report.xcom_value("audit_pins")
+    assert {c: outcome(r) for c, r in audit["results"].items()} == {
+        **fleet.expected,
+        UNDEFINED_CONN_ID: {"error_class": "AirflowNotFoundException"},
+    }
+    alert = report.xcom_value("alert")
+    assert alert.startswith(f"13 of {FLEET_SIZE + 1} WhatsApp number(s) need attention")
+    named = {line.split(":")[0].removeprefix("- ") for line in alert.splitlines()[1:]}
+    assert named == {*fleet.problems, UNDEFINED_CONN_ID}
+    for secret in fleet.secrets:
+        assert secret not in json.dumps(report.xcom)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected_ids"),
+    [
+        pytest.param("variable", ["plugz_0", "plugz_2"], id="from-variable"),
+        pytest.param("param", ["plugz_4", "plugz_6"], id="param-wins-over-variable"),
+        pytest.param("default", ["plugz_default"], id="neither-audits-plugz_default"),
+    ],
+)
+def test_fleet_audit_reads_the_list_from_param_or_variable(
+    example_dags: Any,
+    healthy_fleet: Fleet,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    expected_ids: list[str],
+) -> None:
+    if source != "default":
+        monkeypatch.setenv("AIRFLOW_VAR_PLUGZ_FLEET_CONN_IDS", json.dumps(["plugz_0", "plugz_2"]))
+    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", healthy_fleet.sandbox.connection_json(instance_id(8)))
+    run_conf = {"plugz_conn_ids": ["plugz_4", "plugz_6"]} if source == "param" else None
+    report = run_fleet_audit(example_dags, run_conf)
+
+    assert report.state == "success"
+    assert report.task_states["all_good"] == "success"
+    assert report.task_states["alert"] == "skipped"
+    assert list(report.xcom_value("audit_pins", REPORT_XCOM_KEY)["results"]) == expected_ids
+    assert report.xcom_value("all_good").startswith(f"All {len(expected_ids)} WhatsApp number(s)")
+
+
+def test_fleet_audit_with_fail_option_fails_but_keeps_the_report(
+    example_dags: Any, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_PLUGZ_FLEET_CONN_IDS", json.dumps(fleet.conn_ids))
+    report = run_fleet_audit(example_dags, fail_on_error=True)
+
+    assert report.state == "failed"
+    assert report.task_states["audit_pins"] == "failed"
+    assert {report.task_states[t] for t in ("route", "alert", "all_good")} == {"upstream_failed"}
+    error = report.errors["audit_pins"]
+    assert isinstance(error, PlugzAuditError)
+    for n, (_, error_class) in BROKEN.items():
+        assert f"plugz_{n} ({error_class})" in str(error)
+    assert report.xcom_value("audit_pins", REPORT_XCOM_KEY)["errors"] == len(BROKEN)

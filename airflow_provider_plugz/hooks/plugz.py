@@ -1,4 +1,4 @@
-"""``PlugzHook``: the synchronous client of the Plugz API, built on one ``requests.Session``."""
+"""``PlugzHook``: the client of the Plugz API — requests in tasks, httpx in the triggerer."""
 
 from __future__ import annotations
 

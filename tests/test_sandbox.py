@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import base64
 import contextlib
+import gzip
 import json
+import logging
 import os
 import queue
 import shlex
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -21,24 +25,30 @@ from urllib.parse import quote
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from airflow_provider_plugz.testing import Fault, PlugzSandbox
 from airflow_provider_plugz.testing.sandbox import (
     Headers,
+    _fault_from_json,
     _parse_head,
     _ProtocolError,
+    _reason,
     _render_response,
     main,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import BinaryIO
 
 CT = "sandbox-client-token"
 AUTH = {"Client-Token": CT}
 ROOT = Path(__file__).resolve().parents[1]
 NOT_FOUND = {"error": "NOT_FOUND", "message": "Unable to find matching target resource method"}
+PIN_PATH = "/instances/inst-1/token/tok-1/security/two-fa-code"
+NO_PIN = b'{"success":true,"hasCode":false}'
 
 
 @pytest.fixture
@@ -87,6 +97,30 @@ def exchange_until_close(sb: PlugzSandbox, data: bytes) -> bytes:
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+def read_raw_answer(sock: socket.socket) -> bytes:
+    """The bytes of one whole answer (head, then its Content-Length of body), as they trickle in."""
+    data = b""
+    while True:
+        head, blank, body = data.partition(b"\r\n\r\n")
+        if blank:
+            fields = dict(line.lower().split(b": ", 1) for line in head.split(b"\r\n")[1:])
+            if len(body) >= int(fields.get(b"content-length", b"0")):
+                return data
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EOFError(f"connection closed after {data!r}")
+        data += chunk
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Poll the sandbox's state until ``condition`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.005)
 
 
 # --------------------------------------------------------------------------- the API
@@ -318,14 +352,237 @@ def test_drop_on_a_raw_socket_sends_nothing(sb: PlugzSandbox) -> None:
 
 
 @pytest.mark.parametrize(
+    ("body", "expect_continue"),
+    [
+        pytest.param(b'{"code": "123456"}', False, id="small"),
+        pytest.param(bytes(range(256)) * 1200, False, id="300-kib"),
+        pytest.param(b'{"code": "654321"}', True, id="expect-100-continue"),
+    ],
+)
+def test_drop_reads_the_whole_request_body_first(
+    sb: PlugzSandbox, body: bytes, expect_continue: bool
+) -> None:
+    sb.inject(Fault.drop())
+    extra = f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    if expect_continue:
+        extra += "Expect: 100-continue\r\n"
+    with socket.create_connection((sb.host, sb.port), timeout=5) as sock:
+        sock.sendall(raw_request(PIN_PATH, method="POST", extra=extra))
+        if expect_continue:
+            assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body[:1])  # the body in two writes: the sandbox must wait for all of it
+        sock.sendall(body[1:])
+        # A clean close (no reset, which unread bytes would cause), and no answer.
+        assert sock.recv(65536) == b""
+    (recorded,) = sb.requests
+    assert (recorded.method, recorded.path, recorded.body) == ("POST", PIN_PATH, body)
+    assert sb.request_count == 1
+
+
+@pytest.mark.parametrize(
+    ("head", "interval"),
+    [
+        pytest.param(False, 0.01, id="body-drips"),
+        pytest.param(True, 0.003, id="head-drips-too"),
+    ],
+)
+def test_drip_sends_the_normal_answer_a_byte_at_a_time(sb: PlugzSandbox, head: bool, interval: float) -> None:
+    sb.inject(Fault.drip(interval, head=head))
+    writes = sb.writes
+    with socket.create_connection((sb.host, sb.port), timeout=5) as sock:
+        started = time.perf_counter()
+        sock.sendall(raw_request(PIN_PATH))
+        data = read_raw_answer(sock)
+        elapsed = time.perf_counter() - started
+        head_bytes, _, body = data.partition(b"\r\n\r\n")
+        assert head_bytes.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert f"\r\nContent-Length: {len(NO_PIN)}\r\n".encode() in head_bytes + b"\r\n"
+        assert body == NO_PIN
+        dripped = len(data) if head else len(body)
+        assert sb.writes - writes == dripped + (0 if head else 1)  # one write per byte (+ the head)
+        assert elapsed >= dripped * interval * 0.5
+        # The answer was complete and valid: the connection carries the next request as usual.
+        sock.sendall(raw_request(PIN_PATH))
+        assert read_raw_answer(sock).endswith(b"\r\n\r\n" + NO_PIN)
+    assert sb.request_count == 2
+    assert sb.connections_accepted == 1
+
+
+@pytest.mark.parametrize(
+    ("head", "reset"),
+    [
+        pytest.param(True, False, id="head-drip-close"),
+        pytest.param(True, True, id="head-drip-reset"),
+        pytest.param(False, False, id="body-drip-close"),
+    ],
+)
+def test_drip_stops_when_the_client_closes(
+    sb: PlugzSandbox, http: requests.Session, caplog: pytest.LogCaptureFixture, head: bool, reset: bool
+) -> None:
+    caplog.set_level(logging.WARNING)
+    interval = 0.05
+    sb.inject(Fault.drip(interval, head=head))
+    sock = socket.create_connection((sb.host, sb.port), timeout=5)
+    sock.sendall(raw_request(PIN_PATH))
+    assert sock.recv(65536).startswith(b"H")  # the drip has begun
+    if reset:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    wait_until(lambda: not sb._connection_tasks, "the dripping connection to end")  # no leaked task
+    writes = sb.writes
+    time.sleep(interval * 4)
+    assert sb.writes == writes  # nothing more was written
+    assert writes < 40  # far fewer than the answer's ~150 bytes
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert http.get(pin_url(sb), headers=AUTH).status_code == 200  # and it still serves
+
+
+@pytest.mark.parametrize("reset", [pytest.param(False, id="close"), pytest.param(True, id="reset")])
+def test_drip_notices_a_gone_client_before_its_next_byte(sb: PlugzSandbox, reset: bool) -> None:
+    interval = 3.0
+    sb.inject(Fault.drip(interval))
+    sock = socket.create_connection((sb.host, sb.port), timeout=5)
+    sock.sendall(raw_request(PIN_PATH))
+    assert sock.recv(65536).endswith(b"\r\n\r\n")  # the head at once; the body's first byte is 3 s away
+    if reset:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    # Not a tight bound: it takes ~50 ms; waiting out the interval (or a failed write) takes 3 s.
+    wait_until(lambda: not sb._connection_tasks, "the drip to end", timeout=interval / 2)
+    assert sb.writes == 1
+
+
+@pytest.mark.parametrize("head", [pytest.param(False, id="body-drips"), pytest.param(True, id="head-drips")])
+def test_stop_returns_promptly_while_a_drip_runs(caplog: pytest.LogCaptureFixture, head: bool) -> None:
+    caplog.set_level(logging.WARNING)
+    sandbox = PlugzSandbox(client_token=None).start()
+    sandbox.add_instance("inst-1", "tok-1")
+    sandbox.inject(Fault.drip(60, head=head))  # the answer would take hours
+    with socket.create_connection((sandbox.host, sandbox.port), timeout=5) as sock:
+        sock.sendall(raw_request(PIN_PATH))
+        wait_until(lambda: sandbox.request_count == 1, "the drip to start")
+        stopper = threading.Thread(target=sandbox.stop, daemon=True)
+        stopper.start()
+        stopper.join(timeout=5)
+        assert not stopper.is_alive(), "stop() hung on a dripping connection"
+        assert not sandbox.running
+        with contextlib.suppress(ConnectionResetError):  # an abort (RST) is as good as a FIN
+            while sock.recv(65536):  # the connection was closed (a hang would time out here)
+                pass
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+RAW_ANSWERS = [
+    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", id="valid-http"),
+    pytest.param(b"", id="empty"),
+    pytest.param(b"\x00\xff\xfe garbage \r\n\r\n\x80", id="binary-garbage"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n", id="head-never-ends"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}", id="body-shorter-than-announced"),
+    pytest.param(b"HTTP/1.1 999 Nonsense\nX: \xff\n\n", id="bare-lf-and-bad-status"),
+    pytest.param(bytes(range(256)) * 512, id="128-kib"),
+]
+
+
+@pytest.mark.parametrize("data", RAW_ANSWERS)
+def test_raw_sends_exactly_its_bytes_then_closes(sb: PlugzSandbox, data: bytes) -> None:
+    sb.inject(Fault.raw(data))
+    # A keep-alive request, yet the sandbox closes: exchange_until_close would time out otherwise.
+    assert exchange_until_close(sb, raw_request(PIN_PATH)) == data
+    assert [(r.method, r.path) for r in sb.requests] == [("GET", PIN_PATH)]
+    assert sb.request_count == 1
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=4096))
+def test_raw_sends_any_bytes_verbatim(sb: PlugzSandbox, data: bytes) -> None:
+    sb.inject(Fault.raw(data))
+    assert exchange_until_close(sb, raw_request(PIN_PATH)) == data
+
+
+def test_raw_answer_reaches_an_http_client(sb: PlugzSandbox, http: requests.Session) -> None:
+    sb.inject(Fault.raw(b"HTTP/1.1 418 I'm a Teapot\r\nContent-Length: 5\r\nX-Raw: yes\r\n\r\nshort"))
+    response = http.get(pin_url(sb), headers=AUTH)
+    assert (response.status_code, response.headers["X-Raw"], response.content) == (418, "yes", b"short")
+
+
+TOO_MANY = b'{"error":"Too Many Requests"}'
+DEFAULT_TYPE = b"Content-Type: application/json; charset=utf-8"
+GZ_TWICE = gzip.compress(gzip.compress(b'{"success":true,"hasCode":true}', mtime=0), mtime=0)
+JSON_ONLY = "application/json"
+CHUNKED = b"%x\r\n%s\r\n0\r\n\r\n" % (len(NO_PIN), NO_PIN)
+
+HOSTILE_HEADERS = [
+    # (fault, header lines after Server and Date, body, whether the connection stays usable)
+    pytest.param(Fault.status(429, headers={"Retry-After": "²"}),
+                 [DEFAULT_TYPE, b"Content-Length: 29", b"Retry-After: \xb2"], TOO_MANY, True,
+                 id="retry-after-superscript-as-latin-1"),
+    pytest.param(Fault.status(429, headers={"Retry-After": "²".encode()}),
+                 [DEFAULT_TYPE, b"Content-Length: 29", b"Retry-After: \xc2\xb2"], TOO_MANY, True,
+                 id="retry-after-utf-8-bytes"),
+    pytest.param(Fault.status(429, headers={"Retry-After": "5€"}),
+                 [DEFAULT_TYPE, b"Content-Length: 29", b"Retry-After: 5\xe2\x82\xac"], TOO_MANY, True,
+                 id="non-latin-1-text-as-utf-8"),
+    pytest.param(Fault.status(200, GZ_TWICE, {"Content-Type": JSON_ONLY, "Content-Encoding": "gzip, gzip"}),
+                 [b"Content-Length: %d" % len(GZ_TWICE), b"Content-Type: application/json",
+                  b"Content-Encoding: gzip, gzip"], GZ_TWICE, True, id="gzip-gzip-binary-body"),
+    pytest.param(Fault.status(200, NO_PIN, {"Content-Length": "32"}),
+                 [DEFAULT_TYPE, b"Content-Length: 32"], NO_PIN, True, id="own-content-length-once"),
+    pytest.param(Fault.status(200, NO_PIN, {"content-length": "999"}),
+                 [DEFAULT_TYPE, b"content-length: 999"], NO_PIN, False, id="lying-content-length"),
+    pytest.param(Fault.status(200, NO_PIN, [("Content-Length", "32"), ("Content-Length", "5")]),
+                 [DEFAULT_TYPE, b"Content-Length: 32", b"Content-Length: 5"], NO_PIN, False,
+                 id="conflicting-content-lengths"),
+    pytest.param(Fault.status(200, CHUNKED, {"Content-Type": JSON_ONLY, "Transfer-Encoding": "chunked"}),
+                 [b"Content-Type: application/json", b"Transfer-Encoding: chunked"], CHUNKED, False,
+                 id="chunked-without-content-length"),
+    pytest.param(Fault.status(200, NO_PIN, {"Connection": "close"}),
+                 [DEFAULT_TYPE, b"Content-Length: 32", b"Connection: close"], NO_PIN, False,
+                 id="own-connection-close-once-and-kept"),
+    pytest.param(Fault.status(200, NO_PIN, [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]),
+                 [DEFAULT_TYPE, b"Content-Length: 32", b"Set-Cookie: a=1", b"Set-Cookie: b=2"], NO_PIN, True,
+                 id="repeated-names"),
+    pytest.param(Fault.status(200, NO_PIN, {"X-Odd": "\x00\x7f\t\xff"}),
+                 [DEFAULT_TYPE, b"Content-Length: 32", b"X-Odd: \x00\x7f\t\xff"], NO_PIN, True,
+                 id="control-characters"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fault", "lines", "body", "reusable"), HOSTILE_HEADERS)
+def test_status_sends_hostile_headers_verbatim(
+    sb: PlugzSandbox, fault: Fault, lines: list[bytes], body: bytes, reusable: bool
+) -> None:
+    sb.inject(fault)
+    with socket.create_connection((sb.host, sb.port), timeout=5) as sock, sock.makefile("rb") as stream:
+        sock.sendall(raw_request(PIN_PATH))
+        assert (
+            stream.readline() == f"HTTP/1.1 {fault.code} ".encode() + _reason(fault.code).encode() + b"\r\n"
+        )
+        received = []
+        while (line := stream.readline()) != b"\r\n":
+            received.append(line.removesuffix(b"\r\n"))
+        assert received[:2] == [b"Server: plugz-sandbox", received[1]]
+        assert received[1].startswith(b"Date: ")
+        assert received[2:] == lines
+        assert stream.read(len(body)) == body
+        if reusable:
+            sock.sendall(raw_request(PIN_PATH))
+            assert read_response(stream)[::2] == (200, NO_PIN)
+        else:  # its framing is not ours: nothing more, and the connection is closed
+            assert stream.read() == b""
+
+
+@pytest.mark.parametrize(
     ("fault", "latency", "minimum", "status"),
     [
         pytest.param(Fault.slow(0.05), 0.0, 0.05, 200, id="slow"),
         pytest.param(Fault.status(503, delay=0.03), 0.0, 0.03, 503, id="status-with-delay"),
         pytest.param(None, 0.03, 0.03, 200, id="latency"),
         pytest.param(Fault.slow(0.02), 0.02, 0.04, 200, id="slow-plus-latency"),
+        pytest.param(Fault.drip(0.001, delay=0.03), 0.0, 0.03, 200, id="drip-with-delay"),
+        pytest.param(Fault.raw(b"HTTP/1.1 204 No Content\r\n\r\n", delay=0.03), 0.0, 0.03, 204,
+                     id="raw-with-delay"),
     ],
-)
+)  # fmt: skip
 def test_delays(
     sb: PlugzSandbox, http: requests.Session, fault: Fault | None, latency: float, minimum: float, status: int
 ) -> None:
@@ -391,6 +648,13 @@ def test_faults_apply_to_unknown_paths_but_not_control_endpoints(
         pytest.param(lambda: Fault.status(500, headers={"Bad Name": "x"}), id="bad-header-name"),
         pytest.param(lambda: Fault.slow(-1), id="negative-seconds"),
         pytest.param(lambda: Fault.drop(delay=float("nan")), id="nan-delay"),
+        pytest.param(lambda: Fault.status(500, headers={"X": b"a\r\nB: c"}), id="bytes-header-injection"),
+        pytest.param(lambda: Fault.status(500, headers=[("X", 1)]), id="header-value-not-text"),
+        pytest.param(lambda: Fault.drip(0), id="drip-zero-interval"),
+        pytest.param(lambda: Fault.drip(-0.1), id="drip-negative-interval"),
+        pytest.param(lambda: Fault.drip(float("inf")), id="drip-infinite-interval"),
+        pytest.param(lambda: Fault.drip(0.1, head="yes"), id="drip-head-not-bool"),
+        pytest.param(lambda: Fault.raw("HTTP/1.1 200 OK\r\n\r\n"), id="raw-text"),
     ],
 )
 def test_invalid_faults_are_refused(build: Any) -> None:
@@ -454,6 +718,19 @@ def test_control_sets_a_pin(sb: PlugzSandbox, http: requests.Session) -> None:
         pytest.param({"kind": "redirect", "location": "/x"}, "redirect", 302, id="redirect"),
         pytest.param({"kind": "slow", "seconds": 0.01}, "slow", 200, id="slow"),
         pytest.param({"kind": "status", "instance_id": "inst-1"}, "status", 500, id="scoped"),
+        pytest.param({"kind": "drip", "interval": 0.001}, "drip", 200, id="drip"),
+        pytest.param(
+            {"kind": "raw", "data": "HTTP/1.1 418 I'm a Teapot\r\nContent-Length: 0\r\n\r\n"},
+            "raw",
+            418,
+            id="raw",
+        ),
+        pytest.param(
+            {"kind": "status", "status": 429, "headers": {"Retry-After": "1"}},
+            "status",
+            429,
+            id="status-headers",
+        ),
     ],
 )
 def test_control_injects_faults(
@@ -467,6 +744,38 @@ def test_control_injects_faults(
         "instance_id": body.get("instance_id"),
     }
     assert http.get(pin_url(sb), headers=AUTH, allow_redirects=False).status_code == status
+
+
+GZ_BODY = gzip.compress(b'{"success":true,"hasCode":true}', mtime=0)
+
+
+@pytest.mark.parametrize(
+    ("payload", "fault"),
+    [
+        pytest.param({"kind": "drip"}, Fault.drip(), id="drip-defaults"),
+        pytest.param({"kind": "drip", "interval": 0.1, "head": True, "delay": 0.2},
+                     Fault.drip(0.1, head=True, delay=0.2), id="drip"),
+        pytest.param({"kind": "raw", "data": "HTTP/1.1 200 OK\r\n\r\nü"},
+                     Fault.raw("HTTP/1.1 200 OK\r\n\r\nü".encode()), id="raw-text-as-utf-8"),
+        pytest.param({"kind": "raw", "data_base64": "AP8="}, Fault.raw(b"\x00\xff"), id="raw-base64"),
+        pytest.param({"kind": "status", "status": 429, "headers": {"Retry-After": "²"}},
+                     Fault.status(429, headers={"Retry-After": "²"}), id="status-headers"),
+        pytest.param({"kind": "status", "status": 200, "body_base64": base64.b64encode(GZ_BODY).decode(),
+                      "headers": [["Content-Type", "application/json"], ["Content-Encoding", "gzip"]]},
+                     Fault.status(200, GZ_BODY, [("Content-Type", JSON_ONLY), ("Content-Encoding", "gzip")]),
+                     id="status-binary-body-and-header-pairs"),
+        pytest.param({"kind": "status", "body": {"error": "x"}}, Fault.status(500, {"error": "x"}),
+                     id="status"),
+        pytest.param({"kind": "drop", "delay": 0.5, "times": 2}, Fault.drop(delay=0.5), id="drop"),
+    ],
+)  # fmt: skip
+def test_fault_json_form_builds_what_the_classmethod_builds(payload: dict[str, Any], fault: Fault) -> None:
+    assert _fault_from_json(payload) == fault
+
+
+def test_fault_json_form_names_unknown_keys() -> None:
+    with pytest.raises(ValueError, match=r"unknown key.* intervall for a drip fault; it takes .*interval"):
+        _fault_from_json({"kind": "drip", "intervall": 1})
 
 
 def test_control_drop_fault(sb: PlugzSandbox, http: requests.Session) -> None:
@@ -501,6 +810,23 @@ def test_control_clears_faults(sb: PlugzSandbox, http: requests.Session) -> None
         pytest.param("POST", "faults", b'{"kind": "drop", "times": "2"}', 400, id="times-str"),
         pytest.param("POST", "faults", b'{"kind": "drop", "instance_id": 7}', 400, id="instance-id-int"),
         pytest.param("POST", "faults", b"[]", 400, id="fault-not-object"),
+        pytest.param("POST", "faults", b'{"kind": "drip", "intervall": 1}', 400, id="unknown-key"),
+        pytest.param("POST", "faults", b'{"kind": "drip", "interval": 0}', 400, id="drip-interval-zero"),
+        pytest.param("POST", "faults", b'{"kind": "drip", "interval": "1"}', 400, id="drip-interval-str"),
+        pytest.param("POST", "faults", b'{"kind": "drip", "head": "yes"}', 400, id="drip-head-not-bool"),
+        pytest.param("POST", "faults", b'{"kind": "raw"}', 400, id="raw-without-data"),
+        pytest.param("POST", "faults", b'{"kind": "raw", "data": 1}', 400, id="raw-data-not-text"),
+        pytest.param("POST", "faults", b'{"kind": "raw", "data_base64": "!!"}', 400, id="raw-bad-base64"),
+        pytest.param("POST", "faults", b'{"kind": "raw", "data_base64": 7}', 400, id="raw-base64-not-text"),
+        pytest.param("POST", "faults", b'{"kind": "raw", "data": "a", "data_base64": "YQ=="}', 400,
+                     id="raw-data-twice"),
+        pytest.param("POST", "faults", b'{"kind": "status", "body": "a", "body_base64": "YQ=="}', 400,
+                     id="status-body-twice"),
+        pytest.param("POST", "faults", b'{"kind": "status", "headers": {"X": 1}}', 400, id="header-not-text"),
+        pytest.param("POST", "faults", b'{"kind": "status", "headers": [["X"]]}', 400, id="header-pair"),
+        pytest.param("POST", "faults", b'{"kind": "status", "headers": "X: 1"}', 400, id="headers-str"),
+        pytest.param("POST", "faults", b'{"kind": "status", "headers": {"X": "a\\r\\nB: c"}}', 400,
+                     id="header-injection"),
         pytest.param("GET", "nothing", None, 404, id="unknown"),
         pytest.param("DELETE", "instances", None, 405, id="instances-delete"),
         pytest.param("GET", "faults", None, 405, id="faults-get"),
@@ -870,12 +1196,14 @@ def _read_lines(proc: subprocess.Popen[str], count: int, timeout: float = 15) ->
 def test_command_line_serves_until_signalled(http: requests.Session, stop_signal: signal.Signals) -> None:
     argv = [sys.executable, "-m", "airflow_provider_plugz.testing.sandbox", "--port", "0"]
     argv += ["--instance", "pin-1:tok-a:pin", "--instance", "web.2:tok-b:web"]
+    argv += ["--fault", '{"kind": "status", "status": 503, "instance_id": "web.2"}']
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
         try:
-            lines = _read_lines(proc, 4)
+            lines = _read_lines(proc, 5)
             assert lines[0].startswith("# Plugz sandbox listening on http://127.0.0.1:")
-            exports = dict(shlex.split(line)[1].split("=", 1) for line in lines[1:])
+            exports = dict(shlex.split(line)[1].split("=", 1) for line in lines[1:4])
+            assert lines[4] == "# queued a status fault for the next 1 call(s) on web.2\n"
             base_url = exports["PLUGZ_SANDBOX_URL"]
             default = json.loads(exports["AIRFLOW_CONN_PLUGZ_DEFAULT"])
             assert default == {
@@ -888,8 +1216,9 @@ def test_command_line_serves_until_signalled(http: requests.Session, stop_signal
             assert json.loads(exports["AIRFLOW_CONN_PLUGZ_WEB_2"])["login"] == "web.2"
             url = f"{base_url}/instances/pin-1/token/tok-a/security/two-fa-code"
             assert http.get(url, headers=AUTH).json() == {"success": True, "hasCode": True}
-            web = http.get(f"{base_url}/instances/web.2/token/tok-b/security/two-fa-code", headers=AUTH)
-            assert web.status_code == 400
+            web_url = f"{base_url}/instances/web.2/token/tok-b/security/two-fa-code"
+            assert http.get(web_url, headers=AUTH).status_code == 503  # the --fault
+            assert http.get(web_url, headers=AUTH).status_code == 400
         finally:
             proc.send_signal(stop_signal)
         assert proc.wait(timeout=15) == 0
@@ -904,6 +1233,20 @@ def test_command_line_serves_until_signalled(http: requests.Session, stop_signal
         pytest.param(["--instance", "only-id"], "ID:TOKEN", id="bad-instance"),
         pytest.param(["--instance", "a:b:gold"], "unknown instance flag", id="bad-flag"),
         pytest.param(["--latency", "-1"], "--latency", id="negative-latency"),
+        pytest.param(["--fault", "drop"], "expected a JSON object", id="fault-not-json"),
+        pytest.param(
+            ["--fault", '{"kind": "explode"}'],
+            "kind must be one of status, html, malformed, drop, slow, redirect, drip, raw",
+            id="fault-kind",
+        ),
+        pytest.param(
+            ["--fault", '{"kind": "drip", "interval": 0}'], "interval must be", id="fault-bad-interval"
+        ),
+        pytest.param(
+            ["--fault", '{"kind": "drop", "times": 0}'],
+            "times must be an integer >= 1",
+            id="fault-times-zero",
+        ),
     ],
 )
 def test_command_line_refuses_bad_options(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import contextlib
 import dataclasses
 import hmac
@@ -24,12 +26,13 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar, overload
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar, get_args, overload
 from urllib.parse import quote, unquote, urlsplit
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Sequence
     from types import FrameType, TracebackType
 
 __all__ = [
@@ -52,7 +55,7 @@ DEFAULT_CLIENT_TOKEN = "sandbox-client-token"  # noqa: S105 - a published fixtur
 DEFAULT_INSTANCE_ID = "sandbox-instance"
 DEFAULT_INSTANCE_TOKEN = "sandbox-token"  # noqa: S105 - a published fixture value
 
-FaultKind = Literal["status", "html", "malformed", "drop", "slow", "redirect"]
+FaultKind = Literal["status", "html", "malformed", "drop", "slow", "redirect", "drip", "raw"]
 InstanceKind = Literal["mobile", "web"]
 
 _T = TypeVar("_T")
@@ -64,6 +67,8 @@ _JSON = "application/json; charset=utf-8"
 _HTML = "text/html; charset=utf-8"
 _TEXT = "text/plain; charset=utf-8"
 _CONTROL_PREFIX = "/_sandbox"
+# How often a drip fault looks whether its client has gone while it waits between bytes.
+_DRIP_POLL = 0.05
 
 
 def _json_bytes(value: object) -> bytes:
@@ -164,29 +169,72 @@ def _reason(code: int) -> str:
         return "Unknown"
 
 
+def _header_bytes(text: str | bytes) -> bytes:
+    """A header name or value as it goes on the wire: bytes verbatim, text as latin-1 or else UTF-8."""
+    if isinstance(text, bytes):
+        return text
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+
+
+def _keeps_connection(headers: Sequence[tuple[str, str | bytes]], body: bytes) -> bool:
+    """Whether the connection can carry another answer after one with a fault's own ``headers``.
+
+    Not after a ``Transfer-Encoding``, several ``Content-Length`` lines or one that is not the
+    body's length (the client would frame the body differently from how it was sent), nor after
+    the fault said ``Connection: close``.
+    """
+    named = [(name.lower(), _header_bytes(value).strip().lower()) for name, value in headers]
+    lengths = [value for name, value in named if name == "content-length"]
+    if lengths and lengths != [b"%d" % len(body)]:
+        return False
+    return not any(
+        name == "transfer-encoding" or (name == "connection" and b"close" in value.split(b","))
+        for name, value in named
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Fault:
     """A misbehaviour the sandbox plays instead of (or before) a normal API answer.
 
     Build one with the classmethods (:meth:`status`, :meth:`html`, :meth:`malformed`, :meth:`drop`,
-    :meth:`slow`, :meth:`redirect`) and hand it to :meth:`PlugzSandbox.inject`. ``delay`` seconds
-    are waited before any fault plays.
+    :meth:`slow`, :meth:`redirect`, :meth:`drip`, :meth:`raw`) and hand it to
+    :meth:`PlugzSandbox.inject`. ``delay`` seconds are waited before any fault plays.
+
+    ``body`` is the answer's body (for ``raw``, the whole response); ``headers`` are extra header
+    lines sent in order as given; ``seconds`` is a slow fault's wait; ``interval`` and ``head`` are
+    a drip's pace and whether its head drips too.
     """
 
     kind: FaultKind
     code: int = 0
     body: bytes = b""
     content_type: str = ""
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str | bytes], ...] = ()
     seconds: float = 0.0
     delay: float = 0.0
+    interval: float = 0.0
+    head: bool = False
 
     def __post_init__(self) -> None:
         _check_seconds("delay", self.delay)
         _check_seconds("seconds", self.seconds)
+        _check_seconds("interval", self.interval)
         for name, value in self.headers:
-            # A CR or LF would let a fault smuggle extra headers or split the response.
-            if not name or any(c in name for c in "\r\n: ") or any(c in value for c in "\r\n"):
+            # A CR or LF would let a fault smuggle extra headers or split the response (that is
+            # what Fault.raw is for).
+            text = value.decode("latin-1") if isinstance(value, bytes) else value
+            if (
+                not isinstance(name, str)
+                or not name
+                or any(c in name for c in "\r\n: ")
+                or not isinstance(text, str)
+                or "\r" in text
+                or "\n" in text
+            ):
                 raise ValueError(f"invalid header {name!r}: {value!r}")
 
     @classmethod
@@ -194,14 +242,20 @@ class Fault:
         cls,
         code: int,
         body: bytes | str | Mapping[str, object] | Sequence[object] | None = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]] | None = None,
         *,
         delay: float = 0.0,
     ) -> Fault:
         """Answer with ``code``; the body defaults to ``{"error": "<reason phrase>"}``.
 
         A dict/list body is sent as JSON; a str/bytes body as JSON if it parses as JSON, otherwise
-        as plain text. A ``Content-Type`` in ``headers`` overrides either.
+        as plain text; bytes go out verbatim. ``headers`` (a mapping, or ``(name, value)`` pairs to
+        repeat a name) are sent as a hostile server sends them: in order, a ``str`` value as
+        latin-1 when it fits and as UTF-8 otherwise, a ``bytes`` value byte for byte. A given
+        ``Content-Type`` replaces the default one. A given ``Content-Length`` or
+        ``Transfer-Encoding`` replaces the computed length (nothing is sent twice); unless it is
+        the body's true length, the connection is closed after the answer (as it is after a
+        given ``Connection: close``).
         """
         _check_status_code(code)
         raw: bytes
@@ -216,14 +270,13 @@ class Fault:
                 content_type = _TEXT
         else:
             raw, content_type = _json_bytes(body), _JSON
-        extra: list[tuple[str, str]] = []
-        for name, value in (headers or {}).items():
-            if name.lower() == "content-type":
-                content_type = value
-            else:
-                extra.append((name, value))
+        pairs = list(headers.items() if isinstance(headers, Mapping) else headers or ())
+        given = [value for name, value in pairs if isinstance(name, str) and name.lower() == "content-type"]
+        if given:
+            first = given[0]
+            content_type = first if isinstance(first, str) else first.decode("latin-1")
         return cls(
-            "status", code=code, body=raw, content_type=content_type, headers=tuple(extra), delay=delay
+            "status", code=code, body=raw, content_type=content_type, headers=tuple(pairs), delay=delay
         )
 
     @classmethod
@@ -247,7 +300,11 @@ class Fault:
 
     @classmethod
     def drop(cls, *, delay: float = 0.0) -> Fault:
-        """Read the request, then close the connection without answering."""
+        """Read the whole request, then close the connection without answering.
+
+        The body a ``Content-Length`` announces is read (and recorded) first, so the client has
+        written its request completely: "the connection dropped after the request was sent".
+        """
         return cls("drop", delay=delay)
 
     @classmethod
@@ -268,6 +325,35 @@ class Fault:
             headers=(("Location", location),),
             delay=delay,
         )
+
+    @classmethod
+    def drip(cls, interval: float = 0.5, *, head: bool = False, delay: float = 0.0) -> Fault:
+        """Send the normal answer one byte every ``interval`` seconds, to defeat per-read timeouts.
+
+        With ``head=False`` the status line and headers (with the right ``Content-Length``) go out
+        at once and only the body drips; with ``head=True`` ("slow headers") the head drips too.
+        Every byte, the first included, waits ``interval``; a client that waits long enough gets
+        the whole, valid answer and may reuse the connection. The drip ends as soon as the client
+        closes the connection (or stops sending: a half-close counts as gone) or the sandbox stops.
+        """
+        interval = _check_seconds("interval", interval)
+        if interval == 0:
+            raise ValueError("interval must be a number of seconds > 0")
+        if not isinstance(head, bool):
+            raise ValueError(f"head must be a bool, got {head!r}")
+        return cls("drip", interval=interval, head=head, delay=delay)
+
+    @classmethod
+    def raw(cls, data: bytes, *, delay: float = 0.0) -> Fault:
+        """Send ``data`` verbatim as the whole response, then close the connection.
+
+        Nothing is added or checked: ``data`` is the status line, headers and body, valid HTTP or
+        not (an empty ``data`` closes without a byte, as :meth:`drop` does). For property tests
+        that throw arbitrary bytes at an HTTP client.
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ValueError(f"data must be bytes, got {type(data).__name__}")
+        return cls("raw", body=bytes(data), delay=delay)
 
 
 @dataclasses.dataclass
@@ -305,7 +391,10 @@ class _Answer(NamedTuple):
     status: int
     body: bytes
     content_type: str = _JSON
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str | bytes], ...] = ()
+    close: bool = False  # end the connection after this answer
+    wire: bytes | None = None  # send exactly these bytes instead of rendering the answer
+    drip: Fault | None = None  # send it byte by byte, at this drip fault's pace
 
 
 class _DateCache:
@@ -338,7 +427,7 @@ def _render_response(
     status: int,
     body: bytes,
     content_type: str = _JSON,
-    headers: Sequence[tuple[str, str]] = (),
+    headers: Sequence[tuple[str, str | bytes]] = (),
     *,
     keep_alive: bool = True,
     head_only: bool = False,
@@ -346,18 +435,22 @@ def _render_response(
     """Serialise a whole response into one bytes object, so it goes out in a single write.
 
     A response written in two pieces on a keep-alive connection stalls ~40 ms per request
-    (Nagle's algorithm on our side meets delayed ACK on the client's).
+    (Nagle's algorithm on our side meets delayed ACK on the client's). ``headers`` that name
+    ``Content-Type``, ``Content-Length`` or ``Transfer-Encoding`` replace ours, never add to them.
     """
     lines = [f"HTTP/1.1 {status} {_reason(status)}\r\nServer: plugz-sandbox\r\nDate: {_DATE.now()}\r\n"]
     bodiless = status < 200 or status in (204, 304)
+    given = {name.lower() for name, _ in headers} if headers else set()
     # RFC 9110 forbids Content-Length on 1xx/204; every other answer carries type and length.
     if not (status < 200 or status == 204):
-        lines.append(f"Content-Type: {content_type}\r\nContent-Length: {0 if bodiless else len(body)}\r\n")
-    lines.extend(f"{name}: {value}\r\n" for name, value in headers)
-    if not keep_alive:
-        lines.append("Connection: close\r\n")
-    lines.append("\r\n")
-    head = "".join(lines).encode("latin-1", errors="replace")
+        if "content-type" not in given:
+            lines.append(f"Content-Type: {content_type}\r\n")
+        if "content-length" not in given and "transfer-encoding" not in given:
+            lines.append(f"Content-Length: {0 if bodiless else len(body)}\r\n")
+    head = _header_bytes("".join(lines))
+    if headers:
+        head += b"".join(b"%s: %s\r\n" % (_header_bytes(n), _header_bytes(v)) for n, v in headers)
+    head += b"\r\n" if keep_alive else b"Connection: close\r\n\r\n"
     return head if bodiless or head_only else head + body
 
 
@@ -700,7 +793,10 @@ class PlugzSandbox:
 
     @property
     def writes(self) -> int:
-        """``writer.write`` calls made for responses (equals :attr:`responses`: one write each)."""
+        """``writer.write`` calls made for responses: one per response, one per byte of a drip.
+
+        A drip that stopped (its client closed) stops this count growing.
+        """
         return self._writes
 
     @property
@@ -816,9 +912,10 @@ class PlugzSandbox:
                 writer.close()
 
     def _write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
-        writer.write(data)
+        # Counted first, so a client that has the bytes also sees them counted.
         self._writes += 1
         self._responses += 1
+        writer.write(data)
 
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -849,18 +946,54 @@ class PlugzSandbox:
             answer = await self._dispatch(request)
             if answer is None:
                 return  # a drop fault: close without answering
-            data = _render_response(
-                answer.status,
-                answer.body,
-                answer.content_type,
-                answer.headers,
-                keep_alive=request.keep_alive,
-                head_only=request.method == "HEAD",
-            )
-            self._write(writer, data)
-            await writer.drain()
-            if not request.keep_alive:
+            if answer.wire is not None:
+                data = answer.wire
+            else:
+                data = _render_response(
+                    answer.status,
+                    answer.body,
+                    answer.content_type,
+                    answer.headers,
+                    keep_alive=request.keep_alive,
+                    head_only=request.method == "HEAD",
+                )
+            if answer.drip is not None:
+                if not await self._drip(reader, writer, data, answer.drip):
+                    return  # the client gave up waiting
+            else:
+                self._write(writer, data)
+                await writer.drain()
+            if answer.close or not request.keep_alive:
                 return
+
+    async def _drip(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes, fault: Fault
+    ) -> bool:
+        """Write ``data`` one byte per ``fault.interval``; False if the client went away first.
+
+        Between bytes it looks every ``_DRIP_POLL`` seconds whether the client has closed (EOF
+        on our side) so that a client giving up ends the drip at once, not a long interval later.
+        """
+        self._responses += 1
+        start = 0 if fault.head else data.find(b"\r\n\r\n") + 4
+        if start:
+            self._writes += 1
+            writer.write(data[:start])
+            await writer.drain()
+        loop = asyncio.get_running_loop()
+        for index in range(start, len(data)):
+            deadline = loop.time() + fault.interval
+            while True:
+                if reader.at_eof() or writer.is_closing():
+                    return False
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                await asyncio.sleep(min(left, _DRIP_POLL))
+            self._writes += 1
+            writer.write(data[index : index + 1])
+            await writer.drain()
+        return True
 
     async def _dispatch(self, request: _Request) -> _Answer | None:
         path = _split_target(request.target)
@@ -884,9 +1017,14 @@ class PlugzSandbox:
                 self._in_flight -= 1
         if fault is None or fault.kind == "slow":
             return self._api(request, path)
+        if fault.kind == "drip":
+            return self._api(request, path)._replace(drip=fault)
         if fault.kind == "drop":
             return None
-        return _Answer(fault.code, fault.body, fault.content_type, fault.headers)
+        if fault.kind == "raw":
+            return _Answer(0, b"", close=True, wire=fault.body)
+        close = not _keeps_connection(fault.headers, fault.body)
+        return _Answer(fault.code, fault.body, fault.content_type, fault.headers, close=close)
 
     def _take_fault(self, instance_id: str | None) -> Fault | None:
         # Caller holds self._lock.
@@ -998,13 +1136,7 @@ class PlugzSandbox:
         if payload is None:
             return _error(400, "body must be a JSON object")
         try:
-            fault = _fault_from_json(payload)
-            times = payload.get("times", 1)
-            instance_id = payload.get("instance_id")
-            if isinstance(times, bool) or not isinstance(times, int):
-                raise ValueError("times must be an integer")
-            if instance_id is not None and not isinstance(instance_id, str):
-                raise ValueError("instance_id must be a string")
+            fault, times, instance_id = _queued_fault_from_json(payload)
             self.inject(fault, times=times, instance_id=instance_id)
         except (ValueError, TypeError) as exc:
             return _error(400, str(exc))
@@ -1019,9 +1151,34 @@ def _json_object(body: bytes) -> dict[str, object] | None:
     return payload if isinstance(payload, dict) else None
 
 
+# The keys each fault kind takes besides kind, delay, times and instance_id.
+_FAULT_KEYS: dict[str, frozenset[str]] = {
+    "status": frozenset({"status", "body", "body_base64", "headers"}),
+    "html": frozenset({"status"}),
+    "malformed": frozenset({"status"}),
+    "drop": frozenset(),
+    "slow": frozenset({"seconds"}),
+    "redirect": frozenset({"location", "status"}),
+    "drip": frozenset({"interval", "head"}),
+    "raw": frozenset({"data", "data_base64"}),
+}
+
+
 def _fault_from_json(payload: Mapping[str, object]) -> Fault:
-    """Build a :class:`Fault` from a control-endpoint JSON object (ValueError/TypeError if bad)."""
+    """Build a :class:`Fault` from a control-endpoint JSON object (ValueError/TypeError if bad).
+
+    ``kind`` picks the classmethod; its arguments go by the same names (``status`` for the code).
+    Bytes travel as text sent as UTF-8 (``body``, ``data``) or as base64 (``body_base64``,
+    ``data_base64``). ``headers`` is an object, or a list of ``[name, value]`` pairs to repeat
+    a name. ``times`` and ``instance_id`` belong to the queue (see :func:`_queued_fault_from_json`).
+    """
     kind = payload.get("kind")
+    if not isinstance(kind, str) or kind not in _FAULT_KEYS:
+        raise ValueError(f"kind must be one of {', '.join(get_args(FaultKind))}")
+    unknown = sorted(set(payload) - _FAULT_KEYS[kind] - {"kind", "delay", "times", "instance_id"})
+    if unknown:
+        known = ", ".join(sorted(_FAULT_KEYS[kind] | {"delay", "times", "instance_id"}))
+        raise ValueError(f"unknown key(s) {', '.join(unknown)} for a {kind} fault; it takes {known}")
     status = payload.get("status")
     delay = payload.get("delay", 0.0)
     if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
@@ -1032,7 +1189,11 @@ def _fault_from_json(payload: Mapping[str, object]) -> Fault:
         body = payload.get("body")
         if body is not None and not isinstance(body, (str, dict, list)):
             raise ValueError("body must be a string, object or array")
-        return Fault.status(500 if status is None else status, body, delay=delay)
+        raw_body = _base64_field(payload, "body")
+        headers = _headers_field(payload.get("headers"))
+        return Fault.status(
+            500 if status is None else status, body if raw_body is None else raw_body, headers, delay=delay
+        )
     if kind == "html":
         return Fault.html(502 if status is None else status, delay=delay)
     if kind == "malformed":
@@ -1049,7 +1210,62 @@ def _fault_from_json(payload: Mapping[str, object]) -> Fault:
         if not isinstance(location, str) or not location:
             raise ValueError("a redirect fault needs a location")
         return Fault.redirect(location, 302 if status is None else status, delay=delay)
-    raise ValueError("kind must be one of status, html, malformed, drop, slow, redirect")
+    if kind == "drip":
+        interval = payload.get("interval", 0.5)
+        head = payload.get("head", False)
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+            raise ValueError("interval must be a number of seconds")
+        if not isinstance(head, bool):
+            raise ValueError("head must be true or false")
+        return Fault.drip(interval, head=head, delay=delay)
+    data = _base64_field(payload, "data")  # kind == "raw"
+    if data is None:
+        text = payload.get("data")
+        if not isinstance(text, str):
+            raise ValueError("a raw fault needs data (text, sent as UTF-8) or data_base64")
+        data = text.encode("utf-8")
+    return Fault.raw(data, delay=delay)
+
+
+def _base64_field(payload: Mapping[str, object], name: str) -> bytes | None:
+    """``payload[name + "_base64"]`` decoded, or None if absent (``name`` must then be absent)."""
+    encoded = payload.get(f"{name}_base64")
+    if encoded is None:
+        return None
+    if name in payload:
+        raise ValueError(f"give {name} or {name}_base64, not both")
+    if not isinstance(encoded, str):
+        raise ValueError(f"{name}_base64 must be a base64 string")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{name}_base64 is not valid base64") from None
+
+
+def _headers_field(value: object) -> list[tuple[str, str]] | None:
+    """A JSON ``headers`` value (object, or list of ``[name, value]`` pairs) as header pairs."""
+    if value is None:
+        return None
+    pairs: list[tuple[object, object]] | None = None
+    if isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, list) and all(isinstance(pair, list) and len(pair) == 2 for pair in value):
+        pairs = [(name, text) for name, text in value]
+    if pairs is None or not all(isinstance(name, str) and isinstance(text, str) for name, text in pairs):
+        raise ValueError("headers must be an object of strings or a list of [name, value] strings")
+    return [(str(name), str(text)) for name, text in pairs]
+
+
+def _queued_fault_from_json(payload: Mapping[str, object]) -> tuple[Fault, int, str | None]:
+    """``(fault, times, instance_id)`` from a control-endpoint or ``--fault`` JSON object."""
+    fault = _fault_from_json(payload)
+    times = payload.get("times", 1)
+    instance_id = payload.get("instance_id")
+    if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+        raise ValueError("times must be an integer >= 1")
+    if instance_id is not None and not isinstance(instance_id, str):
+        raise ValueError("instance_id must be a string")
+    return fault, times, instance_id
 
 
 # --------------------------------------------------------------------------- command line
@@ -1066,6 +1282,17 @@ def _instance_spec(spec: str) -> tuple[str, str, bool, InstanceKind, bool]:
         raise argparse.ArgumentTypeError(f"unknown instance flag(s) {sorted(unknown)} in {spec!r}")
     kind: InstanceKind = "web" if "web" in flags else "mobile"
     return parts[0], parts[1], "pin" in flags, kind, "expired" in flags
+
+
+def _fault_spec(text: str) -> tuple[Fault, int, str | None]:
+    """Parse a ``--fault`` JSON object (the control API's form) into inject arguments."""
+    payload = _json_object(text.encode("utf-8"))
+    if payload is None:
+        raise argparse.ArgumentTypeError(f'expected a JSON object such as {{"kind": "drop"}}, got {text!r}')
+    try:
+        return _queued_fault_from_json(payload)
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (in {text!r})") from None
 
 
 def _conn_env_name(instance_id: str, first: bool) -> str:
@@ -1098,6 +1325,16 @@ def main(argv: list[str] | None = None) -> int:
         help=f"an instance to serve; repeatable (default: {DEFAULT_INSTANCE_ID}:{DEFAULT_INSTANCE_TOKEN})",
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every API answer")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        type=_fault_spec,
+        default=[],
+        metavar="JSON",
+        help="a fault to queue, as POST /_sandbox/faults takes it, e.g. "
+        '\'{"kind": "drip", "interval": 0.5, "times": 3}\' or \'{"kind": "status", "status": 503}\'; '
+        "repeatable, played in order",
+    )
     args = parser.parse_args(argv)
     try:
         host = _loopback_host(args.host)
@@ -1124,12 +1361,17 @@ def main(argv: list[str] | None = None) -> int:
         with sandbox:
             for instance_id, token, has_code, kind, expired in specs:
                 sandbox.add_instance(instance_id, token, has_code=has_code, kind=kind, expired=expired)
+            for fault, times, fault_instance in args.fault:
+                sandbox.inject(fault, times=times, instance_id=fault_instance)
             out = sys.stdout
             out.write(f"# Plugz sandbox listening on {sandbox.base_url} (Ctrl-C to stop)\n")
             out.write(f"export PLUGZ_SANDBOX_URL={sandbox.base_url}\n")
             for index, (instance_id, *_) in enumerate(specs):
                 env = _conn_env_name(instance_id, index == 0)
                 out.write(f"export {env}={shlex.quote(sandbox.connection_json(instance_id))}\n")
+            for fault, times, fault_instance in args.fault:
+                scope = f" on {fault_instance}" if fault_instance is not None else ""
+                out.write(f"# queued a {fault.kind} fault for the next {times} call(s){scope}\n")
             out.flush()
             # A timeout keeps Ctrl-C responsive where signals do not interrupt waits (Windows).
             while not stop.wait(0.5):

@@ -9,6 +9,9 @@ Three concerns live here and only here, so the sync hook (requests) and the asyn
   well as status (the API sends some errors with HTTP 200) and redacting secrets the
   server echoes back;
 - :func:`parse_pin_status` turns that object into a :class:`PinStatus`.
+
+Transports hand over raw bytes: :class:`BodyReader` decodes ``Content-Encoding`` itself, so the
+size limit holds for decoded bytes while they are decoded (a small gzip bomb never inflates).
 """
 
 from __future__ import annotations
@@ -18,16 +21,20 @@ import enum
 import json
 import math
 import re
+import ssl
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow_provider_plugz import __version__
+from airflow_provider_plugz._redaction import Secret, redact, sanitize
 from airflow_provider_plugz.exceptions import (
     PlugzAuthenticationError,
     PlugzBadRequestError,
     PlugzConfigurationError,
+    PlugzConnectError,
     PlugzConnectionError,
     PlugzConnectTimeoutError,
     PlugzError,
@@ -50,8 +57,8 @@ if TYPE_CHECKING:
 
 USER_AGENT = f"airflow-provider-plugz/{__version__}"
 MAX_BODY_BYTES = 1024 * 1024
-REDACTED = "***"
-_MAX_SERVER_MESSAGE = 300
+#: Bodies are asked for unencoded; a server that encodes anyway gets one layer of these, decoded here.
+ACCEPT_ENCODING = "identity"
 
 
 @dataclass(frozen=True)
@@ -83,19 +90,26 @@ class PinStatus:
 
 @dataclass(frozen=True)
 class PlugzRequest:
-    """A request ready for any transport. ``url`` and ``headers`` carry secrets: no repr."""
+    """A request ready for any transport. ``url``, ``headers`` and ``body`` carry secrets: no repr.
+
+    ``secrets`` are the values of this request beyond the connection's (e.g. the PIN being set),
+    redacted from whatever the server answers.
+    """
 
     endpoint: Endpoint
     url: str = field(repr=False)
     headers: Mapping[str, str] = field(repr=False)
-    body: bytes | None = None
+    body: bytes | None = field(default=None, repr=False)
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def method(self) -> str:
         return self.endpoint.method
 
 
-def build_request(config: PlugzConfig, endpoint: Endpoint, json_body: Any = None) -> PlugzRequest:
+def build_request(
+    config: PlugzConfig, endpoint: Endpoint, json_body: Any = None, *, secrets: tuple[str, ...] = ()
+) -> PlugzRequest:
     """Build the URL (credentials percent-encoded into the path) and headers for ``endpoint``."""
     url = (
         f"{config.base_url}/instances/{quote(config.instance_id, safe='')}"
@@ -104,31 +118,83 @@ def build_request(config: PlugzConfig, endpoint: Endpoint, json_body: Any = None
     headers = {
         "Client-Token": config.client_token,
         "Accept": "application/json",
+        "Accept-Encoding": ACCEPT_ENCODING,
         "User-Agent": USER_AGENT,
     }
     body = None
     if json_body is not None:
         headers["Content-Type"] = "application/json"
-        body = json.dumps(json_body, separators=(",", ":")).encode()
-    return PlugzRequest(endpoint=endpoint, url=url, headers=headers, body=body)
+        body = json.dumps(json_body, separators=(",", ":"), default=_reveal).encode()
+    return PlugzRequest(endpoint=endpoint, url=url, headers=headers, body=body, secrets=secrets)
 
 
-# --- redaction -----------------------------------------------------------------------------
+def _reveal(value: object) -> str:
+    if isinstance(value, Secret):
+        return value.reveal()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
-# The API echoes a wrong Client-Token ("Client-Token abc not allowed"); URLs carry the token.
-_ECHOED_TOKEN = re.compile(r"(client[-_ ]?token[\s:=]{1,3})(\S+)(\s+not allowed)", re.IGNORECASE)
-_URL_CREDENTIALS = re.compile(r"(/instances/)[^/\s]+(/token/)[^/\s]+", re.IGNORECASE)
+
+# --- reading bodies ------------------------------------------------------------------------
 
 
-def redact(text: str, secrets: tuple[str, ...]) -> str:
-    """Remove known secrets, echoed tokens and instance URLs from a text we did not write."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-        encoded = quote(secret, safe="")
-        if encoded != secret:
-            text = text.replace(encoded, REDACTED)
-    text = _ECHOED_TOKEN.sub(rf"\1{REDACTED}\3", text)
-    return _URL_CREDENTIALS.sub(rf"\1{REDACTED}\2{REDACTED}", text)
+class BodyReader:
+    """Collects an answer's body from the raw bytes a transport reads, decoding as it goes.
+
+    At most one ``Content-Encoding`` of ``gzip``/``deflate`` is decoded, and never more than
+    :data:`MAX_BODY_BYTES` + 1 decoded bytes are produced, whatever the ratio: :meth:`feed`
+    returns False once that many are held, and the transport stops reading. Stacked or unknown
+    encodings and corrupt data leave :attr:`problem` set; the body is then empty.
+    """
+
+    def __init__(self, content_encoding: str | None) -> None:
+        self.problem: str | None = None
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._decoder: Any = None
+        self._deflate = False
+        codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
+        codings = [c for c in codings if c and c != "identity"]
+        if len(codings) > 1:
+            self.problem = "it has stacked Content-Encodings, which are refused"
+        elif codings and codings[0] in ("gzip", "x-gzip"):
+            self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        elif codings and codings[0] == "deflate":
+            self._decoder, self._deflate = zlib.decompressobj(), True
+        elif codings:
+            self.problem = "it has an unsupported Content-Encoding"
+
+    @property
+    def body(self) -> bytes:
+        return b"" if self.problem else b"".join(self._chunks)
+
+    def feed(self, data: bytes) -> bool:
+        """Take raw bytes; False means stop reading (over the limit, or unreadable)."""
+        if self.problem is not None:
+            return False
+        if self._decoder is None:
+            self._keep(data)
+        else:
+            try:
+                self._inflate(data)
+            except zlib.error:
+                if not (self._deflate and not self._size):
+                    self.problem = "its encoded body is corrupt"
+                    return False
+                # "deflate" without the zlib wrapper, as some servers send it.
+                self._decoder, self._deflate = zlib.decompressobj(-zlib.MAX_WBITS), False
+                return self.feed(data)
+        return self._size <= MAX_BODY_BYTES
+
+    def _inflate(self, data: bytes) -> None:
+        while data and self._size <= MAX_BODY_BYTES and not self._decoder.eof:
+            self._keep(self._decoder.decompress(data, MAX_BODY_BYTES + 1 - self._size))
+            data = self._decoder.unconsumed_tail
+
+    def _keep(self, data: bytes) -> None:
+        room = MAX_BODY_BYTES + 1 - self._size
+        if data and room > 0:
+            self._chunks.append(data[:room])
+            self._size += min(len(data), room)
 
 
 # --- response checking ---------------------------------------------------------------------
@@ -195,14 +261,19 @@ def check_response(
     status: int,
     headers: Mapping[str, str],
     body: bytes,
+    *,
+    secrets: tuple[str, ...] = (),
+    body_problem: str | None = None,
 ) -> dict[str, Any]:
     """Return the JSON object of a successful answer, or raise the matching ``PlugzError``.
 
     ``headers`` must be case-insensitive (both requests and httpx give such mappings).
     Transports stop reading just past :data:`MAX_BODY_BYTES`; a longer body is refused.
+    ``secrets`` are redacted from server texts besides the connection's own;
+    ``body_problem`` is a :class:`BodyReader`'s, when the body could not be decoded.
     """
-    payload = _json_object(body[: MAX_BODY_BYTES + 1])
-    server_message = _server_message(payload, config)
+    payload = None if body_problem else _json_object(body[: MAX_BODY_BYTES + 1])
+    server_message = _server_message(payload, (*config.secrets, *secrets))
 
     error_class: type[PlugzError] | None = None
     if 300 <= status < 400:
@@ -218,17 +289,21 @@ def check_response(
     if not 200 <= status < 300:
         raise _api_error(config, endpoint, PlugzMalformedResponseError, status, server_message, headers)
 
-    problem = None
-    if len(body) > MAX_BODY_BYTES:
-        problem = f"the body is larger than {MAX_BODY_BYTES} bytes"
-    elif payload is None:
-        problem = _describe_non_object(body, headers)
-    elif "success" in payload and payload["success"] is not True:
-        problem = f"it says success: {json.dumps(payload['success'])[:20]} without an error text"
+    problem = body_problem or _body_problem(body, payload, headers)
     if problem is not None:
         raise _malformed(config, endpoint, status, problem)
     assert payload is not None
     return payload
+
+
+def _body_problem(body: bytes, payload: dict[str, Any] | None, headers: Mapping[str, str]) -> str | None:
+    if len(body) > MAX_BODY_BYTES:
+        return f"the body is larger than {MAX_BODY_BYTES} bytes"
+    if payload is None:
+        return _describe_non_object(body, headers)
+    if "success" in payload and payload["success"] is not True:
+        return f"its 'success' is {_json_kind(payload['success'])}, not true, and it has no error text"
+    return None
 
 
 def validate_pin(config: PlugzConfig, code: object) -> str:
@@ -288,16 +363,31 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _server_message(payload: Mapping[str, Any] | None, config: PlugzConfig) -> str | None:
+def _server_message(payload: Mapping[str, Any] | None, secrets: tuple[str, ...]) -> str | None:
+    """The server's own ``error``/``message`` text: one sanitised, bounded line, then redacted."""
     if payload is None:
         return None
-    parts = [str(payload[key]) for key in ("error", "message") if payload.get(key) not in (None, "", False)]
+    parts = [_text(payload[key]) for key in ("error", "message") if payload.get(key) not in (None, "", False)]
     if not parts:
         return None
-    text = redact(": ".join(dict.fromkeys(parts)), config.secrets)
-    if len(text) > _MAX_SERVER_MESSAGE:
-        text = text[:_MAX_SERVER_MESSAGE] + "..."
-    return text
+    return redact(sanitize(": ".join(dict.fromkeys(parts))), secrets)
+
+
+def _text(value: Any) -> str:
+    # Bounded before str(): a huge number or deep structure must not cost a conversion of it all.
+    if isinstance(value, str):
+        return value[:1000]
+    if isinstance(value, (bool, float)) or (isinstance(value, int) and abs(value) < 10**300):
+        return json.dumps(value)
+    return f"(a JSON {_json_kind(value)})"
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return {str: "string", int: "number", float: "number", list: "array", dict: "object"}.get(
+        type(value), "value"
+    )
 
 
 def _describe_non_object(body: bytes, headers: Mapping[str, str]) -> str:
@@ -350,20 +440,31 @@ def _api_error(
     return error_class(message, http_status=status, server_message=server_message)
 
 
+_DELTA_SECONDS = re.compile(r"[0-9]+")
+# Longer delta-seconds are all "far too long" (and int() refuses texts over 4,300 digits).
+_MAX_DELTA_DIGITS = 12
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), or None."""
-    if not value:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), or None.
+
+    Whatever a server sends, this returns a finite number >= 0, ``inf`` (a wait too long to
+    express), or None (no usable value); it never raises.
+    """
+    if not value or not isinstance(value, str):
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if _DELTA_SECONDS.fullmatch(value):  # ASCII digits only: "²".isdigit() is True
+        return float(value) if len(value) <= _MAX_DELTA_DIGITS else math.inf
+    if len(value) > 64 or not value.isascii():  # an HTTP date is 29 ASCII characters
+        return None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            return None
+        delay = when.timestamp() - (time.time() if now is None else now)
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
-    if when.tzinfo is None:
-        return None
-    delay = when.timestamp() - (time.time() if now is None else now)
     return max(0.0, delay) if math.isfinite(delay) else None
 
 
@@ -371,13 +472,32 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 class TransportFailure(enum.Enum):
-    """What went wrong below HTTP; each transport sorts its own exceptions into these."""
+    """What went wrong below HTTP; each transport sorts its own exceptions into these.
 
+    ``CONNECT`` and ``CONNECT_TIMEOUT`` are the failures after which the request provably never
+    left (name resolution, refused or unreachable, connect timeout); ``NETWORK`` may come after
+    the request was written (a dropped connection), ``DEADLINE`` certainly does.
+    """
+
+    CONNECT = "connect failure"
     CONNECT_TIMEOUT = "connect timeout"
     READ_TIMEOUT = "read timeout"
+    DEADLINE = "deadline"
     TLS = "TLS failure"
     INVALID_REQUEST = "invalid request"
     NETWORK = "network failure"
+
+
+def is_tls_failure(exc: BaseException) -> bool:
+    """True when ``exc`` or anything in its cause/context chain is an ``ssl`` error (not by text)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (ssl.SSLError, ssl.CertificateError)):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 _OS_REASON = re.compile(r"\[Errno -?\d+\][^'\")\]]*|\[SSL: [A-Z_]+\]")
@@ -391,9 +511,21 @@ def transport_error(
     Low-level exception texts quote the URL (and so the instance token): only the exception's
     class name and its OS/TLS reason code are kept.
     """
-    found = _OS_REASON.search(str(exc))
-    reason = type(exc).__name__ + (f": {redact(found.group(0).strip(), config.secrets)}" if found else "")
+    found = _OS_REASON.search(str(exc)[:2000])
+    said = redact(sanitize(found.group(0).strip(), 80), config.secrets) if found else ""
+    reason = type(exc).__name__ + (f": {said}" if said else "")
     where = f"Plugz {request.endpoint.action} for connection {config.conn_id!r}"
+    if failure is TransportFailure.DEADLINE:
+        return PlugzTimeoutError(
+            f"{where} did not complete within its {config.total_timeout:g} s deadline (the server was "
+            "too slow to send the whole answer). The service may be overloaded; try again, or raise "
+            "the connection's total_timeout extra."
+        )
+    if failure is TransportFailure.CONNECT:
+        return PlugzConnectError(
+            f"{where} could not connect ({reason}); the request was not sent. Check the host and that "
+            "it is reachable from this worker (DNS, firewall); the error is usually temporary."
+        )
     if failure in (TransportFailure.CONNECT_TIMEOUT, TransportFailure.READ_TIMEOUT):
         connecting = failure is TransportFailure.CONNECT_TIMEOUT
         error_class = PlugzConnectTimeoutError if connecting else PlugzTimeoutError

@@ -7,8 +7,9 @@ Callers branch on classes, never on message text::
     ├── PlugzAuditError                  a fleet audit found numbers without a PIN or with errors
     ├── PlugzMalformedResponseError      2xx answer we cannot trust: not JSON, HTML, no boolean hasCode
     ├── PlugzTransientError              worth trying again later; sensors keep waiting on these
-    │   ├── PlugzConnectionError         DNS, refused or dropped connection, TLS failure
-    │   │   └── PlugzTimeoutError        read timeout (the request may have reached the server)
+    │   ├── PlugzConnectionError         dropped connection, TLS failure (the request may have left)
+    │   │   ├── PlugzConnectError        DNS failure, refused or unreachable (it never left)
+    │   │   └── PlugzTimeoutError        read timeout or deadline (the request may have reached the server)
     │   │       └── PlugzConnectTimeoutError  connect timeout (it did not)
     │   ├── PlugzRateLimitedError        429 (carries ``retry_after`` seconds when the server sent it)
     │   └── PlugzServerError             408, 5xx, gateway pages
@@ -70,6 +71,10 @@ class PlugzTransientError(PlugzError):
 
 class PlugzConnectionError(PlugzTransientError):
     """No usable answer: DNS failure, connection refused or dropped, TLS failure."""
+
+
+class PlugzConnectError(PlugzConnectionError):
+    """No connection could be made (name resolution, refused, unreachable): the request never left."""
 
 
 class PlugzTimeoutError(PlugzConnectionError):
@@ -141,6 +146,7 @@ __all__ = [
     "PlugzAuthenticationError",
     "PlugzBadRequestError",
     "PlugzConfigurationError",
+    "PlugzConnectError",
     "PlugzConnectTimeoutError",
     "PlugzConnectionError",
     "PlugzError",

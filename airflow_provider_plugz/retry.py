@@ -3,8 +3,8 @@
 Retried: connection errors and timeouts, HTTP 429, 502, 503 and 504 — with exponential
 backoff, jitter and a ceiling, honouring ``Retry-After`` (seconds or HTTP date) up to a cap,
 all inside a total time budget. Never retried: 400, 401, 403, 404, 405, 415 and everything
-else that says the request itself is wrong. A read timeout is retried only for idempotent
-calls (a POST may have been applied before the answer was lost).
+else that says the request itself is wrong. A non-idempotent call (a POST that changes state)
+is retried only when it provably never left: a failed connect or a connect timeout.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass, field
 
 from airflow_provider_plugz.exceptions import (
+    PlugzConnectError,
     PlugzConnectionError,
     PlugzConnectTimeoutError,
     PlugzError,
     PlugzRateLimitedError,
-    PlugzTimeoutError,
 )
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -53,12 +53,13 @@ class RetryPolicy:
 
     def is_retryable(self, error: PlugzError, *, idempotent: bool = True) -> bool:
         """The one predicate: may the call that raised ``error`` be sent again?"""
-        if isinstance(error, PlugzTimeoutError) and not isinstance(error, PlugzConnectTimeoutError):
-            # A read timeout may come after the server applied the request.
-            return idempotent
-        if isinstance(error, PlugzConnectionError):
-            return True
-        return error.http_status in RETRYABLE_STATUSES
+        if isinstance(error, (PlugzConnectError, PlugzConnectTimeoutError)):
+            return True  # the request never left
+        if not idempotent:
+            # Anything else may come after the server applied the request (a dropped
+            # connection, a read timeout, a 502 from a gateway): never send it twice.
+            return False
+        return isinstance(error, PlugzConnectionError) or error.http_status in RETRYABLE_STATUSES
 
     def backoff_delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """The wait after failed attempt number ``attempt`` (1-based), without Retry-After."""

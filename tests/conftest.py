@@ -102,6 +102,15 @@ def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[PlugzSandbox]:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_secret_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no remembered secrets: another test's fixture values (some hold
+    words such as "INSTANCE") must not redact this test's texts."""
+    from airflow_provider_plugz import _redaction
+
+    monkeypatch.setattr(_redaction, "_KNOWN", _redaction._Index())
+
+
+@pytest.fixture(autouse=True)
 def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Retries never sleep for real in tests; the waits they asked for are recorded here."""
     from airflow_provider_plugz.hooks import plugz

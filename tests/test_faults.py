@@ -22,9 +22,11 @@ event, serialized trigger or captured output may contain them.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import ssl
 import traceback
+import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,7 @@ from airflow_provider_plugz.exceptions import (
     PlugzAuthenticationError,
     PlugzBadRequestError,
     PlugzConfigurationError,
+    PlugzConnectError,
     PlugzConnectionError,
     PlugzError,
     PlugzInstanceNotSupportedError,
@@ -130,6 +133,26 @@ PIN = {"has_code": True}
 NOT_FOUND_TEXT = "NOT_FOUND: Unable to find matching target resource method"
 TOKEN_URL = f"http://127.0.0.1:1/instances/{INSTANCE_ID}/token/{INSTANCE_TOKEN}/security/two-fa-code"
 BIG_BODY = json.dumps({"success": True, "hasCode": True, "padding": "x" * (MIB + 10)})
+PIN_JSON = b'{"success":true,"hasCode":true}'
+# 16 MiB of JSON that gzip packs into ~16 KiB: it must never be inflated past the 1 MiB limit.
+GZIP_BOMB = gzip.compress(b'{"success":true,"hasCode":true,"x":"' + b"0" * (16 * MIB) + b'"}', 9)
+# gzip of gzip: ~1 KiB that a decoder honouring both layers inflates to 16 MiB.
+STACKED_BOMB = gzip.compress(GZIP_BOMB, 9)
+FAR_FUTURE = "Fri, 31 Dec 9999 23:59:59 GMT"
+
+
+def encoded(data: bytes, encoding: str, status: int = 200) -> tuple[tuple[Fault, int], ...]:
+    return fault(
+        Fault.status(
+            status, body=data, headers={"Content-Encoding": encoding, "Content-Type": "application/json"}
+        )
+    )
+
+
+def deadline(**extra: Any) -> dict[str, Any]:
+    """Extras that make the per-attempt deadline (0.3 s) the only thing that can stop a drip."""
+    return {"read_timeout": 5, "total_timeout": 0.3, **extra}
+
 
 # Bugs found by this table (see each row's ``bug``); the rows say what should happen.
 SYNC_RUNNERS = ("hook", "operator", "poke", "reschedule", "deferrable")
@@ -273,8 +296,8 @@ CASES = [
     pytest.param(
         Case(
             conn={"host": "http://127.0.0.1:1"},
-            error=PlugzConnectionError,
-            match="no usable answer",
+            error=PlugzConnectError,
+            match="could not connect",
             requests=0,
             attempts=4,
         ),
@@ -714,7 +737,7 @@ CASES = [
         Case(
             faults=body(200, {"success": False, "hasCode": True}),
             error=PlugzMalformedResponseError,
-            match="it says success: false",
+            match="its 'success' is false, not true",
             requests=1,
         ),
         id="body-200-success-false",
@@ -801,6 +824,188 @@ CASES = [
             requests=4,
         ),
         id="dropped-x4-gives-up",
+    ),
+    # --- a slow server: every attempt has a wall-clock deadline -----------------------------------
+    pytest.param(
+        Case(
+            extra=deadline(max_attempts=2),
+            faults=fault(Fault.drip(0.05), 2),
+            error=PlugzTimeoutError,
+            match="did not complete within its 0.3 s deadline",
+            requests=2,
+        ),
+        id="drip-body-x2-deadline",
+    ),
+    pytest.param(
+        Case(
+            extra=deadline(max_attempts=2),
+            faults=fault(Fault.drip(0.05, head=True), 2),
+            error=PlugzTimeoutError,
+            match="did not complete within its 0.3 s deadline",
+            requests=2,
+        ),
+        id="drip-headers-x2-deadline",
+    ),
+    pytest.param(
+        Case(extra=deadline(), faults=fault(Fault.drip(0.05)), instance=PIN, has_code=True, requests=2),
+        id="drip-then-200",
+    ),
+    # --- encoded bodies: one layer of gzip/deflate, decoded within the limit ---------------------
+    pytest.param(
+        Case(faults=encoded(gzip.compress(PIN_JSON), "gzip"), has_code=True, requests=1), id="gzip-body"
+    ),
+    pytest.param(
+        Case(faults=encoded(zlib.compress(PIN_JSON), "deflate"), has_code=True, requests=1), id="deflate-body"
+    ),
+    pytest.param(
+        Case(faults=encoded(zlib.compress(PIN_JSON)[2:-4], "Deflate"), has_code=True, requests=1),
+        id="deflate-raw-body",
+    ),
+    pytest.param(
+        Case(faults=encoded(PIN_JSON, "identity"), has_code=True, requests=1), id="identity-encoding"
+    ),
+    pytest.param(
+        Case(
+            faults=encoded(GZIP_BOMB, "gzip"),
+            error=PlugzMalformedResponseError,
+            match="the body is larger than 1048576 bytes",
+            requests=1,
+        ),
+        id="gzip-bomb",
+    ),
+    pytest.param(
+        Case(
+            faults=encoded(STACKED_BOMB, "gzip, gzip"),
+            error=PlugzMalformedResponseError,
+            match="it has stacked Content-Encodings, which are refused",
+            requests=1,
+        ),
+        id="gzip-stacked",
+    ),
+    pytest.param(
+        Case(
+            faults=encoded(PIN_JSON, "br"),
+            error=PlugzMalformedResponseError,
+            match="it has an unsupported Content-Encoding",
+            requests=1,
+        ),
+        id="encoding-unknown",
+    ),
+    pytest.param(
+        Case(
+            faults=encoded(b"\x1f\x8b\x08\x00garbage-not-gzip", "gzip"),
+            error=PlugzMalformedResponseError,
+            match="its encoded body is corrupt",
+            requests=1,
+        ),
+        id="gzip-corrupt",
+    ),
+    pytest.param(
+        Case(
+            extra={"max_attempts": 1},
+            faults=encoded(STACKED_BOMB, "gzip, gzip", status=503),
+            error=PlugzServerError,
+            match="HTTP 503. The Plugz service",
+            requests=1,
+        ),
+        id="gzip-stacked-503-is-still-a-503",
+    ),
+    # --- headers a hostile server sends ----------------------------------------------------------
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(429, headers={"Retry-After": "\u00b2"}), 4),
+            error=PlugzRateLimitedError,
+            match=GAVE_UP_4,
+            requests=4,
+        ),
+        id="retry-after-superscript-two",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(429, headers={"Retry-After": FAR_FUTURE})),
+            error=PlugzRateLimitedError,
+            match="is over the 30 s cap",
+            requests=1,
+        ),
+        id="retry-after-year-9999",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(429, headers={"Retry-After": "9" * 5000})),
+            error=PlugzRateLimitedError,
+            match="Retry-After of inf s is over the 30 s cap",
+            requests=1,
+        ),
+        id="retry-after-5000-digits",
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(429, headers={"Retry-After": "Mon, 99 Foo 1 25:61:61 GMT"}), 4),
+            error=PlugzRateLimitedError,
+            match=GAVE_UP_4,
+            requests=4,
+        ),
+        id="retry-after-broken-date",
+    ),
+    # --- server texts: one printable line, and secrets gone in any shape --------------------------
+    pytest.param(
+        Case(
+            # JSON escapes, as a server sends them: a lone surrogate cannot even be encoded as UTF-8.
+            faults=body(400, rb'{"error": "bad\n2026-12-01 [INFO] forged line\u001b[31m\u0000\ud800 end"}'),
+            error=PlugzBadRequestError,
+            match="HTTP 400: bad 2026-12-01 [INFO] forged line?[31m?? end.",
+            requests=1,
+        ),
+        id="text-control-characters",
+    ),
+    pytest.param(
+        Case(
+            faults=body(400, {"error": "x" * 5000}),
+            error=PlugzBadRequestError,
+            match="x" * 300 + "...",
+            requests=1,
+        ),
+        id="text-bounded",
+    ),
+    pytest.param(
+        Case(
+            faults=body(400, {"error": f"bad token {CLIENT_TOKEN.lower()} here"}),
+            error=PlugzBadRequestError,
+            match="HTTP 400: bad token *** here.",
+            requests=1,
+            hidden=(CLIENT_TOKEN.lower(),),
+        ),
+        id="text-echo-lower-cased",
+    ),
+    pytest.param(
+        Case(
+            faults=body(404, {"error": f"no instance {INSTANCE_ID[:9]} for {INSTANCE_TOKEN[3:14]}"}),
+            error=PlugzNotFoundError,
+            match="HTTP 404: no instance *** for ***.",
+            requests=1,
+            hidden=(INSTANCE_ID[:9], INSTANCE_TOKEN[3:14]),
+        ),
+        id="text-echo-cut-short",
+    ),
+    pytest.param(
+        Case(
+            faults=body(400, {"error": f"token {CLIENT_TOKEN[:12]}\n{CLIENT_TOKEN[12:]} refused"}),
+            error=PlugzBadRequestError,
+            match="HTTP 400: token *** *** refused.",
+            requests=1,
+            hidden=(CLIENT_TOKEN[:12], CLIENT_TOKEN[12:]),
+        ),
+        id="text-echo-split-by-newline",
+    ),
+    pytest.param(
+        Case(
+            faults=body(200, {"success": CLIENT_TOKEN, "hasCode": True}),
+            error=PlugzMalformedResponseError,
+            match="its 'success' is string, not true",
+            requests=1,
+            hidden=(CLIENT_TOKEN[:8],),
+        ),
+        id="body-200-token-in-success",
     ),
     # --- flapping -------------------------------------------------------------------------------
     pytest.param(
@@ -921,6 +1126,7 @@ def assert_error(case: Case, err: BaseException) -> None:
     assert type(err) is case.error, f"{type(err).__name__}: {err}"
     assert isinstance(err, PlugzError)
     assert case.match in str(err)
+    assert str(err).isprintable(), "a message is one line of printable characters"
     if case.tries:
         assert err.attempts == case.tries
     assert_clean(case, "".join(traceback.format_exception(err)), repr(err), str(err.server_message))

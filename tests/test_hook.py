@@ -86,13 +86,12 @@ def test_timeouts_from_connection(mock: rm.Mocker, monkeypatch: pytest.MonkeyPat
     assert mock.last_request.timeout == (1.5, 4.0)
 
 
-def test_credentials_percent_encoded_in_path(mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_credentials_in_path_verbatim(mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only URL-unreserved characters are accepted, so the path holds them as they are.
     monkeypatch.setenv(
-        "AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps({**CONN, "login": "inst+1@x:y", "password": "tök=en&1"})
+        "AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps({**CONN, "login": "inst.1_x~Y-z", "password": "T0k~en.1_-"})
     )
-    url = (
-        "https://api.plugzapi.com.br/instances/inst%2B1%40x%3Ay/token/t%C3%B6k%3Den%261/security/two-fa-code"
-    )
+    url = "https://api.plugzapi.com.br/instances/inst.1_x~Y-z/token/T0k~en.1_-/security/two-fa-code"
     mock.get(url, json={"success": True, "hasCode": False})
     assert PlugzHook().get_pin_status().has_code is False
     assert mock.last_request.url == url
@@ -257,8 +256,8 @@ BODY_CASES = [
     pytest.param(b'{"success": true, "hasCode": "true"}', "not a boolean", id="string-hasCode"),
     pytest.param(b'{"success": true, "hasCode": 1}', "not a boolean", id="int-hasCode"),
     pytest.param(b'{"success": true, "hasCode": null}', "not a boolean", id="null-hasCode"),
-    pytest.param(b'{"success": false}', "success: false", id="success-false"),
-    pytest.param(b'{"success": false, "hasCode": true}', "success: false", id="success-false-with-code"),
+    pytest.param(b'{"success": false}', "'success' is false, not true", id="success-false"),
+    pytest.param(b'{"success": false, "hasCode": true}', "'success' is false", id="success-false-with-code"),
     pytest.param(b"\xff\xfe\x00garbage", "not valid JSON", id="binary"),
     pytest.param(b"[" * 100_000, "not valid JSON", id="deeply-nested"),
 ]

@@ -1,18 +1,33 @@
-"""Property-based tests of the response parser: any answer in, a PinStatus or a PlugzError out."""
+"""Property-based tests of answers: any status, headers and body in, a PinStatus or a PlugzError out.
+
+First the transport-free response checking, then whole hostile answers (odd status lines,
+headers, encodings, framing) written by the sandbox and read by both transports.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import json
-from typing import Any
+import zlib
+from typing import TYPE_CHECKING, Any
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
 from airflow_provider_plugz._protocol import PIN_STATUS, PinStatus, check_response, parse_pin_status
 from airflow_provider_plugz.connection import PlugzConfig
 from airflow_provider_plugz.exceptions import PlugzError, PlugzMalformedResponseError
+from airflow_provider_plugz.hooks.plugz import PlugzHook
+from airflow_provider_plugz.testing import Fault
 from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from airflow_provider_plugz.testing import PlugzSandbox
 
 CONFIG = PlugzConfig(
     conn_id="plugz_default",
@@ -92,3 +107,112 @@ def test_api_shaped_json(status: int, body: dict[str, Any]) -> None:
 def test_has_code_must_be_a_real_boolean(has_code: Any) -> None:
     body = json.dumps({"success": True, "hasCode": has_code}).encode()
     assert isinstance(outcome(200, "application/json", body), PlugzMalformedResponseError)
+
+
+# --- hostile headers and whole hostile answers ---------------------------------------------------
+
+header_text = st.text(max_size=40) | st.sampled_from(
+    ["\u00b2", "\u0663", "9" * 5000, "Fri, 31 Dec 9999 23:59:59 GMT", "gzip, gzip", "br", "deflate", "x-gzip"]
+)
+hostile_headers = st.fixed_dictionaries(
+    {},
+    optional={
+        "Retry-After": header_text,
+        "Content-Type": header_text,
+        "Content-Encoding": header_text,
+        "Location": header_text,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(status=statuses | st.sampled_from([429, 503, 301]), headers=hostile_headers, body=api_like)
+def test_any_headers(status: int, headers: dict[str, str], body: dict[str, Any]) -> None:
+    try:
+        result: PinStatus | PlugzError = parse_pin_status(
+            CONFIG,
+            check_response(
+                CONFIG, PIN_STATUS, status, CaseInsensitiveDict(headers), json.dumps(body).encode()
+            ),
+        )
+    except PlugzError as err:
+        result = err
+    assert_safe(result)
+
+
+def _status_line(status: int, reason: str) -> bytes:
+    return f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1", "replace")
+
+
+@st.composite
+def raw_answers(draw: st.DrawFn) -> bytes:
+    """Whole answers as a hostile server writes them: odd status lines, headers, encodings, bodies."""
+    status = draw(st.integers(min_value=0, max_value=1000) | st.sampled_from([200, 200, 429, 503, 301]))
+    head = draw(
+        st.sampled_from(
+            [_status_line(status, "OK"), b"HTTP/1.0 200 OK\r\n", b"HTTP/2 200\r\n", b"garbage\r\n"]
+        )
+    )
+    payload = draw(api_like.map(lambda value: json.dumps(value).encode()) | st.binary(max_size=200))
+    encoding = draw(st.sampled_from([None, "gzip", "deflate", "gzip, gzip", "br", "identity", "\u00b2"]))
+    if encoding in ("gzip", "gzip, gzip"):
+        payload = gzip.compress(payload)
+    elif encoding == "deflate":
+        payload = zlib.compress(payload)
+    headers = [("Content-Type", draw(st.sampled_from(["application/json", "text/html", ""])))]
+    if encoding is not None:
+        headers.append(("Content-Encoding", encoding))
+    for name, value in draw(hostile_headers).items():
+        headers.append((name, value))
+    framing = draw(st.sampled_from(["length", "wrong-length", "chunked", "close"]))
+    if framing == "length":
+        headers.append(("Content-Length", str(len(payload))))
+    elif framing == "wrong-length":
+        headers.append(("Content-Length", str(len(payload) + draw(st.integers(-5, 5)))))
+    elif framing == "chunked":
+        headers.append(("Transfer-Encoding", "chunked"))
+        payload = f"{len(payload):x}\r\n".encode() + payload + b"\r\n0\r\n\r\n" if payload else b"0\r\n\r\n"
+    lines = b"".join(f"{name}: {value}\r\n".encode("utf-8", "surrogatepass") for name, value in headers)
+    return head + lines + b"\r\n" + payload
+
+
+@pytest.fixture(scope="module")
+def hostile_server() -> Iterator[PlugzSandbox]:
+    """One sandbox for every example, with plugz_default at it and no retries (one answer, one call)."""
+    from airflow_provider_plugz.testing import PlugzSandbox
+
+    with PlugzSandbox(client_token=CLIENT_TOKEN) as sb, pytest.MonkeyPatch.context() as patch:
+        sb.add_instance(INSTANCE_ID, INSTANCE_TOKEN)
+        conn = json.loads(sb.connection_json(INSTANCE_ID))
+        conn["extra"].update({"max_attempts": 1, "read_timeout": 2})
+        patch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(conn))
+        yield sb
+
+
+async def _async_pin_status() -> PinStatus:
+    hook = PlugzHook()
+    try:
+        return await hook.aget_pin_status()
+    finally:
+        await hook.aclose()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(answer=raw_answers())
+def test_both_transports_raise_only_plugz_errors(hostile_server: PlugzSandbox, answer: bytes) -> None:
+    for transport in ("requests", "httpx"):
+        hostile_server.inject(Fault.raw(answer))
+        try:
+            if transport == "requests":
+                hook = PlugzHook()
+                try:
+                    result: PinStatus | PlugzError = hook.get_pin_status()
+                finally:
+                    hook.close()
+            else:
+                result = asyncio.run(_async_pin_status())
+        except PlugzError as err:
+            result = err
+        assert_safe(result)
+        if isinstance(result, PlugzError):
+            assert str(result).isprintable()

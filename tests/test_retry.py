@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from airflow_provider_plugz._protocol import parse_retry_after
 from airflow_provider_plugz.exceptions import (
     PlugzAuthenticationError,
     PlugzBadRequestError,
+    PlugzConnectError,
     PlugzConnectionError,
     PlugzConnectTimeoutError,
     PlugzError,
@@ -33,6 +37,9 @@ def error(error_class: type[PlugzError], status: int | None = None, **kwargs: An
     ("failure", "idempotent", "retryable"),
     [
         pytest.param(error(PlugzConnectionError), True, True, id="connection-error"),
+        pytest.param(error(PlugzConnectionError), False, False, id="dropped-connection-post-never"),
+        pytest.param(error(PlugzConnectError), True, True, id="connect-failed"),
+        pytest.param(error(PlugzConnectError), False, True, id="connect-failed-post"),
         pytest.param(error(PlugzConnectTimeoutError), False, True, id="connect-timeout-post"),
         pytest.param(error(PlugzTimeoutError), True, True, id="read-timeout-get"),
         pytest.param(error(PlugzTimeoutError), False, False, id="read-timeout-post-never"),
@@ -40,6 +47,9 @@ def error(error_class: type[PlugzError], status: int | None = None, **kwargs: An
         pytest.param(error(PlugzServerError, 502), True, True, id="502"),
         pytest.param(error(PlugzServerError, 503), True, True, id="503"),
         pytest.param(error(PlugzServerError, 504), True, True, id="504"),
+        pytest.param(error(PlugzRateLimitedError, 429), False, False, id="429-post-never"),
+        pytest.param(error(PlugzServerError, 502), False, False, id="502-post-never"),
+        pytest.param(error(PlugzServerError, 503), False, False, id="503-post-never"),
         pytest.param(error(PlugzServerError, 500), True, False, id="500"),
         pytest.param(error(PlugzServerError, 408), True, False, id="408"),
         pytest.param(error(PlugzBadRequestError, 400), True, False, id="400"),
@@ -149,8 +159,26 @@ def test_invalid_policy(kwargs: dict[str, Any], message: str) -> None:
         pytest.param("soon", None, id="garbage"),
         pytest.param("", None, id="empty"),
         pytest.param(None, None, id="absent"),
+        # What a hostile server sends: never an exception, always a number, inf or None.
+        pytest.param("\u00b2", None, id="superscript-two-isdigit"),
+        pytest.param("\u0663", None, id="arabic-indic-digit"),
+        pytest.param("1e3", None, id="float-notation"),
+        pytest.param("9" * 13, math.inf, id="longer-than-a-lifetime"),
+        pytest.param("9" * 5000, math.inf, id="over-int-str-digits-limit"),
+        pytest.param("Fri, 31 Dec 9999 23:59:59 GMT", 253402300799.0 - 1795600800.0, id="year-9999"),
+        pytest.param("Fri, 31 Dec 99999 23:59:59 GMT", None, id="year-99999"),
+        pytest.param("Mon, 99 Foo 1 25:61:61 GMT", None, id="broken-date"),
+        pytest.param("Wed, 25 Nov 2026 10:00:30", None, id="date-without-zone"),
+        pytest.param("Wed, 25 Nov 2026 10:00:30 GMT" + " " * 100, 30.0, id="padded-date"),
+        pytest.param("x" * 10_000, None, id="huge-garbage"),
     ],
 )
 def test_parse_retry_after(header: str | None, expected: float | None) -> None:
     now = 1795600800.0  # Wed, 25 Nov 2026 10:00:00 GMT
     assert parse_retry_after(header, now=now) == expected
+
+
+@given(st.text(max_size=80) | st.from_regex(r"[0-9]{1,30}", fullmatch=True))
+def test_parse_retry_after_never_raises(header: str) -> None:
+    delay = parse_retry_after(header, now=1795600800.0)
+    assert delay is None or delay == math.inf or (math.isfinite(delay) and delay >= 0)

@@ -3,31 +3,43 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import heapq
+import http.client
+import itertools
 import logging
+import os
+import socket
 import ssl
+import threading
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
+from airflow_provider_plugz import sentry
 from airflow_provider_plugz._compat import BaseHook, aget_connection, mask_secret
 from airflow_provider_plugz._protocol import (
-    MAX_BODY_BYTES,
     PIN_STATUS,
     SET_PIN,
+    BodyReader,
     Endpoint,
     PinStatus,
     TransportFailure,
     build_request,
     check_response,
     check_set_pin,
+    is_tls_failure,
     parse_pin_status,
-    redact,
     transport_error,
     validate_pin,
 )
+from airflow_provider_plugz._redaction import Secret, redact_known, remember
 from airflow_provider_plugz.connection import (
     CONN_TYPE,
     DEFAULT_CONN_ID,
@@ -44,6 +56,10 @@ if TYPE_CHECKING:
     from airflow_provider_plugz._protocol import PlugzRequest
     from airflow_provider_plugz.retry import RetryPolicy
 
+# status, headers, decoded body, and what was wrong with the body (None when it could be read).
+_Answer = tuple[int, "Mapping[str, str]", bytes, "str | None"]
+_CHUNK = 64 * 1024
+
 __all__ = ["PinStatus", "PlugzHook"]
 
 
@@ -54,6 +70,10 @@ class PlugzHook(BaseHook):
     ``requests.Session`` per hook keeps the TCP/TLS connection alive across calls.
 
     :param plugz_conn_id: the Airflow connection to use.
+    :param async_client: an httpx client to share with other hooks (see :func:`new_async_client`).
+    :param retry: the retry policy of every call; default: the connection's.
+    :param require_conn_type: refuse a connection whose type is not ``plugz`` (before any
+        request), for callers that take connection ids from users, such as the fleet audit.
     """
 
     conn_name_attr = "plugz_conn_id"
@@ -67,11 +87,13 @@ class PlugzHook(BaseHook):
         *,
         async_client: httpx.AsyncClient | None = None,
         retry: RetryPolicy | None = None,
+        require_conn_type: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.plugz_conn_id = plugz_conn_id
         self.retry = retry
+        self.require_conn_type = require_conn_type
         # A client shared by many hooks (see new_async_client) is the owner's to close.
         self._shared_async_client = async_client
 
@@ -120,7 +142,9 @@ class PlugzHook(BaseHook):
     @cached_property
     def config(self) -> PlugzConfig:
         """The validated connection; its secrets are registered with Airflow's masker."""
-        config = parse_connection(self.get_connection(self.plugz_conn_id))
+        config = parse_connection(
+            self.get_connection(self.plugz_conn_id), require_conn_type=self.require_conn_type
+        )
         _mask(config)
         return config
 
@@ -135,6 +159,9 @@ class PlugzHook(BaseHook):
         # Never pick up proxies or .netrc credentials from the environment implicitly.
         session.trust_env = False
         session.verify = _verify(self.config)
+        adapter = _DeadlineAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
         return session
 
     def get_conn(self) -> requests.Session:
@@ -159,16 +186,25 @@ class PlugzHook(BaseHook):
         """Register ``code`` as the account's two-step-verification PIN (POST, JSON body).
 
         The PIN is registered with Airflow's secrets masker before anything else happens.
-        A read timeout is never retried: the server may have applied the PIN already.
+        It is sent at most once, unless the connection provably never opened (a failed connect
+        or a connect timeout): after a dropped connection or a read timeout the server may have
+        applied it already.
 
         :raises PlugzConfigurationError: ``code`` is not exactly six digits.
         :raises PlugzError: a subclass saying what went wrong and what to do.
         """
-        if isinstance(code, str) and len(code) >= 5:
-            mask_secret(code)
+        _mask_pin(code)
         config = self.config
-        pin = validate_pin(config, code)
-        check_set_pin(config, self._call(SET_PIN, {"code": pin}, retry=retry))
+        pin = Secret(validate_pin(config, code))
+        check_set_pin(config, self._call(SET_PIN, {"code": pin}, secrets=(pin.reveal(),), retry=retry))
+
+    async def aset_pin(self, code: str, *, retry: RetryPolicy | None = None) -> None:
+        """:meth:`set_pin` for event loops: same checks and the same send-once rule, over httpx."""
+        await asyncio.to_thread(_mask_pin, code)
+        config = await self.aget_config()
+        pin = Secret(validate_pin(config, code))
+        payload = await self._acall(config, SET_PIN, {"code": pin}, secrets=(pin.reveal(),), retry=retry)
+        check_set_pin(config, payload)
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection the way the PIN tasks use it, for the UI's Test button."""
@@ -187,12 +223,27 @@ class PlugzHook(BaseHook):
         return parse_pin_status(config, await self._acall(config, PIN_STATUS, retry=retry))
 
     async def aget_config(self) -> PlugzConfig:
-        """:attr:`config`, read without blocking the event loop."""
-        if "config" not in self.__dict__:
-            config = parse_connection(await aget_connection(self.plugz_conn_id))
-            _mask(config)
-            self.__dict__["config"] = config
+        """:attr:`config`, read without blocking the event loop.
+
+        Everything that blocks is done in a worker thread: reading the connection, registering
+        its secrets with Airflow's masker (which recompiles one regex of all secrets each time),
+        the first import of httpx and loading the TLS context.
+        """
+        if "_async_tls" not in self.__dict__:
+            conn = None if "config" in self.__dict__ else await aget_connection(self.plugz_conn_id)
+            config, tls = await asyncio.to_thread(self._prepare_async, conn)
+            self.__dict__.update(config=config, _async_tls=tls)
         return self.config
+
+    def _prepare_async(self, conn: Any) -> tuple[PlugzConfig, ssl.SSLContext]:
+        if conn is None:
+            config = self.config
+        else:
+            config = parse_connection(conn, require_conn_type=self.require_conn_type)
+            _mask(config)
+        preload_async_transport()
+        _redact_client_logs()
+        return config, _tls_context(config)
 
     async def aclose(self) -> None:
         """Close the async client, if this hook opened one (a shared client stays open)."""
@@ -201,15 +252,20 @@ class PlugzHook(BaseHook):
             await client.aclose()
 
     def _call(
-        self, endpoint: Endpoint, json_body: Any = None, *, retry: RetryPolicy | None = None
+        self,
+        endpoint: Endpoint,
+        json_body: Any = None,
+        *,
+        secrets: tuple[str, ...] = (),
+        retry: RetryPolicy | None = None,
     ) -> dict[str, Any]:
         """The one way every sync API call goes: build, then send and check until done."""
         config = self.config
-        request = build_request(config, endpoint, json_body)
+        request = build_request(config, endpoint, json_body, secrets=secrets)
         retrying = (retry or self.retry or config.retry).start(idempotent=endpoint.idempotent)
         while True:
             try:
-                return check_response(config, endpoint, *self._send(config, request))
+                return _check(config, request, self._send(config, request))
             except PlugzError as err:
                 delay = retrying.delay_after(err)  # raises when it is time to stop
                 self._log_retry(retrying.attempts, delay, err)
@@ -221,14 +277,15 @@ class PlugzHook(BaseHook):
         endpoint: Endpoint,
         json_body: Any = None,
         *,
+        secrets: tuple[str, ...] = (),
         retry: RetryPolicy | None = None,
     ) -> dict[str, Any]:
         """The one way every async API call goes: the same as :meth:`_call`, over httpx."""
-        request = build_request(config, endpoint, json_body)
+        request = build_request(config, endpoint, json_body, secrets=secrets)
         retrying = (retry or self.retry or config.retry).start(idempotent=endpoint.idempotent)
         while True:
             try:
-                return check_response(config, endpoint, *await self._asend(config, request))
+                return _check(config, request, await self._asend(config, request))
             except PlugzError as err:
                 delay = retrying.delay_after(err)
                 self._log_retry(retrying.attempts, delay, err)
@@ -237,9 +294,15 @@ class PlugzHook(BaseHook):
     def _log_retry(self, attempt: int, delay: float, error: PlugzError) -> None:
         self.log.warning("Plugz attempt %d failed, retrying in %.2f s: %s", attempt, delay, error)
 
-    def _send(self, config: PlugzConfig, request: PlugzRequest) -> tuple[int, Mapping[str, str], bytes]:
-        """Send over requests; map its exceptions without letting their URL-bearing text through."""
+    def _send(self, config: PlugzConfig, request: PlugzRequest) -> _Answer:
+        """Send over requests; map its exceptions without letting their URL-bearing text through.
+
+        The whole attempt, from send to last byte, is bounded by ``config.total_timeout``: a
+        watchdog shuts the socket down when it passes (per-read timeouts alone let a server that
+        drips one byte at a time hold the call forever).
+        """
         error: PlugzError
+        watch = _WATCHDOG.watch(config.total_timeout)
         try:
             with self.session.request(
                 request.method,
@@ -250,50 +313,90 @@ class PlugzHook(BaseHook):
                 allow_redirects=False,
                 stream=True,
             ) as response:
-                body = b""
-                for chunk in response.iter_content(chunk_size=64 * 1024):
-                    body += chunk
-                    if len(body) > MAX_BODY_BYTES:
+                reader = BodyReader(response.headers.get("Content-Encoding"))
+                # Raw bytes: decoding is ours, so its output is bounded while it is produced.
+                for chunk in response.raw.stream(_CHUNK, decode_content=False):
+                    if not reader.feed(chunk):
                         break
-                return response.status_code, response.headers, body
-        except requests.RequestException as exc:
-            error = transport_error(config, request, _requests_failure(exc), exc)
+                if not watch.fired:
+                    return response.status_code, response.headers, reader.body, reader.problem
+            exc: BaseException = TimeoutError("deadline")
+            failure = TransportFailure.DEADLINE
+        except _SYNC_ERRORS as caught:
+            exc, failure = caught, TransportFailure.DEADLINE if watch.fired else _requests_failure(caught)
+        finally:
+            watch.finish()
+        error = transport_error(config, request, failure, exc)
+        if failure is TransportFailure.DEADLINE:
+            self.close()  # the socket was shut down under the pool
         # Raised outside the except block on purpose: requests' exceptions (and urllib3's
         # under them) quote the URL, which holds the instance token, so they must not ride
         # along as __context__ into tracebacks.
         raise error
 
-    async def _asend(
-        self, config: PlugzConfig, request: PlugzRequest
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        """Send over httpx; the same rules as :meth:`_send`."""
-        import httpx  # only the triggerer pays for it
+    async def _asend(self, config: PlugzConfig, request: PlugzRequest) -> _Answer:
+        """Send over httpx; the same rules as :meth:`_send`, the deadline kept by asyncio."""
+        import httpx  # imported off the loop by aget_config already
 
         error: PlugzError
+        client = self._async_client_for(config)
         try:
-            client = self.__dict__.get("_async_client")
-            if client is None:
-                # A shared client cannot carry a connection's own CA bundle.
-                shared = self._shared_async_client if config.ca_bundle is None else None
-                client = self.__dict__["_async_client"] = shared or new_async_client(
-                    verify=_tls_context(config)
-                )
-            async with client.stream(
-                request.method,
-                request.url,
-                headers=dict(request.headers),
-                content=request.body,
-                timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
-            ) as response:
-                body = b""
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_BODY_BYTES:
-                        break
-                return response.status_code, response.headers, body
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            return await asyncio.wait_for(self._aexchange(client, config, request), config.total_timeout)
+        except asyncio.TimeoutError as exc:
+            error = transport_error(config, request, TransportFailure.DEADLINE, exc)
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError) as exc:
             error = transport_error(config, request, _httpx_failure(exc), exc)
         raise error
+
+    def _async_client_for(self, config: PlugzConfig) -> httpx.AsyncClient:
+        client: httpx.AsyncClient | None = self.__dict__.get("_async_client")
+        if client is None:
+            # A shared client cannot carry a connection's own CA bundle.
+            shared = self._shared_async_client if config.ca_bundle is None else None
+            tls = self.__dict__["_async_tls"]  # loaded off the loop by aget_config
+            client = self.__dict__["_async_client"] = shared or new_async_client(verify=tls)
+        return client
+
+    @staticmethod
+    async def _aexchange(client: httpx.AsyncClient, config: PlugzConfig, request: PlugzRequest) -> _Answer:
+        import httpx
+
+        async with client.stream(
+            request.method,
+            request.url,
+            headers=dict(request.headers),
+            content=request.body,
+            timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
+        ) as response:
+            reader = BodyReader(response.headers.get("Content-Encoding"))
+            async for chunk in response.aiter_raw(_CHUNK):
+                if not reader.feed(chunk):
+                    break
+            return response.status_code, response.headers, reader.body, reader.problem
+
+
+def _check(config: PlugzConfig, request: PlugzRequest, answer: _Answer) -> dict[str, Any]:
+    status, headers, body, problem = answer
+    return check_response(
+        config, request.endpoint, status, headers, body, secrets=request.secrets, body_problem=problem
+    )
+
+
+@functools.cache
+def preload_async_transport() -> None:
+    """Import httpx and what httpcore imports on a client's first request (anyio's asyncio backend).
+
+    ~0.25 s in all here: on an event loop it would stall every request already in flight, so
+    the async paths call this from a worker thread (or before anything is in flight). Private
+    module names of httpcore/anyio, so a missing one is skipped (it then loads on first use).
+    """
+    import importlib
+
+    import httpx  # noqa: F401
+
+    for name in ("httpcore._backends.anyio", "anyio._backends._asyncio"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 def new_async_client(
@@ -319,50 +422,228 @@ def new_async_client(
 
 
 class _RedactCredentialUrls(logging.Filter):
-    """Rewrites log records of the HTTP clients so instance URLs lose their credentials.
+    """Rewrites log records of the HTTP clients so that they hold no instance URL or known secret.
 
-    httpx logs every request's URL at INFO, urllib3 at DEBUG: with the instance token in the
-    path, that is a secret in the log unless redacted here.
+    httpx logs every request's URL at INFO, urllib3 and httpcore at DEBUG: with the instance
+    token in the path, that is a secret in the log unless redacted here.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = redact(message, ())
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record of someone else's: leave it to logging
+            return True
+        cleaned = redact_known(message)
         if cleaned != message:
             record.msg, record.args = cleaned, ()
         return True
 
 
-@functools.cache
+_CLIENT_LOGGERS = ("httpx", "httpcore", "urllib3")
+_LOG_FILTER = _RedactCredentialUrls()
+_filtered_loggers: set[str] = set()
+_filter_lock = threading.Lock()
+
+
 def _redact_client_logs() -> None:
-    for name in ("httpx", "httpcore", "urllib3.connectionpool"):
-        logging.getLogger(name).addFilter(_RedactCredentialUrls())
+    """Put the filter on every logger of the HTTP clients, children included.
+
+    A logger's filters do not apply to records of its children (``httpcore.http11``), so each
+    one gets it; loggers created since the last call are picked up on the next.
+    """
+    manager = logging.Logger.manager
+    with _filter_lock:
+        names = [*_CLIENT_LOGGERS, *manager.loggerDict]
+        for name in names:
+            if name in _filtered_loggers or name.split(".", 1)[0] not in _CLIENT_LOGGERS:
+                continue
+            logger = logging.getLogger(name)
+            logger.addFilter(_LOG_FILTER)
+            _filtered_loggers.add(name)
 
 
-def _requests_failure(exc: requests.RequestException) -> TransportFailure:
-    if isinstance(exc, requests.ConnectTimeout):
+# --- the sync transport's deadline -----------------------------------------------------------
+
+
+class _Watch:
+    """One request's deadline: when it passes, the socket of the request's connection is shut down."""
+
+    __slots__ = ("_connection", "_done", "_lock", "deadline", "fired")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.fired = False
+        self._done = False
+        self._connection: HTTPConnection | None = None
+        self._lock = threading.Lock()
+
+    def attach(self, connection: HTTPConnection) -> None:
+        with self._lock:
+            self._connection = connection
+            fired = self.fired and not self._done
+        if fired:
+            _shut_down(connection)
+
+    def fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            connection = self._connection
+        if connection is not None:
+            _shut_down(connection)
+
+    def finish(self) -> None:
+        with self._lock:
+            self._done = True
+            self._connection = None
+        if _CURRENT.__dict__.get("watch") is self:
+            _CURRENT.watch = None
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+
+def _shut_down(connection: HTTPConnection) -> None:
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        return
+    # socket.socket's own shutdown, also for an SSLSocket: it only wakes the reader up.
+    with contextlib.suppress(OSError, TypeError, ValueError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One daemon thread for the whole process that fires expired :class:`_Watch`es."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._condition = threading.Condition()
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, seconds: float) -> _Watch:
+        """Start watching the calling thread's next request; :meth:`_Watch.finish` ends it."""
+        watch = _Watch(time.monotonic() + seconds)
+        with self._condition:
+            heapq.heappush(self._heap, (watch.deadline, next(self._order), watch))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="plugz-deadlines", daemon=True)
+                self._thread.start()
+            self._condition.notify()
+        _CURRENT.watch = watch
+        return watch
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while True:
+                    while self._heap and self._heap[0][2].done:
+                        heapq.heappop(self._heap)
+                    if not self._heap:
+                        self._condition.wait()
+                        continue
+                    wait = self._heap[0][0] - time.monotonic()
+                    if wait <= 0:
+                        watch = heapq.heappop(self._heap)[2]
+                        break
+                    self._condition.wait(wait)
+            watch.fire()
+
+
+_WATCHDOG = _Watchdog()
+_CURRENT = threading.local()
+
+
+def _attach_current(connection: HTTPConnection) -> None:
+    watch: _Watch | None = _CURRENT.__dict__.get("watch")
+    if watch is not None:
+        watch.attach(connection)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _attach_current(self)
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _attach_current(self)
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """requests' adapter whose connections tell the watchdog which socket a request uses."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+# --- mapping transport exceptions --------------------------------------------------------------
+
+# What may escape requests while it sends and while we read the raw body (urllib3's own errors
+# are not wrapped on that path).
+_SYNC_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
+
+
+def _requests_failure(exc: BaseException) -> TransportFailure:
+    # urllib3 2 derives NewConnectionError (refused, unreachable, DNS) from ConnectTimeoutError.
+    if _never_connected(exc):
+        return TransportFailure.CONNECT
+    if isinstance(exc, (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)):
         return TransportFailure.CONNECT_TIMEOUT
-    if isinstance(exc, requests.Timeout):
-        return TransportFailure.READ_TIMEOUT
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)) or is_tls_failure(exc):
         return TransportFailure.TLS
-    if isinstance(exc, requests.exceptions.InvalidURL):
+    if isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
+        return TransportFailure.READ_TIMEOUT
+    if isinstance(
+        exc,
+        (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.InvalidSchema,
+            urllib3.exceptions.LocationParseError,
+        ),
+    ):
         return TransportFailure.INVALID_REQUEST
     # InvalidHeader here is about the answer (our own headers are validated before sending).
     return TransportFailure.NETWORK
 
 
-def _httpx_failure(exc: Exception) -> TransportFailure:
+def _never_connected(exc: BaseException) -> bool:
+    """True when a connection could not even be opened (urllib3's NewConnectionError, DNS included)."""
+    candidates: list[Any] = [exc, *exc.args[:1]]
+    candidates.append(getattr(candidates[-1], "reason", None))
+    return any(isinstance(c, urllib3.exceptions.NewConnectionError) for c in candidates)
+
+
+def _httpx_failure(exc: BaseException) -> TransportFailure:
     import httpx
 
     if isinstance(exc, httpx.ConnectTimeout):
         return TransportFailure.CONNECT_TIMEOUT
     if isinstance(exc, httpx.TimeoutException):
         return TransportFailure.READ_TIMEOUT
+    if is_tls_failure(exc):
+        return TransportFailure.TLS
     if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
         return TransportFailure.INVALID_REQUEST
-    if isinstance(exc, httpx.ConnectError) and "SSL" in str(exc):
-        return TransportFailure.TLS
+    if isinstance(exc, httpx.ConnectError):
+        return TransportFailure.CONNECT
     return TransportFailure.NETWORK
 
 
@@ -411,6 +692,17 @@ def _default_tls_context() -> ssl.SSLContext:
 
 
 def _mask(config: PlugzConfig) -> None:
-    """Tell Airflow's secrets masker about the credentials as soon as they are read."""
+    """Tell Airflow's secrets masker and our redaction about the credentials as soon as they are read."""
+    remember(*config.secrets)
     for secret in (config.instance_token, config.client_token):
         mask_secret(secret)
+    # A running Sentry client (Airflow's [sentry] integration) gets our scrubber: on Airflow 3
+    # the [sentry] before_send setting itself cannot be used (apache/airflow#69464).
+    sentry.install()
+
+
+def _mask_pin(code: object) -> None:
+    if isinstance(code, str):
+        remember(code.strip())
+        if len(code) >= 5:
+            mask_secret(code)

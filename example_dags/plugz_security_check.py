@@ -32,15 +32,19 @@ has a two-step-verification PIN, and branches on the answer:
 - **PIN set** -> `ok` (nothing to do);
 - **no PIN** -> `alert` (replace its body with your pager, Slack or e-mail call), then,
   **only if the `remediate` param is true** (off by default), `set_pin` registers the PIN
-  kept in the Airflow Variable `plugz_default_pin` (or your secrets backend) and
-  `confirm_pin` checks again.
+  kept in the `plugz_default` connection's extra `pin_secret` and `confirm_pin` checks again.
 
 `check_pin` pushes the answer to XCom under the key `has_code`.
 
 Set up: create an Airflow connection `plugz_default` of type **Plugz** with the
 Instance ID, Instance token and Client-Token from the Plugz panel (see the provider README).
-To let the DAG fix a missing PIN, store the six-digit PIN as the Variable
-`plugz_default_pin` and trigger with `{"remediate": true}` (or change the default).
+To let the DAG fix a missing PIN, add the six-digit PIN to that connection's extra as a
+JSON **string**, `{"pin_secret": "012345"}`, and trigger with `{"remediate": true}` (or
+change the default). Airflow's REST API and Airflow 3's UI show an extra whose name
+contains `secret` as `***`; a name like `pin`, a JSON number, or an Airflow Variable kept
+in the metadata database are shown in clear (`set_pin` says so in a WARNING in its log, and
+refuses a number). A Variable served by a secrets backend is never shown either: pass
+`pin_variable=` for that.
 A Plugz error (bad credentials, unknown instance, service down) fails `check_pin`
 with a message saying what to do.
 """,
@@ -72,7 +76,7 @@ with a message saying what to do.
     set_pin = PlugzSetPinOperator(
         task_id="set_pin",
         plugz_conn_id="plugz_default",
-        pin_variable="plugz_default_pin",
+        pin_extra="pin_secret",  # a JSON string in an extra Airflow hides by name
     )
     confirm_pin = PlugzPinStatusOperator(task_id="confirm_pin", plugz_conn_id="plugz_default")
 

@@ -111,7 +111,9 @@ def test_security_check_remediates_when_asked(
     states: dict[str, str],
     requests: int,
 ) -> None:
-    monkeypatch.setenv("AIRFLOW_VAR_PLUGZ_DEFAULT_PIN", "482913")
+    conn = json.loads(sandbox.connection_json(INSTANCE_ID))
+    conn["extra"]["pin_secret"] = "482913"  # the documented place: a JSON string under a hidden name
+    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(conn))
     sandbox.set_has_code(INSTANCE_ID, has_code)
     report = run_dag(example_dags.get_dag("plugz_security_check"), run_conf={"remediate": True})
     assert report.state == "success"

@@ -157,8 +157,11 @@ def test_no_secret_reaches_logs_errors_xcom_rendered_fields_or_triggers(
         threading.Thread(target=_set_pin_after_polls, args=(sandbox,), daemon=True).start()
     run_conf = None
     if server in ("remediate", "remediate-bad-pin"):
+        # The PIN where the example DAG documents it: a string extra Airflow hides by name.
         # A malformed PIN must not be echoed either: make it distinctive too.
-        monkeypatch.setenv("AIRFLOW_VAR_PLUGZ_DEFAULT_PIN", PIN if server == "remediate" else f"{PIN}0")
+        conn = json.loads(sandbox.connection_json(INSTANCE_ID))
+        conn["extra"]["pin_secret"] = PIN if server == "remediate" else f"{PIN}0"
+        monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(conn))
         run_conf = {"remediate": True}
 
     dag = onboarding(example_dags) if dag_id == "plugz_onboarding" else example_dags.get_dag(dag_id)

@@ -6,6 +6,8 @@ is loaded only when a task runs.
 
 from __future__ import annotations
 
+import logging
+import re
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_plugz.hooks.plugz import PlugzHook
+
+_log = logging.getLogger(__name__)
 
 #: XCom key under which every Plugz task also publishes the PIN state it saw.
 HAS_CODE_XCOM_KEY = "has_code"
@@ -98,20 +102,32 @@ def _task_ids(value: str | Iterable[str], name: str) -> list[str]:
     return ids
 
 
+#: The connection extra the README documents for the PIN: Airflow's REST API (and Airflow 3's UI)
+#: hide an extra whose name contains "secret" when its value is a JSON string; ``pin`` is no such name.
+DOCUMENTED_PIN_EXTRA = "pin_secret"
+
+_SIX_DIGITS = re.compile(r"[0-9]{6}")
+
+
 class PlugzSetPinOperator(BaseOperator):
     """Register a two-step-verification PIN on the account, from a secret you already manage.
 
-    The PIN never appears in the DAG file: name where it lives instead — an Airflow Variable
-    (``pin_variable``; a secrets backend serves Variables too) or an extra of the Plugz
-    connection (``pin_extra``). It is registered with the secrets masker as soon as it is
-    read and never reaches XCom, logs, rendered fields or exception texts.
+    The PIN never appears in the DAG file: name where it lives instead. The documented place is
+    a connection extra whose name Airflow treats as sensitive, holding a JSON *string*
+    (``pin_extra="pin_secret"``, ``{"pin_secret": "012345"}``): Airflow's REST API, and so
+    Airflow 3's UI, show it as ``***``. A Variable works too when a secrets backend serves it
+    (``pin_variable``); a Variable kept in Airflow's metadata database is shown in clear (six
+    digits parse as a JSON number, which Airflow never redacts). When the source is one Airflow
+    shows in clear, the task log gets one WARNING saying why (never the value); a JSON number
+    in an extra is refused. The PIN is registered with the secrets masker as soon as it is read
+    and never reaches XCom, logs, rendered fields or exception texts.
 
     Idempotent by default: it checks first and does nothing when a PIN is already set, unless
     ``overwrite=True``. After setting, it reads the status again and fails unless the PIN is
     now reported. Returns ``{"changed": bool, "has_code": bool}``.
 
+    :param pin_extra: name of the Plugz connection's extra holding the PIN, e.g. ``"pin_secret"``.
     :param pin_variable: name of the Airflow Variable holding the PIN (templated).
-    :param pin_extra: name of the Plugz connection's extra holding the PIN, e.g. ``"pin"``.
     :param overwrite: replace a PIN that is already set.
     :param plugz_conn_id: the Plugz connection (templated).
     """
@@ -131,7 +147,8 @@ class PlugzSetPinOperator(BaseOperator):
         super().__init__(**kwargs)
         if (pin_variable is None) == (pin_extra is None):
             raise ValueError(
-                "give exactly one of pin_variable (an Airflow Variable) or pin_extra (a connection extra)"
+                "give exactly one of pin_extra (a connection extra, e.g. "
+                f"pin_extra={DOCUMENTED_PIN_EXTRA!r}) or pin_variable (an Airflow Variable)"
             )
         self.pin_variable = pin_variable
         self.pin_extra = pin_extra
@@ -159,22 +176,184 @@ class PlugzSetPinOperator(BaseOperator):
         self.log.info("Plugz connection %r: PIN registered and confirmed.", self.plugz_conn_id)
         return {"changed": True, "has_code": True}
 
+    @property
+    def _pin_source(self) -> str:
+        """Where the PIN comes from, for messages (a name, never the value)."""
+        if self.pin_variable is not None:
+            return f"Airflow Variable {self.pin_variable!r}"
+        return f"extra {self.pin_extra!r} of connection {self.plugz_conn_id!r}"
+
     def _read_pin(self) -> str:
-        """Fetch the PIN from its secret and register it with the masker before anything else."""
-        from airflow_provider_plugz._compat import get_variable, mask_secret
+        """Fetch the PIN, mask it at once, warn if Airflow shows its source, then validate it."""
+        from airflow_provider_plugz._compat import get_variable
         from airflow_provider_plugz.exceptions import PlugzConfigurationError
 
-        if self.pin_variable is not None:
-            source = f"Airflow Variable {self.pin_variable!r}"
-            value = get_variable(self.pin_variable)
-        else:
-            source = f"extra {self.pin_extra!r} of connection {self.plugz_conn_id!r}"
-            value = self.hook.config_extra(str(self.pin_extra))
-        if value is None or value == "":
+        variable = self.pin_variable is not None
+        name = str(self.pin_variable if variable else self.pin_extra)
+        value = get_variable(name) if variable else self.hook.config_extra(name)
+        _mask_pin(value)
+        source = self._pin_source
+        if value is None or (isinstance(value, str) and not value.strip()):
             raise PlugzConfigurationError(
                 f"Plugz PIN registration: {source} is missing or empty; store the six-digit PIN there."
             )
-        pin = str(value).strip()
-        if len(pin) >= 5:
-            mask_secret(pin)
+        if not variable and _is_number(value):
+            raise PlugzConfigurationError(
+                f"Plugz PIN registration: {source} is a JSON number; store the PIN as a JSON string "
+                f'(e.g. {{"{name}": "012345"}}): a number loses leading zeros (012345 becomes 12345) '
+                "and Airflow's UI and REST API show numbers in clear even under a sensitive name."
+            )
+        self._warn_if_shown(variable, name, value)
+        pin = value.strip() if isinstance(value, str) else ""
+        if not _SIX_DIGITS.fullmatch(pin):
+            raise PlugzConfigurationError(
+                f"Plugz PIN registration: the PIN in {source} must be a string of exactly six digits "
+                "(0-9), as WhatsApp's two-step verification requires; fix the value stored there."
+            )
         return pin
+
+    def _warn_if_shown(self, variable: bool, name: str, value: object) -> None:
+        """One WARNING (never the value) when Airflow's UI and REST API would show the PIN."""
+        from airflow_provider_plugz._compat import AIRFLOW_V3
+
+        if variable:
+            in_backend = _from_secrets_backend(variable=name)
+        else:
+            in_backend = _from_secrets_backend(conn_id=self.plugz_conn_id)
+        if in_backend:
+            return
+        reasons = _pin_exposure(
+            variable=variable,
+            name_hidden=_airflow_hides_name(name),
+            value=value,
+            airflow_v3=AIRFLOW_V3,
+            form_masks=variable or _plugz_form_masks(name),
+        )
+        if reasons:
+            self.log.warning(
+                "Plugz PIN source %s is shown in clear by Airflow (%s); keep the PIN "
+                "as a JSON string in a connection extra whose name Airflow hides, e.g. pin_extra=%r, "
+                "or in a secrets backend.",
+                self._pin_source,
+                "; ".join(reasons),
+                DOCUMENTED_PIN_EXTRA,
+            )
+
+
+def _pin_exposure(
+    *, variable: bool, name_hidden: bool, value: object, airflow_v3: bool, form_masks: bool = True
+) -> list[str]:
+    """Why Airflow would show a PIN kept in its metadata database in clear (empty: it hides it).
+
+    Airflow's REST API (which Airflow 3's UI reads) hides a connection extra or Variable only
+    when its *name* is sensitive (``should_hide_value_for_key``) and only when the value is a
+    string: ``redact()`` passes numbers through, and a Variable's text is JSON-decoded first,
+    so six digits become a number. Airflow 2's REST API never redacts Variables, and its
+    connection edit page carries every extra in clear except the password fields a provider's
+    form declares (``form_masks``). Sources in a secrets backend never show: callers skip them.
+    """
+    what = "Variable" if variable else "extra"
+    reasons = [] if name_hidden else [f"Airflow does not treat that {what} name as sensitive"]
+    if variable and not airflow_v3:
+        reasons.append("Airflow 2's REST API returns every Variable's value unredacted")
+    elif variable and isinstance(value, str) and _is_number(_json_or_none(value)):
+        reasons.append("its text parses as a JSON number, which Airflow never redacts")
+    elif not variable and _is_number(value):
+        reasons.append("its value is a JSON number, which Airflow never redacts")
+    if not variable and not airflow_v3 and not form_masks:
+        reasons.append(
+            "Airflow 2's connection edit page carries it in clear: it is not a password field of the "
+            "Plugz connection form"
+        )
+    return reasons
+
+
+def _plugz_form_masks(name: str) -> bool:
+    """Whether the Plugz connection form declares extra ``name`` a password field (masked there)."""
+    from airflow_provider_plugz.get_provider_info import get_provider_info
+
+    for conn_type in get_provider_info()["connection-types"]:
+        field = conn_type.get("conn-fields", {}).get(name) or {}
+        if field.get("schema", {}).get("format") == "password":
+            return True
+    return False
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _json_or_none(text: str) -> object:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:  # e.g. "012345": JSON forbids leading zeros
+        return None
+
+
+def _mask_pin(value: object) -> None:
+    """Register whatever was read (as text, raw and stripped) with Airflow's secrets masker."""
+    from airflow_provider_plugz._compat import mask_secret
+
+    if isinstance(value, str) or _is_number(value):
+        for text in {str(value), str(value).strip()}:
+            if len(text) >= 5:  # Airflow skips (and warns about) shorter secrets
+                mask_secret(text)
+
+
+# Where Airflow keeps ``should_hide_value_for_key``, newest first (3.1+, 3.0, 2.x).
+_MASKER_MODULES = (
+    "airflow.sdk._shared.secrets_masker",
+    "airflow.sdk.execution_time.secrets_masker",
+    "airflow.utils.log.secrets_masker",
+)
+
+
+def _airflow_hides_name(name: str) -> bool:
+    """Airflow's own verdict: does its UI / REST API hide a Variable or extra of this name?"""
+    import importlib
+
+    for module_name in _MASKER_MODULES:
+        try:
+            should_hide = importlib.import_module(module_name).should_hide_value_for_key
+        except (ImportError, AttributeError):
+            continue
+        return bool(should_hide(name))
+    return False
+
+
+# Secrets backends that read Airflow's metadata database (directly, or through the task API):
+# what they serve is what the UI and REST API show.
+_DATABASE_BACKENDS = frozenset({"MetastoreBackend", "ExecutionAPISecretsBackend"})
+
+
+def _from_secrets_backend(*, variable: str | None = None, conn_id: str | None = None) -> bool:
+    """Whether a secrets backend other than the metadata database serves this Variable or
+    connection (environment variables, Vault, ...): Airflow's UI and REST API never show those."""
+    import importlib
+
+    from airflow_provider_plugz._compat import AIRFLOW_V3
+
+    try:
+        if AIRFLOW_V3:
+            module = importlib.import_module("airflow.sdk.execution_time.supervisor")
+            backends = module.ensure_secrets_backend_loaded()
+        else:
+            backends = importlib.import_module("airflow.configuration").ensure_secrets_loaded()
+    except Exception:  # an Airflow without these helpers: assume the database (warn, never hide)
+        return False
+    for backend in backends:
+        if type(backend).__name__ in _DATABASE_BACKENDS:
+            continue
+        try:
+            if variable is not None:
+                found = backend.get_variable(variable)
+            else:
+                found = backend.get_connection(conn_id)
+        except Exception as err:  # a backend that cannot answer does not hold it for us
+            _log.debug("Secrets backend %s did not answer: %s", type(backend).__name__, type(err).__name__)
+            continue
+        if found is not None:
+            return True
+    return False

@@ -10,7 +10,11 @@ for ours they exist without a PIN and get one at the flip. Same URL, same interv
 JSON answer per poll either way.
 
 Figures: time from the flip to the last event (vs the poll interval), CPU seconds of the child
-(all of it, and per trigger per poll round while waiting), and the peak RSS growth per trigger.
+(all of it, and per trigger per poll round while waiting), the peak RSS growth per trigger, and
+the event-loop lag: a monitor coroutine in the same loop sleeps 10 ms again and again and
+records how late it wakes (``_common.LagMonitor``), max / p99 in ms over the whole run (the
+first poll round reads every connection) and over the steady state after it. In a real
+triggerer every other trigger on the loop is stalled by as much.
 """
 
 from __future__ import annotations
@@ -29,12 +33,15 @@ from _common import (
     CLIENT_TOKEN,
     HERE,
     ROOT,
+    LagMonitor,
     MaskerClock,
     SandboxProcess,
     instance_pairs,
+    lag_text,
     load_average,
     machine,
     median,
+    median_lag,
     pin_endpoint,
     raise_fd_limit,
     table,
@@ -77,16 +84,20 @@ async def child_run(args: argparse.Namespace) -> dict[str, Any]:
             return
 
     cpu_start, rss_start = time.process_time(), rss_kib()
+    monitor = LagMonitor().start()
     tasks = [asyncio.create_task(drive(t)) for t in triggers]
     await asyncio.sleep(args.poll_interval * 1.5)  # past the first poll round and its connection reads
-    cpu_steady = time.process_time()
+    cpu_steady, steady_from = time.process_time(), time.time()
     await asyncio.sleep(args.poll_interval * args.polls_before_flip)
     cpu_steady = time.process_time() - cpu_steady
     premature = len(done)
     print("FLIP", flush=True)  # the driver flips the sandbox and answers with the time it finished
     flipped_at = float(sys.stdin.readline())
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=args.poll_interval * 5 + 60)
+    monitor.stop()
     return {
+        "lag": monitor.summary(),
+        "steady_lag": monitor.summary(since=steady_from),
         "premature": premature,
         "all_done_after_flip": max(done) - flipped_at,
         "events_ok": sum(
@@ -193,6 +204,9 @@ def main() -> None:
         def m(key: str, runs: list[dict[str, Any]] = runs) -> float:
             return median([float(r[key]) for r in runs])
 
+        def lag(key: str, runs: list[dict[str, Any]] = runs) -> str:
+            return lag_text(median_lag([r[key] for r in runs]))
+
         rows.append(
             [
                 names[contender],
@@ -202,6 +216,8 @@ def main() -> None:
                 f"{m('cpu_per_trigger_per_poll_ms'):.2f}",
                 f"{m('peak_rss_growth_kib_per_trigger'):.1f}",
                 f"{m('masker_cpu'):.2f}",
+                lag("lag"),
+                lag("steady_lag"),
             ]
         )
     print(
@@ -218,6 +234,8 @@ def main() -> None:
                 "CPU per trigger per poll (ms)",
                 "peak RSS growth per trigger (KiB)",
                 "of the CPU: Airflow's secrets masker (s)",
+                "loop lag max / p99, whole run (ms)",
+                "loop lag max / p99, steady (ms)",
             ],
             rows,
         )

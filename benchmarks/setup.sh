@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 AIRFLOW_VERSION="${AIRFLOW_VERSION:-3.3.2}"
 PYTHON="${PYTHON:-3.11}"
-uv venv --quiet --allow-existing --python "$PYTHON" benchmarks/.venv
-uv pip install --quiet --python benchmarks/.venv/bin/python -e . \
+UV="${UV:-$(command -v uv || echo .venv/bin/uv)}"  # make install puts one in .venv
+"$UV" venv --quiet --allow-existing --python "$PYTHON" benchmarks/.venv
+"$UV" pip install --quiet --python benchmarks/.venv/bin/python -e . \
     "apache-airflow==${AIRFLOW_VERSION}" \
     "apache-airflow-providers-http>=5" \
     "pyinstrument>=5"

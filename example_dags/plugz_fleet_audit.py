@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pendulum
@@ -50,8 +51,21 @@ fleet changes, no deploy needed. A manual run can audit other numbers by passing
 `{"plugz_conn_ids": ["plugz_sales"]}` as its run configuration (the DAG param wins over the
 Variable). With neither, the DAG audits `plugz_default` alone.
 
+**Only Plugz connections are used.** Anyone who can trigger a run can name connection ids, so
+an id whose connection is not of type `plugz` (an `http` or `postgres` connection, say) is
+refused: it gets a `PlugzConfigurationError` entry in the report, and nothing is sent with
+its credentials.
+
+**Deadline.** The task has `execution_timeout=30 minutes`; the audit itself stops ~1 minute
+before that (`audit_timeout`, default 30 minutes, is capped at the `execution_timeout` less
+10% of it, 5 s to 60 s, left for writing the report), so a slow or hanging Plugz instance
+can never cost the whole report. Numbers not checked by then are reported as
+`PlugzTimeoutError` ("not checked within the audit's N s deadline; ...") and counted under
+`errors` and `timed_out`; the others keep their results. The task log says which deadline
+applied.
+
 **The report** (XCom key `report` of `audit_pins`, also its `return_value`): `total`,
-`with_pin`, `without_pin`, `errors`, and under `results` one entry per connection id:
+`with_pin`, `without_pin`, `errors`, `timed_out`, and under `results` one entry per connection id:
 `{"has_code": true}` or `{"error_class": "PlugzNotFoundError", "message": "..."}`. One number
 failing never hides the others. To fail the task instead of branching, set
 `fail_if_missing_pin=True` and/or `fail_on_error=True` on `audit_pins`: the report is still
@@ -64,6 +78,8 @@ pushed first.
             "{{ params.plugz_conn_ids or var.json.get('plugz_fleet_conn_ids', ['plugz_default']) }}"
         ),
         max_concurrency=32,
+        # The audit ends about a minute before this (see "Deadline" above).
+        execution_timeout=timedelta(minutes=30),
     )
     report = audit.output[REPORT_XCOM_KEY]
 

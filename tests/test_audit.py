@@ -1,5 +1,6 @@
-"""The fleet audit: ``PlugzPinAuditOperator`` against one sandbox holding a few dozen instances,
-and the ``plugz_fleet_audit`` example DAG end to end with ``dag.test()``."""
+"""The fleet audit: ``PlugzPinAuditOperator`` against one sandbox holding a few dozen instances
+(its report, its deadline, its refusal of non-Plugz connections), and the ``plugz_fleet_audit``
+example DAG end to end with ``dag.test()``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -19,6 +22,7 @@ from airflow_provider_plugz.exceptions import PlugzAuditError
 from airflow_provider_plugz.operators.audit import (
     REPORT_XCOM_KEY,
     PlugzPinAuditOperator,
+    audit_deadline,
     build_report,
     conn_id_list,
 )
@@ -27,7 +31,7 @@ from airflow_provider_plugz.testing.dag_run import run_dag
 from tests.conftest import CLIENT_TOKEN, ROOT
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    import httpx
 
     from airflow_provider_plugz.testing import PlugzSandbox
 
@@ -41,6 +45,8 @@ BROKEN = {
     15: ("expired", "PlugzSubscriptionError"),
 }
 UNDEFINED_CONN_ID = "plugz_not_defined_anywhere"
+# Instances that answer only after a minute in the deadline tests (neither is in BROKEN).
+SLOW = (0, 2)
 
 
 def instance_id(n: int) -> str:
@@ -90,14 +96,6 @@ def build_fleet(sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch, *, broke
 
 
 @pytest.fixture
-def sandbox() -> Iterator[PlugzSandbox]:
-    from airflow_provider_plugz.testing import PlugzSandbox
-
-    with PlugzSandbox(client_token=CLIENT_TOKEN) as sb:
-        yield sb
-
-
-@pytest.fixture
 def fleet(sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch) -> Fleet:
     return build_fleet(sandbox, monkeypatch, broken=True)
 
@@ -138,13 +136,14 @@ def outcome(result: dict[str, Any]) -> dict[str, Any]:
 def test_report_has_one_entry_per_connection_and_counts(fleet: Fleet) -> None:
     report, ti = run_audit([*fleet.conn_ids, UNDEFINED_CONN_ID])
 
-    assert list(report) == ["total", "with_pin", "without_pin", "errors", "results"]
+    assert list(report) == ["total", "with_pin", "without_pin", "errors", "timed_out", "results"]
     assert list(report["results"]) == [*fleet.conn_ids, UNDEFINED_CONN_ID]  # order kept
     assert {c: outcome(r) for c, r in report["results"].items()} == {
         **fleet.expected,
         UNDEFINED_CONN_ID: {"error_class": "AirflowNotFoundException"},
     }
     assert (report["total"], report["with_pin"], report["without_pin"], report["errors"]) == (31, 18, 8, 5)
+    assert report["timed_out"] == 0
     assert ti.pushed == {REPORT_XCOM_KEY: report}
     assert json.loads(json.dumps(report)) == report  # JSON-safe
 
@@ -266,6 +265,195 @@ def test_works_over_a_real_supervisor_channel(healthy_fleet: Fleet, monkeypatch:
     assert "MaskSecret" in seen
 
 
+# --- the deadline --------------------------------------------------------------------------------
+
+
+def slow_down(fleet: Fleet, indexes: tuple[int, ...] = SLOW) -> list[str]:
+    """Make these instances answer only after a minute (past any deadline below)."""
+    for n in indexes:
+        fleet.sandbox.inject(Fault.slow(60), instance_id=instance_id(n))
+    return [f"plugz_{n}" for n in indexes]
+
+
+@pytest.fixture
+def clients(monkeypatch: pytest.MonkeyPatch) -> list[httpx.AsyncClient]:
+    """Every httpx client the audit builds, to check that each one gets closed."""
+    from airflow_provider_plugz.hooks import plugz
+
+    built: list[httpx.AsyncClient] = []
+    real = plugz.new_async_client
+
+    def new_async_client(*args: Any, **kwargs: Any) -> httpx.AsyncClient:
+        built.append(real(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(plugz, "new_async_client", new_async_client)
+    return built
+
+
+@pytest.mark.parametrize(
+    ("max_concurrency", "never_started"),
+    [
+        # Every check starts at once: the slow ones are cancelled in flight, the rest are kept.
+        pytest.param(32, 0, id="slow-ones-cancelled-the-rest-kept"),
+        # Two workers, both stuck on the slow numbers listed first: nobody else gets a turn.
+        pytest.param(2, FLEET_SIZE - len(SLOW), id="stuck-workers-the-rest-never-started"),
+    ],
+)
+def test_deadline_reports_unfinished_numbers_as_timed_out(
+    fleet: Fleet, clients: list[httpx.AsyncClient], max_concurrency: int, never_started: int
+) -> None:
+    slow = slow_down(fleet)
+    conn_ids = [*slow, *(c for c in fleet.conn_ids if c not in slow)]
+    started = time.monotonic()
+    report, ti = run_audit(conn_ids, audit_timeout=1, max_concurrency=max_concurrency)
+    elapsed = time.monotonic() - started
+
+    assert 1 <= elapsed < 10
+    results = report["results"]
+    timed_out = {c for c, r in results.items() if r.get("error_class") == "PlugzTimeoutError"}
+    assert report["timed_out"] == len(timed_out) == len(slow) + never_started
+    assert report["errors"] == len({c for c, r in results.items() if "error_class" in r})
+    for conn_id in slow:
+        assert results[conn_id]["message"].startswith(
+            "not checked within the audit's 1 s deadline; its check was still running"
+        )
+    never = [c for c in timed_out if "never started" in results[c]["message"]]
+    assert len(never) == never_started
+    finished = {c: outcome(r) for c, r in results.items() if c not in timed_out}
+    assert finished == {c: e for c, e in fleet.expected.items() if c not in timed_out}
+    assert ti.pushed == {REPORT_XCOM_KEY: report}
+    assert clients
+    assert all(client.is_closed for client in clients)
+
+
+@pytest.mark.parametrize(
+    "head", [pytest.param(False, id="dripping-body"), pytest.param(True, id="dripping-headers")]
+)
+def test_a_dripping_server_costs_one_deadline_per_attempt(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch, head: bool
+) -> None:
+    """Per-read timeouts never fire on a server that sends a byte every 50 ms: each attempt's
+    wall-clock deadline (``total_timeout``) ends those checks, long before the audit's own."""
+    dripping = [0, 2]
+    for n in dripping:
+        conn = json.loads(fleet.sandbox.connection_json(instance_id(n)))
+        conn["extra"].update({"read_timeout": 5, "total_timeout": 0.3, "max_attempts": 1})
+        monkeypatch.setenv(f"AIRFLOW_CONN_PLUGZ_{n}", json.dumps(conn))
+        fleet.sandbox.inject(Fault.drip(0.05, head=head), instance_id=instance_id(n))
+    started = time.monotonic()
+    report, _ = run_audit(fleet.conn_ids, audit_timeout=60)
+    assert time.monotonic() - started < 10
+    for n in dripping:
+        result = report["results"][f"plugz_{n}"]
+        assert result["error_class"] == "PlugzTimeoutError"
+        assert "did not complete within its 0.3 s deadline" in result["message"]
+    assert report["timed_out"] == 0  # ended by the per-attempt deadline, not the audit's
+    others = {c: outcome(r) for c, r in report["results"].items() if c not in {"plugz_0", "plugz_2"}}
+    assert others == {c: e for c, e in fleet.expected.items() if c not in {"plugz_0", "plugz_2"}}
+
+
+def test_deadline_with_fail_on_error_fails_after_pushing_the_report(fleet: Fleet) -> None:
+    slow = slow_down(fleet, (0,))
+    ti = FakeTaskInstance()
+    operator = PlugzPinAuditOperator(
+        task_id="audit", plugz_conn_ids=slow, audit_timeout=timedelta(seconds=0.5), fail_on_error=True
+    )
+    with pytest.raises(PlugzAuditError, match=r"plugz_0 \(PlugzTimeoutError\)"):
+        operator.execute({"ti": ti})  # type: ignore[arg-type]
+    assert ti.pushed[REPORT_XCOM_KEY]["timed_out"] == 1
+
+
+def test_execution_timeout_clamps_the_deadline_and_the_log_says_so(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = RecordingLog()
+    monkeypatch.setattr(PlugzPinAuditOperator, "log", property(lambda self: recorded))
+    slow = slow_down(fleet, (0,))
+    operator = PlugzPinAuditOperator(
+        task_id="audit", plugz_conn_ids=[*slow, "plugz_2"], execution_timeout=timedelta(seconds=3)
+    )
+    started = time.monotonic()
+    report = operator.execute({"ti": FakeTaskInstance()})  # type: ignore[arg-type]
+
+    assert time.monotonic() - started < 3  # the report is in before Airflow would kill the task
+    assert report["results"]["plugz_2"] == {"has_code": True}
+    assert report["results"]["plugz_0"]["message"].startswith("not checked within the audit's 1.5 s deadline")
+    assert any(
+        "deadline 1.5 s: the task's execution_timeout of 3 s less 1.5 s kept for writing the report, "
+        "shorter than audit_timeout=1,800 s" in line
+        for line in recorded.lines
+    )
+    assert any(
+        "deadline of 1.5 s reached: 1 number(s) not checked (1 cancelled in flight, 0 never started)" in line
+        for line in recorded.lines
+    )
+
+
+@pytest.mark.parametrize(
+    ("audit_timeout", "execution_timeout", "deadline", "says"),
+    [
+        pytest.param(1800, None, 1800, "audit_timeout (the task has no", id="no-execution-timeout"),
+        pytest.param(1800, 7200, 1800, "audit_timeout, within", id="execution-timeout-longer"),
+        pytest.param(1800, 1800, 1740, "less 60 s", id="equal-margin-capped-at-60s"),
+        pytest.param(1800, 600, 540, "less 60 s", id="margin-10-percent"),
+        pytest.param(1800, 120, 108, "less 12 s", id="margin-10-percent-small"),
+        pytest.param(1800, 30, 25, "less 5 s", id="margin-at-least-5s"),
+        pytest.param(1800, 6, 3, "less 3 s", id="margin-at-most-half"),
+        pytest.param(10, 60, 10, "audit_timeout, within", id="audit-timeout-shorter"),
+    ],
+)
+def test_audit_deadline(
+    audit_timeout: float, execution_timeout: float | None, deadline: float, says: str
+) -> None:
+    limit = None if execution_timeout is None else timedelta(seconds=execution_timeout)
+    seconds, why = audit_deadline(audit_timeout, limit)
+    assert seconds == pytest.approx(deadline)
+    assert says in why
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        pytest.param(None, 1800.0, id="default-30-minutes"),
+        pytest.param(90, 90.0, id="int"),
+        pytest.param(0.5, 0.5, id="float"),
+        pytest.param(timedelta(minutes=5), 300.0, id="timedelta"),
+    ],
+)
+def test_audit_timeout_accepts(value: Any, seconds: float) -> None:
+    kwargs = {} if value is None else {"audit_timeout": value}
+    operator = PlugzPinAuditOperator(task_id="audit", plugz_conn_ids=["a"], **kwargs)
+    assert operator.audit_timeout == seconds
+
+
+# --- only Plugz connections ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "conn_type", [pytest.param("http", id="http"), pytest.param("postgres", id="postgres")]
+)
+def test_a_non_plugz_connection_gets_an_error_entry_and_no_request(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch, conn_type: str
+) -> None:
+    """Its password is a real instance's token and its host the sandbox: nothing may be sent."""
+    posing = "posing_as_plugz"
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{posing.upper()}", fleet.sandbox.connection_json(instance_id(4), conn_type=conn_type)
+    )
+    report, _ = run_audit([posing, "plugz_2"])
+
+    entry = report["results"][posing]
+    assert entry["error_class"] == "PlugzConfigurationError"
+    assert f"has type '{conn_type}', not 'plugz'" in entry["message"]
+    assert instance_token(4) not in entry["message"]
+    assert report["results"]["plugz_2"] == {"has_code": True}
+    assert (report["errors"], report["timed_out"]) == (1, 0)
+    seen = fleet.sandbox.requests
+    assert [r.instance_id for r in seen] == [instance_id(2)]
+    assert not any(instance_token(4) in r.path for r in seen)
+
+
 # --- failing the task ----------------------------------------------------------------------------
 
 
@@ -366,10 +554,21 @@ def test_conn_id_list_refuses(value: Any, says: str) -> None:
         pytest.param({"plugz_conn_ids": ["a"], "max_concurrency": 0}, id="zero-concurrency"),
         pytest.param({"plugz_conn_ids": ["a"], "max_concurrency": True}, id="bool-concurrency"),
         pytest.param({"plugz_conn_ids": ["a"], "max_concurrency": "8"}, id="text-concurrency"),
+        pytest.param({"plugz_conn_ids": ["a"], "audit_timeout": 0}, id="zero-timeout"),
+        pytest.param({"plugz_conn_ids": ["a"], "audit_timeout": -5}, id="negative-timeout"),
+        pytest.param({"plugz_conn_ids": ["a"], "audit_timeout": float("nan")}, id="nan-timeout"),
+        pytest.param({"plugz_conn_ids": ["a"], "audit_timeout": float("inf")}, id="infinite-timeout"),
+        pytest.param({"plugz_conn_ids": ["a"], "audit_timeout": timedelta(0)}, id="zero-timedelta"),
+        pytest.param(
+            {"plugz_conn_ids": ["a"], "audit_timeout": timedelta(minutes=-1)}, id="negative-timedelta"
+        ),
+        pytest.param({"plugz_conn_ids": ["a"], "audit_timeout": True}, id="bool-timeout"),
+        pytest.param({"plugz_conn_ids": ["a"], "audit_timeout": "30"}, id="text-timeout"),
+        pytest.param({"plugz_conn_ids": ["a"], "audit_timeout": None}, id="none-timeout"),
     ],
 )
 def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match=r"plugz_conn_ids|max_concurrency"):
+    with pytest.raises(ValueError, match=r"plugz_conn_ids|max_concurrency|audit_timeout must"):
         PlugzPinAuditOperator(task_id="audit", **kwargs)
 
 
@@ -500,3 +699,33 @@ def test_fleet_audit_with_fail_option_fails_but_keeps_the_report(
     for n, (_, error_class) in BROKEN.items():
         assert f"plugz_{n} ({error_class})" in str(error)
     assert report.xcom_value("audit_pins", REPORT_XCOM_KEY)["errors"] == len(BROKEN)
+
+
+def test_fleet_audit_keeps_its_report_under_execution_timeout_and_refuses_other_conn_types(
+    example_dags: Any, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose conf names a slow number and an ``http`` connection: Airflow does not kill the
+    task (the audit ends 2 s before its 4 s execution_timeout), the slow number is timed out,
+    the ``http`` one refused, and the alert names both."""
+    slow = slow_down(fleet, (0,))
+    posing = "posing_as_plugz"
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{posing.upper()}", fleet.sandbox.connection_json(instance_id(4), conn_type="http")
+    )
+    run_conf = {"plugz_conn_ids": [*slow, "plugz_1", "plugz_2", posing]}
+    report = run_fleet_audit(example_dags, run_conf, execution_timeout=timedelta(seconds=4))
+
+    assert report.state == "success"
+    assert report.task_states["alert"] == "success"
+    audit = report.xcom_value("audit_pins", REPORT_XCOM_KEY)
+    assert {c: outcome(r) for c, r in audit["results"].items()} == {
+        "plugz_0": {"error_class": "PlugzTimeoutError"},
+        "plugz_1": {"has_code": False},
+        "plugz_2": {"has_code": True},
+        posing: {"error_class": "PlugzConfigurationError"},
+    }
+    assert audit["results"]["plugz_0"]["message"].startswith("not checked within the audit's 2 s deadline")
+    assert (audit["errors"], audit["timed_out"]) == (2, 1)
+    alert = report.xcom_value("alert")
+    assert alert.startswith("3 of 4 WhatsApp number(s) need attention")
+    assert not any(instance_token(4) in r.path for r in fleet.sandbox.requests)

@@ -64,6 +64,34 @@ async def aget_connection(conn_id: str) -> Any:
     return await asyncio.to_thread(BaseHook.get_connection, conn_id)
 
 
+def should_hide_value_for_key(name: str) -> bool:
+    """Airflow's own rule: does its UI / REST API hide a Variable or extra of this name?"""
+    import importlib
+
+    for module in (
+        "airflow.sdk._shared.secrets_masker",  # Airflow 3.1+
+        "airflow.sdk.execution_time.secrets_masker",  # Airflow 3.0
+        "airflow.utils.log.secrets_masker",  # Airflow 2
+    ):
+        try:
+            hide = importlib.import_module(module).should_hide_value_for_key
+        except (ImportError, AttributeError):
+            continue
+        return bool(hide(name))
+    return False
+
+
+def secrets_backends() -> list[Any]:
+    """The secrets backends a task reads Variables and connections from, in order."""
+    if AIRFLOW_V3:
+        from airflow.sdk.execution_time.supervisor import ensure_secrets_backend_loaded
+
+        return list(ensure_secrets_backend_loaded())
+    from airflow.configuration import ensure_secrets_loaded
+
+    return list(ensure_secrets_loaded())
+
+
 def default_deferrable() -> bool:
     """Airflow's ``[operators] default_deferrable``, read when an operator is built."""
     from airflow.configuration import conf
@@ -127,4 +155,6 @@ __all__ = [
     "listener_manager",
     "mask_secret",
     "read_xcoms",
+    "secrets_backends",
+    "should_hide_value_for_key",
 ]

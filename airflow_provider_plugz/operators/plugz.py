@@ -302,25 +302,11 @@ def _mask_pin(value: object) -> None:
                 mask_secret(text)
 
 
-# Where Airflow keeps ``should_hide_value_for_key``, newest first (3.1+, 3.0, 2.x).
-_MASKER_MODULES = (
-    "airflow.sdk._shared.secrets_masker",
-    "airflow.sdk.execution_time.secrets_masker",
-    "airflow.utils.log.secrets_masker",
-)
-
-
 def _airflow_hides_name(name: str) -> bool:
     """Airflow's own verdict: does its UI / REST API hide a Variable or extra of this name?"""
-    import importlib
+    from airflow_provider_plugz._compat import should_hide_value_for_key
 
-    for module_name in _MASKER_MODULES:
-        try:
-            should_hide = importlib.import_module(module_name).should_hide_value_for_key
-        except (ImportError, AttributeError):
-            continue
-        return bool(should_hide(name))
-    return False
+    return should_hide_value_for_key(name)
 
 
 # Secrets backends that read Airflow's metadata database (directly, or through the task API):
@@ -331,17 +317,11 @@ _DATABASE_BACKENDS = frozenset({"MetastoreBackend", "ExecutionAPISecretsBackend"
 def _from_secrets_backend(*, variable: str | None = None, conn_id: str | None = None) -> bool:
     """Whether a secrets backend other than the metadata database serves this Variable or
     connection (environment variables, Vault, ...): Airflow's UI and REST API never show those."""
-    import importlib
-
-    from airflow_provider_plugz._compat import AIRFLOW_V3
+    from airflow_provider_plugz._compat import secrets_backends
 
     try:
-        if AIRFLOW_V3:
-            module = importlib.import_module("airflow.sdk.execution_time.supervisor")
-            backends = module.ensure_secrets_backend_loaded()
-        else:
-            backends = importlib.import_module("airflow.configuration").ensure_secrets_loaded()
-    except Exception:  # an Airflow without these helpers: assume the database (warn, never hide)
+        backends = secrets_backends()
+    except Exception:  # no backend list to be had: assume the database (warn, never hide)
         return False
     for backend in backends:
         if type(backend).__name__ in _DATABASE_BACKENDS:

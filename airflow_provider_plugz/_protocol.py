@@ -26,7 +26,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from airflow_provider_plugz import __version__
 from airflow_provider_plugz._redaction import Secret, redact, sanitize
@@ -515,34 +515,38 @@ def transport_error(
     said = redact(sanitize(found.group(0).strip(), 80), config.secrets) if found else ""
     reason = type(exc).__name__ + (f": {said}" if said else "")
     where = f"Plugz {request.endpoint.action} for connection {config.conn_id!r}"
+    # The host and port only: the path may be a proxy's, and below it come the credentials.
+    host = urlsplit(config.base_url).netloc
     if failure is TransportFailure.DEADLINE:
         return PlugzTimeoutError(
-            f"{where} did not complete within its {config.total_timeout:g} s deadline (the server was "
+            f"{where} did not complete within its {config.total_timeout:g} s deadline ({host} was "
             "too slow to send the whole answer). The service may be overloaded; try again, or raise "
             "the connection's total_timeout extra."
         )
     if failure is TransportFailure.CONNECT:
         return PlugzConnectError(
-            f"{where} could not connect ({reason}); the request was not sent. Check the host and that "
-            "it is reachable from this worker (DNS, firewall); the error is usually temporary."
+            f"{where} could not connect to {host} ({reason}); the request was not sent. Check the "
+            "host and that it is reachable from this worker (DNS, firewall); the error is usually "
+            "temporary."
         )
     if failure in (TransportFailure.CONNECT_TIMEOUT, TransportFailure.READ_TIMEOUT):
         connecting = failure is TransportFailure.CONNECT_TIMEOUT
         error_class = PlugzConnectTimeoutError if connecting else PlugzTimeoutError
+        doing = f"connecting to {host}" if connecting else f"waiting for the answer from {host}"
         return error_class(
-            f"{where} timed out while {'connecting' if connecting else 'waiting for the answer'} "
-            f"({reason}). The service may be slow or unreachable; try again, or raise the "
-            "connection's connect_timeout/read_timeout extras."
+            f"{where} timed out while {doing} ({reason}). The service may be slow or unreachable; "
+            "try again, or raise the connection's connect_timeout/read_timeout extras."
         )
     if failure is TransportFailure.TLS:
         return PlugzConnectionError(
-            f"{where} failed the TLS check ({reason}). Check the host, or the CA bundle of this worker."
+            f"{where} failed the TLS check with {host} ({reason}). Check the host, or the CA bundle "
+            "of this worker."
         )
     if failure is TransportFailure.INVALID_REQUEST:
         return PlugzConfigurationError(
             f"{where}: the connection's host or Client-Token cannot form a valid request ({reason})."
         )
     return PlugzConnectionError(
-        f"{where} got no usable answer ({reason}). Check that the host is reachable from this "
-        "worker; the error is usually temporary."
+        f"{where} got no usable answer from {host} ({reason}). Check that the host is reachable "
+        "from this worker; the error is usually temporary."
     )

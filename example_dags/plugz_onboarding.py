@@ -7,10 +7,11 @@ from datetime import timedelta
 import pendulum
 
 try:  # Airflow 3
-    from airflow.sdk import DAG, task
+    from airflow.sdk import DAG, Param, task
 except ImportError:  # Airflow 2.10 / 2.11
     from airflow import DAG
     from airflow.decorators import task
+    from airflow.models.param import Param
 
 from airflow_provider_plugz.sensors.plugz import PlugzPinStatusSensor
 
@@ -20,13 +21,24 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["plugz", "onboarding"],
+    params={
+        "poll_interval": Param(
+            300,
+            type="number",
+            exclusiveMinimum=0,
+            maximum=86400,
+            description="Seconds between two PIN checks while waiting (shorten it to try the DAG out).",
+        )
+    },
     doc_md="""
 ### Plugz onboarding
 
 Trigger this DAG when a new WhatsApp number is connected to Plugz. `wait_for_pin` waits
 until the number has a two-step-verification PIN; as a **deferrable** sensor it waits in
-the triggerer, so days of waiting cost no worker slot. It polls every `poll_interval`
-seconds (5 minutes here) and gives up after 7 days (`timeout`).
+the triggerer, so days of waiting cost no worker slot. It checks every `poll_interval`
+seconds (a DAG param, default 300: 5 minutes; it feeds the sensor's `poke_interval`) and
+gives up after 7 days (`timeout`). To try the DAG out, trigger it with
+`{"poll_interval": 5}`.
 
 When the PIN is there, `announce_ready` runs: replace it with the next onboarding steps
 (welcome message, CRM update, ...). `wait_for_pin` pushes `has_code` (`True`) to XCom.
@@ -41,7 +53,7 @@ network trouble and Plugz outages only delay it.
         plugz_conn_id="plugz_default",
         expected=True,
         deferrable=True,
-        poke_interval=300,
+        poke_interval="{{ params.poll_interval }}",
         timeout=timedelta(days=7),
     )
 

@@ -153,8 +153,17 @@ def fast_onboarding(example_dags: Any) -> Any:
     return dag
 
 
+def test_onboarding_poll_interval_is_a_param_with_a_production_default(example_dags: Any) -> None:
+    dag = example_dags.get_dag("plugz_onboarding")
+    assert dag.params["poll_interval"] == 300
+    assert dag.get_task("wait_for_pin").poke_interval == "{{ params.poll_interval }}"
+
+
+@pytest.mark.parametrize(
+    "how", [pytest.param("param", id="run-conf-param"), pytest.param("attribute", id="task")]
+)
 def test_onboarding_deferred_sensor_completes_when_pin_is_set_mid_wait(
-    example_dags: Any, sandbox: PlugzSandbox
+    example_dags: Any, sandbox: PlugzSandbox, how: str
 ) -> None:
     def set_pin_once_waiting() -> None:
         # 1 check in the worker, then the trigger's polls: 4 calls mean it has been waiting a while.
@@ -165,7 +174,10 @@ def test_onboarding_deferred_sensor_completes_when_pin_is_set_mid_wait(
 
     flipper = threading.Thread(target=set_pin_once_waiting, daemon=True)
     flipper.start()
-    report = run_dag(fast_onboarding(example_dags))
+    if how == "param":  # as a user trying the DAG out would: no copy, only the run's conf
+        report = run_dag(example_dags.get_dag("plugz_onboarding"), run_conf={"poll_interval": 0.05})
+    else:
+        report = run_dag(fast_onboarding(example_dags))
     flipper.join(5)
     assert report.state == "success"
     assert report.task_states == {"wait_for_pin": "success", "announce_ready": "success"}

@@ -383,3 +383,55 @@ def test_async_hook_does_its_blocking_work_off_the_event_loop(
     assert pin_status("async").has_code is False
     assert all(on_loop.values()), on_loop  # each was called ...
     assert not any(any(calls) for calls in on_loop.values()), on_loop  # ... and never on the loop
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    ("host", "extra", "fault", "says"),
+    [
+        pytest.param(
+            "http://127.0.0.1:1/plugz-proxy", {}, None, "could not connect to 127.0.0.1:1 (", id="refused"
+        ),
+        pytest.param(
+            "{base}/plugz-proxy",
+            {},
+            Fault.drop(),
+            "got no usable answer from 127.0.0.1:{port} (",
+            id="dropped",
+        ),
+        pytest.param(
+            "{base}/plugz-proxy",
+            {"read_timeout": 0.1},
+            Fault.slow(1),
+            "waiting for the answer from 127.0.0.1:{port} (",
+            id="read-timeout",
+        ),
+        pytest.param(
+            "{base}/plugz-proxy",
+            {"read_timeout": 5, "total_timeout": 0.3},
+            Fault.drip(0.05),
+            "(127.0.0.1:{port} was too slow",
+            id="deadline",
+        ),
+    ],
+)
+def test_connection_errors_name_the_host_never_the_path(
+    sandbox: PlugzSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    transport: str,
+    host: str,
+    extra: dict[str, Any],
+    fault: Fault | None,
+    says: str,
+) -> None:
+    set_connection(
+        monkeypatch, sandbox, host=host.format(base=sandbox.base_url), extra={"max_attempts": 1, **extra}
+    )
+    if fault is not None:
+        sandbox.inject(fault)
+    with pytest.raises(PlugzConnectionError) as info:
+        pin_status(transport)
+    message = str(info.value)
+    assert says.format(port=sandbox.port) in message
+    assert "plugz-proxy" not in message
+    assert "/instances" not in message

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from airflow_provider_plugz.exceptions import (
     PlugzAuthenticationError,
+    PlugzConfigurationError,
     PlugzError,
     PlugzNotFoundError,
 )
@@ -306,3 +308,37 @@ def test_trigger_transient_errors_keep_polling(sandbox: PlugzSandbox) -> None:
     events = asyncio.run(_events(PlugzPinStatusTrigger("plugz_default", poll_interval=0.01)))
     assert events == [{"status": "success", "has_code": True}]
     assert sandbox.request_count == 4
+
+
+@pytest.mark.parametrize(
+    ("rendered", "seconds"),
+    [
+        pytest.param("0.5", 0.5, id="text"),
+        pytest.param(2, 2.0, id="int"),
+        pytest.param(timedelta(minutes=1), 60.0, id="timedelta"),
+    ],
+)
+def test_sensor_poke_interval_may_be_rendered(sandbox: PlugzSandbox, rendered: Any, seconds: float) -> None:
+    sandbox.set_has_code(INSTANCE_ID, True)
+    sensor = PlugzPinStatusSensor(task_id="wait", poke_interval="{{ params.every }}", timeout=5)
+    assert sensor.poke_interval == "{{ params.every }}"
+    sensor.poke_interval = rendered  # what template rendering does before execute
+    assert sensor.execute({"ti": None}) is True  # type: ignore[arg-type]
+    assert sensor.poke_interval == seconds
+
+
+@pytest.mark.parametrize(
+    "rendered",
+    [
+        pytest.param("soon", id="text"),
+        pytest.param("-1", id="negative"),
+        pytest.param("nan", id="nan"),
+        pytest.param("1e9", id="over-a-day"),
+        pytest.param(True, id="bool"),
+    ],
+)
+def test_sensor_bad_rendered_poke_interval_is_a_clear_error(rendered: Any) -> None:
+    sensor = PlugzPinStatusSensor(task_id="wait", poke_interval="{{ params.every }}")
+    sensor.poke_interval = rendered
+    with pytest.raises(PlugzConfigurationError, match="poke_interval must be a number of seconds"):
+        sensor.execute({"ti": None})  # type: ignore[arg-type]

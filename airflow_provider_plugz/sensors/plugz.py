@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import timedelta
 from functools import cached_property
@@ -15,6 +16,8 @@ from airflow_provider_plugz._compat import (
     default_deferrable,
 )
 from airflow_provider_plugz.connection import DEFAULT_CONN_ID
+
+_MAX_INTERVAL = 86400.0
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -37,9 +40,12 @@ class PlugzPinStatusSensor(BaseSensorOperator):
     :param expected: ``True`` waits for a PIN to be set, ``False`` for it to be removed.
     :param plugz_conn_id: the Plugz connection (templated).
     :param deferrable: wait in the triggerer instead of a worker.
+    :param poke_interval: seconds between checks, as on every sensor; here it may also be a
+        template (``"{{ params.poll_interval }}"``), rendered when the task runs, so a run's
+        params can shorten the wait without copying the DAG.
     """
 
-    template_fields: Sequence[str] = ("plugz_conn_id",)
+    template_fields: Sequence[str] = ("plugz_conn_id", "poke_interval")
     ui_color = "#25d366"
 
     def __init__(
@@ -48,9 +54,13 @@ class PlugzPinStatusSensor(BaseSensorOperator):
         expected: bool = True,
         plugz_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool | None = None,
+        poke_interval: float | timedelta | str = 60,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        # A template is checked once rendered (execute); Airflow's own check wants a number now.
+        super().__init__(poke_interval=60 if isinstance(poke_interval, str) else poke_interval, **kwargs)
+        if isinstance(poke_interval, str):
+            self.poke_interval = poke_interval  # type: ignore[assignment]
         if not isinstance(expected, bool):
             raise TypeError("expected must be True (wait for a PIN) or False (wait for no PIN)")
         self.expected = expected
@@ -75,6 +85,7 @@ class PlugzPinStatusSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=has_code == self.expected, xcom_value=has_code)
 
     def execute(self, context: Context) -> Any:
+        self.poke_interval = _seconds(self.poke_interval)
         if not self.deferrable:
             return super().execute(context)
         # One check in the worker first: no trip through the triggerer if it is already done.
@@ -113,3 +124,19 @@ class PlugzPinStatusSensor(BaseSensorOperator):
             f"Plugz connection {self.plugz_conn_id!r}: the trigger sent an event this sensor does not "
             "understand; this is a bug in airflow-provider-plugz, please report it."
         )
+
+
+def _seconds(value: object) -> float:
+    """A rendered ``poke_interval``: a positive, finite number of seconds (at most a day)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not 0 <= seconds <= _MAX_INTERVAL:  # also refuses nan
+        raise exceptions.PlugzConfigurationError(
+            f"poke_interval must be a number of seconds between 0 and {_MAX_INTERVAL:g}, got "
+            f"{str(value)[:40]!r}; check the DAG param or template it is rendered from."
+        )
+    return seconds

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -256,3 +257,21 @@ def test_onboarding_sensor_timeout_and_soft_fail(
     assert report.task_states == {"wait_for_pin": sensor_state, "announce_ready": next_state}
     if not soft_fail:
         assert isinstance(report.errors["wait_for_pin"], AirflowSensorTimeout)
+
+
+def test_the_readme_lists_every_example_dag(example_dags: Any) -> None:
+    readme = (ROOT / "README.md").read_text()
+    listed = readme.split("example DAGs live in `example_dags/`:", 1)[1].split("\n\n", 2)[1]
+    assert sorted(example_dags.dag_ids) == sorted(re.findall(r"^- `(plugz_\w+)`", listed, re.MULTILINE))
+    assert "Three example DAGs" in readme
+    assert len(example_dags.dag_ids) == 3
+
+
+def test_dag_docs_name_only_params_the_dags_have(example_dags: Any) -> None:
+    for dag_id in example_dags.dag_ids:
+        dag = example_dags.get_dag(dag_id)
+        for param in re.findall(r"`(\w+)` param", dag.doc_md or ""):
+            assert param in dag.params, f"{dag_id}'s doc names a param it does not have: {param}"
+    onboarding = example_dags.get_dag("plugz_onboarding")
+    assert "poll_interval" in onboarding.doc_md
+    assert "poll_interval" in onboarding.params

@@ -3,12 +3,16 @@
 Three concerns live here and only here, so the sync hook (requests) and the async trigger
 (httpx) share them and differ only in how bytes travel:
 
-- :func:`build_request` turns a config and an endpoint into a :class:`PlugzRequest`;
+- :func:`build_request` turns a config, an :class:`Endpoint` and the caller's arguments into a
+  :class:`PlugzRequest`;
 - :func:`check_response` maps an answer (status, headers, body) to a JSON object or to the
   right :class:`~airflow_provider_plugz.exceptions.PlugzError`, classifying by body as
   well as status (the API sends some errors with HTTP 200) and redacting secrets the
   server echoes back;
-- :func:`parse_pin_status` turns that object into a :class:`PinStatus`.
+- :func:`read_answer` does that and hands the object to the endpoint's own ``parse``, which
+  turns it into a typed result.
+
+The endpoints themselves are declared in :mod:`airflow_provider_plugz.endpoints`.
 
 Transports hand over raw bytes: :class:`BodyReader` decodes ``Content-Encoding`` itself, so the
 size limit holds for decoded bytes while they are decoded (a small gzip bomb never inflates).
@@ -24,8 +28,9 @@ import re
 import ssl
 import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 from urllib.parse import quote, urlsplit
 
 from airflow_provider_plugz import __version__
@@ -43,17 +48,22 @@ from airflow_provider_plugz.exceptions import (
     PlugzMethodNotAllowedError,
     PlugzNotFoundError,
     PlugzRateLimitedError,
+    PlugzReadTimeoutError,
     PlugzRedirectError,
     PlugzServerError,
     PlugzSubscriptionError,
-    PlugzTimeoutError,
+    PlugzTLSError,
     PlugzUnsupportedMediaTypeError,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable
 
     from airflow_provider_plugz.connection import PlugzConfig
+
+#: What a transport hands back: status, headers, decoded body, and what was wrong with the body
+#: (None when it could be read).
+TransportAnswer = tuple[int, Mapping[str, str], bytes, "str | None"]
 
 USER_AGENT = f"airflow-provider-plugz/{__version__}"
 MAX_BODY_BYTES = 1024 * 1024
@@ -61,31 +71,68 @@ MAX_BODY_BYTES = 1024 * 1024
 ACCEPT_ENCODING = "identity"
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """One API call: HTTP method, path below the instance, and what it does in words.
+T = TypeVar("T")
 
-    ``idempotent`` calls may be repeated after a read timeout; others may not (the server
-    may have applied them before the answer was lost).
+
+class Malformed(Exception):
+    """Raised by an endpoint's ``parse`` with what is wrong with the answer, in words."""
+
+
+class BadArgument(Exception):
+    """Raised by an endpoint's ``body`` with what is wrong with the caller's argument (never its value)."""
+
+
+class Body(NamedTuple):
+    """A request body (JSON-serialisable; :class:`Secret` values are revealed only on the wire) and
+    the secrets in it, which are masked when read and redacted from whatever the server answers."""
+
+    json: Any
+    secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A successful answer's JSON object, handed to an endpoint's ``parse``."""
+
+    payload: Mapping[str, Any]
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def text(self, key: str) -> str | None:
+        """A string field as server text: sanitised, bounded and redacted; None when absent or empty."""
+        value = self.payload.get(key)
+        if value in (None, "", False):
+            return None
+        return redact(sanitize(_text(value)), self.secrets)
+
+
+def _no_state(payload: Mapping[str, Any]) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class Endpoint(Generic[T]):
+    """Everything about one API call, declared once (see :mod:`airflow_provider_plugz.endpoints`).
+
+    :param method: the HTTP method.
+    :param path: the path below ``/instances/<id>/token/<token>/``.
+    :param action: what the call does, in the words every message about it uses.
+    :param parse: the answer's JSON object -> the typed result; raises :class:`Malformed`.
+    :param idempotent: may be sent again after it may have reached the server (a read timeout,
+        a dropped connection, a 5xx); a call that changes state is not, and is retried only
+        when it provably never left.
+    :param body: the caller's arguments -> the request :class:`Body`, validated; raises
+        :class:`BadArgument`. None: the call takes no arguments and sends no body.
+    :param error_is_state: whether an ``error`` text in a 200 answer is part of the result
+        (``/status`` says why it is disconnected) rather than a failure (the PIN calls).
     """
 
     method: str
     path: str
     action: str
+    parse: Callable[[Answer], T]
     idempotent: bool = True
-
-
-PIN_STATUS = Endpoint("GET", "security/two-fa-code", "PIN status check")
-# Not idempotent for retries: after a read timeout the server may have registered the PIN.
-SET_PIN = Endpoint("POST", "security/two-fa-code", "PIN registration", idempotent=False)
-_PIN = re.compile(r"[0-9]{6}")
-
-
-@dataclass(frozen=True)
-class PinStatus:
-    """Whether the WhatsApp account behind an instance has a two-step-verification PIN."""
-
-    has_code: bool
+    body: Callable[..., Body] | None = None
+    error_is_state: Callable[[Mapping[str, Any]], bool] = _no_state
 
 
 @dataclass(frozen=True)
@@ -96,7 +143,7 @@ class PlugzRequest:
     redacted from whatever the server answers.
     """
 
-    endpoint: Endpoint
+    endpoint: Endpoint[Any]
     url: str = field(repr=False)
     headers: Mapping[str, str] = field(repr=False)
     body: bytes | None = field(default=None, repr=False)
@@ -107,10 +154,12 @@ class PlugzRequest:
         return self.endpoint.method
 
 
-def build_request(
-    config: PlugzConfig, endpoint: Endpoint, json_body: Any = None, *, secrets: tuple[str, ...] = ()
-) -> PlugzRequest:
-    """Build the URL (credentials percent-encoded into the path) and headers for ``endpoint``."""
+def build_request(config: PlugzConfig, endpoint: Endpoint[Any], *args: Any, **kwargs: Any) -> PlugzRequest:
+    """Build the URL (credentials in the path), headers and body of a call of ``endpoint``.
+
+    :raises PlugzConfigurationError: the endpoint's ``body`` refused an argument.
+    """
+    # The ids hold URL-unreserved characters only (connection parsing); quoting is belt and braces.
     url = (
         f"{config.base_url}/instances/{quote(config.instance_id, safe='')}"
         f"/token/{quote(config.instance_token, safe='')}/{endpoint.path}"
@@ -121,11 +170,32 @@ def build_request(
         "Accept-Encoding": ACCEPT_ENCODING,
         "User-Agent": USER_AGENT,
     }
-    body = None
-    if json_body is not None:
-        headers["Content-Type"] = "application/json"
-        body = json.dumps(json_body, separators=(",", ":"), default=_reveal).encode()
-    return PlugzRequest(endpoint=endpoint, url=url, headers=headers, body=body, secrets=secrets)
+    if endpoint.body is None:
+        if args or kwargs:
+            raise TypeError(f"the {endpoint.action} takes no arguments")
+        return PlugzRequest(endpoint=endpoint, url=url, headers=headers)
+    try:
+        body = endpoint.body(*args, **kwargs)
+    except BadArgument as err:
+        raise PlugzConfigurationError(
+            f"Plugz {endpoint.action} for connection {config.conn_id!r}: {err}"
+        ) from None
+    headers["Content-Type"] = "application/json"
+    data = json.dumps(body.json, separators=(",", ":"), default=_reveal).encode()
+    return PlugzRequest(endpoint=endpoint, url=url, headers=headers, body=data, secrets=body.secrets)
+
+
+def read_answer(config: PlugzConfig, request: PlugzRequest, answer: TransportAnswer) -> Any:
+    """Check a transport's answer to ``request`` and parse it into the endpoint's typed result."""
+    status, headers, body, problem = answer
+    endpoint = request.endpoint
+    payload = check_response(
+        config, endpoint, status, headers, body, secrets=request.secrets, body_problem=problem
+    )
+    try:
+        return endpoint.parse(Answer(payload, (*config.secrets, *request.secrets)))
+    except Malformed as err:
+        raise _malformed(config, endpoint, status, str(err)) from None
 
 
 def _reveal(value: object) -> str:
@@ -199,42 +269,6 @@ class BodyReader:
 
 # --- response checking ---------------------------------------------------------------------
 
-_ADVICE: dict[type[PlugzError], str] = {
-    PlugzAuthenticationError: (
-        "Check the connection's Client-Token (extra 'client_token'): it is the account security "
-        "token from the Plugz panel's Security page; if the panel restricts IPs, allow this worker's."
-    ),
-    PlugzNotFoundError: (
-        "Check the connection's Instance ID (login) and Instance token (password): they must "
-        "belong to the same instance, as shown in the Plugz panel; check the host too."
-    ),
-    PlugzSubscriptionError: "Renew the instance's subscription in the Plugz panel, then run again.",
-    PlugzInstanceNotSupportedError: (
-        "The security endpoints work on mobile instances only; point the connection at a mobile instance."
-    ),
-    PlugzMethodNotAllowedError: (
-        "The server rejected the HTTP method; this is a bug in the caller or a wrong host. "
-        "Reading uses GET, setting uses POST."
-    ),
-    PlugzUnsupportedMediaTypeError: (
-        "The server wants 'Content-Type: application/json'; check that the host is the Plugz API."
-    ),
-    PlugzBadRequestError: (
-        "The server says the request does not match the API; check the Instance ID, "
-        "Instance token and Client-Token of the connection."
-    ),
-    PlugzRedirectError: (
-        "Redirects are not followed, so the Client-Token never goes elsewhere; set the "
-        "connection's host to the API's final base URL (e.g. https://api.plugzapi.com.br)."
-    ),
-    PlugzRateLimitedError: "The server is throttling requests; try again later or poll less often.",
-    PlugzServerError: "The Plugz service or a gateway in front of it failed; try again later.",
-    PlugzMalformedResponseError: (
-        "The answer is not the documented Plugz JSON; check that the connection's host is the "
-        "Plugz API and not a proxy or login page."
-    ),
-}
-
 _STATUS_CLASSES: dict[int, type[PlugzError]] = {
     401: PlugzAuthenticationError,
     403: PlugzAuthenticationError,
@@ -257,7 +291,7 @@ _TEXT_CLASSES: tuple[tuple[re.Pattern[str], type[PlugzError]], ...] = (
 
 def check_response(
     config: PlugzConfig,
-    endpoint: Endpoint,
+    endpoint: Endpoint[Any],
     status: int,
     headers: Mapping[str, str],
     body: bytes,
@@ -280,8 +314,13 @@ def check_response(
         error_class = PlugzRedirectError
     elif status >= 400:
         error_class = _classify_error_status(status, server_message)
-    elif payload is not None and payload.get("error") not in (None, False, ""):
-        # Some errors come with HTTP 200: a body with an ``error`` key is never a success.
+    elif (
+        payload is not None
+        and payload.get("error") not in (None, False, "")
+        # An ``error`` text in a 200 is a failure, unless the endpoint says that in this answer
+        # it is state (``/status``: why the number is disconnected).
+        and not endpoint.error_is_state(payload)
+    ):
         error_class = _classify_text(server_message) or PlugzBadRequestError
 
     if error_class is not None:
@@ -304,31 +343,6 @@ def _body_problem(body: bytes, payload: dict[str, Any] | None, headers: Mapping[
     if "success" in payload and payload["success"] is not True:
         return f"its 'success' is {_json_kind(payload['success'])}, not true, and it has no error text"
     return None
-
-
-def validate_pin(config: PlugzConfig, code: object) -> str:
-    """A WhatsApp two-step-verification PIN is exactly six digits; never echo what was given."""
-    if not isinstance(code, str) or not _PIN.fullmatch(code):
-        raise PlugzConfigurationError(
-            f"Plugz PIN registration for connection {config.conn_id!r}: the PIN must be exactly six "
-            "digits (0-9), as WhatsApp's two-step verification requires; check the secret it comes from."
-        )
-    return code
-
-
-def check_set_pin(config: PlugzConfig, payload: Mapping[str, Any]) -> None:
-    """Only an explicit ``success: true`` means the PIN was registered."""
-    if payload.get("success") is not True:
-        raise _malformed(config, SET_PIN, 200, "it does not say success: true")
-
-
-def parse_pin_status(config: PlugzConfig, payload: Mapping[str, Any]) -> PinStatus:
-    """Read ``hasCode``; anything but a real JSON boolean is a malformed answer."""
-    has_code = payload.get("hasCode")
-    if not isinstance(has_code, bool):
-        problem = "it has no 'hasCode' field" if "hasCode" not in payload else "'hasCode' is not a boolean"
-        raise _malformed(config, PIN_STATUS, 200, problem)
-    return PinStatus(has_code=has_code)
 
 
 def _classify_error_status(status: int, server_message: str | None) -> type[PlugzError]:
@@ -409,17 +423,17 @@ def _is_json(body: bytes) -> bool:
     return True
 
 
-def _malformed(config: PlugzConfig, endpoint: Endpoint, status: int, problem: str) -> PlugzError:
+def _malformed(config: PlugzConfig, endpoint: Endpoint[Any], status: int, problem: str) -> PlugzError:
     return PlugzMalformedResponseError(
         f"Plugz {endpoint.action} for connection {config.conn_id!r}: HTTP {status} answer "
-        f"is malformed: {problem}. {_ADVICE[PlugzMalformedResponseError]}",
+        f"is malformed: {problem}. {PlugzMalformedResponseError.advice}",
         http_status=status,
     )
 
 
 def _api_error(
     config: PlugzConfig,
-    endpoint: Endpoint,
+    endpoint: Endpoint[Any],
     error_class: type[PlugzError],
     status: int,
     server_message: str | None,
@@ -428,7 +442,7 @@ def _api_error(
     said = f": {server_message}" if server_message else ""
     message = (
         f"Plugz {endpoint.action} failed for connection {config.conn_id!r}: HTTP {status}{said}. "
-        f"{_ADVICE[error_class]}"
+        f"{error_class.advice}"
     )
     if error_class is PlugzRateLimitedError:
         return PlugzRateLimitedError(
@@ -503,50 +517,50 @@ def is_tls_failure(exc: BaseException) -> bool:
 _OS_REASON = re.compile(r"\[Errno -?\d+\][^'\")\]]*|\[SSL: [A-Z_]+\]")
 
 
+# What each failure below HTTP is, in words, and the class it raises; the advice is the class's.
+_TRANSPORT_ERRORS: dict[TransportFailure, tuple[type[PlugzError], str]] = {
+    TransportFailure.CONNECT: (
+        PlugzConnectError,
+        "could not connect to {host} ({reason}); the request was not sent",
+    ),
+    TransportFailure.CONNECT_TIMEOUT: (
+        PlugzConnectTimeoutError,
+        "timed out while connecting to {host} ({reason})",
+    ),
+    TransportFailure.READ_TIMEOUT: (
+        PlugzReadTimeoutError,
+        "timed out while waiting for the answer from {host} ({reason})",
+    ),
+    TransportFailure.DEADLINE: (
+        PlugzReadTimeoutError,
+        "did not complete within its {deadline:g} s deadline ({host} was too slow to send the whole answer)",
+    ),
+    TransportFailure.TLS: (PlugzTLSError, "failed the TLS check with {host} ({reason})"),
+    TransportFailure.INVALID_REQUEST: (
+        PlugzConfigurationError,
+        "could not be sent: the connection's host or Client-Token cannot form a valid request ({reason})",
+    ),
+    TransportFailure.NETWORK: (PlugzConnectionError, "got no usable answer from {host} ({reason})"),
+}
+
+
 def transport_error(
     config: PlugzConfig, request: PlugzRequest, failure: TransportFailure, exc: BaseException
 ) -> PlugzError:
     """The one PlugzError for a failure below HTTP, with a text safe to show anywhere.
 
     Low-level exception texts quote the URL (and so the instance token): only the exception's
-    class name and its OS/TLS reason code are kept.
+    class name and its OS/TLS reason code are kept, and of the URL only the host and port (the
+    path may be a proxy's, and below it come the credentials).
     """
     found = _OS_REASON.search(str(exc)[:2000])
     said = redact(sanitize(found.group(0).strip(), 80), config.secrets) if found else ""
-    reason = type(exc).__name__ + (f": {said}" if said else "")
-    where = f"Plugz {request.endpoint.action} for connection {config.conn_id!r}"
-    # The host and port only: the path may be a proxy's, and below it come the credentials.
-    host = urlsplit(config.base_url).netloc
-    if failure is TransportFailure.DEADLINE:
-        return PlugzTimeoutError(
-            f"{where} did not complete within its {config.total_timeout:g} s deadline ({host} was "
-            "too slow to send the whole answer). The service may be overloaded; try again, or raise "
-            "the connection's total_timeout extra."
-        )
-    if failure is TransportFailure.CONNECT:
-        return PlugzConnectError(
-            f"{where} could not connect to {host} ({reason}); the request was not sent. Check the "
-            "host and that it is reachable from this worker (DNS, firewall); the error is usually "
-            "temporary."
-        )
-    if failure in (TransportFailure.CONNECT_TIMEOUT, TransportFailure.READ_TIMEOUT):
-        connecting = failure is TransportFailure.CONNECT_TIMEOUT
-        error_class = PlugzConnectTimeoutError if connecting else PlugzTimeoutError
-        doing = f"connecting to {host}" if connecting else f"waiting for the answer from {host}"
-        return error_class(
-            f"{where} timed out while {doing} ({reason}). The service may be slow or unreachable; "
-            "try again, or raise the connection's connect_timeout/read_timeout extras."
-        )
-    if failure is TransportFailure.TLS:
-        return PlugzConnectionError(
-            f"{where} failed the TLS check with {host} ({reason}). Check the host, or the CA bundle "
-            "of this worker."
-        )
-    if failure is TransportFailure.INVALID_REQUEST:
-        return PlugzConfigurationError(
-            f"{where}: the connection's host or Client-Token cannot form a valid request ({reason})."
-        )
-    return PlugzConnectionError(
-        f"{where} got no usable answer from {host} ({reason}). Check that the host is reachable "
-        "from this worker; the error is usually temporary."
+    error_class, what = _TRANSPORT_ERRORS[failure]
+    happened = what.format(
+        host=urlsplit(config.base_url).netloc,
+        reason=type(exc).__name__ + (f": {said}" if said else ""),
+        deadline=config.total_timeout,
+    )
+    return error_class(
+        f"Plugz {request.endpoint.action} for connection {config.conn_id!r} {happened}. {error_class.advice}"
     )

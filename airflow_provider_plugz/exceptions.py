@@ -8,9 +8,12 @@ Callers branch on classes, never on message text::
     ├── PlugzMalformedResponseError      2xx answer we cannot trust: not JSON, HTML, no boolean hasCode
     ├── PlugzTransientError              worth trying again later; sensors keep waiting on these
     │   ├── PlugzConnectionError         dropped connection, TLS failure (the request may have left)
-    │   │   ├── PlugzConnectError        DNS failure, refused or unreachable (it never left)
-    │   │   └── PlugzTimeoutError        read timeout or deadline (the request may have reached the server)
-    │   │       └── PlugzConnectTimeoutError  connect timeout (it did not)
+    │   │   ├── PlugzConnectError        DNS failure, refused or unreachable: it never left
+    │   │   ├── PlugzTLSError            the TLS handshake or certificate check failed
+    │   │   └── PlugzTimeoutError        a timeout
+    │   │       ├── PlugzConnectTimeoutError  while connecting: it never left
+    │   │       └── PlugzReadTimeoutError     waiting for the answer, or the attempt's deadline:
+    │   │                                     the server may have carried the request out
     │   ├── PlugzRateLimitedError        429 (carries ``retry_after`` seconds when the server sent it)
     │   └── PlugzServerError             408, 5xx, gateway pages
     └── PlugzAPIError                    the server refused the request; trying again will not help
@@ -23,11 +26,17 @@ Callers branch on classes, never on message text::
             ├── PlugzUnsupportedMediaTypeError 415
             └── PlugzInstanceNotSupportedError the endpoint works on mobile instances only
 
+The retry rules follow the shape: :data:`NEVER_SENT` are the classes after which a request
+provably never left (safe to retry even when it changes state). Each class carries its own
+``advice``, the "what to do" sentence every message of that class ends with.
+
 Messages never contain the instance token, the Client-Token, a PIN or the request URL:
-server texts are redacted before they get here (see :mod:`airflow_provider_plugz._protocol`).
+server texts are redacted before they get here (see :mod:`airflow_provider_plugz._redaction`).
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 from airflow_provider_plugz._compat import AirflowException
 
@@ -39,6 +48,9 @@ class PlugzError(AirflowException):
     server's own ``error``/``message`` text, already redacted; ``attempts`` is how many
     attempts the retry policy made before giving up.
     """
+
+    #: What to do about it: the sentence every message of this class ends with.
+    advice: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -56,6 +68,8 @@ class PlugzError(AirflowException):
 class PlugzConfigurationError(PlugzError):
     """The Airflow connection is missing a field or holds an invalid one."""
 
+    advice = "Fix it in Admin > Connections, or in the connection's AIRFLOW_CONN_* value or secrets backend."
+
 
 class PlugzAuditError(PlugzError):
     """``PlugzPinAuditOperator`` was told to fail and found what it was told to fail on."""
@@ -64,29 +78,63 @@ class PlugzAuditError(PlugzError):
 class PlugzMalformedResponseError(PlugzError):
     """The server answered success, but the body is not the documented JSON."""
 
+    advice = (
+        "The answer is not the documented Plugz JSON; check that the connection's host is the "
+        "Plugz API and not a proxy or login page."
+    )
+
 
 class PlugzTransientError(PlugzError):
     """A failure that may go away by itself: network trouble, throttling, server errors."""
 
 
 class PlugzConnectionError(PlugzTransientError):
-    """No usable answer: DNS failure, connection refused or dropped, TLS failure."""
+    """No usable answer: the connection dropped, or TLS failed; the request may have left."""
+
+    advice = "Check that the host is reachable from this worker; the error is usually temporary."
 
 
 class PlugzConnectError(PlugzConnectionError):
     """No connection could be made (name resolution, refused, unreachable): the request never left."""
 
+    advice = (
+        "Check the host and that it is reachable from this worker (DNS, firewall); the error is "
+        "usually temporary."
+    )
+
+
+class PlugzTLSError(PlugzConnectionError):
+    """The TLS handshake or the certificate check failed."""
+
+    advice = "Check the host, or the CA bundle of this worker (extra 'ca_bundle' for a private CA)."
+
 
 class PlugzTimeoutError(PlugzConnectionError):
-    """The read timeout ran out: the server may or may not have carried out the request."""
+    """A timeout: while connecting (connect timeout) or after it."""
 
 
 class PlugzConnectTimeoutError(PlugzTimeoutError):
     """The connect timeout ran out: the request never reached the server."""
 
+    advice = (
+        "The host may be unreachable from this worker or slow to accept connections; try again, "
+        "or raise the connection's connect_timeout extra."
+    )
+
+
+class PlugzReadTimeoutError(PlugzTimeoutError):
+    """The read timeout or the attempt's deadline ran out: the server may have carried the request out."""
+
+    advice = (
+        "The service may be slow or overloaded; try again, or raise the connection's read_timeout "
+        "(per read) or total_timeout (whole attempt) extras."
+    )
+
 
 class PlugzRateLimitedError(PlugzTransientError):
     """HTTP 429: the server asks us to slow down."""
+
+    advice = "The server is throttling requests; try again later or poll less often."
 
     def __init__(
         self,
@@ -103,6 +151,8 @@ class PlugzRateLimitedError(PlugzTransientError):
 class PlugzServerError(PlugzTransientError):
     """HTTP 408 or 5xx, including HTML pages from gateways in front of the API."""
 
+    advice = "The Plugz service or a gateway in front of it failed; try again later."
+
 
 class PlugzAPIError(PlugzError):
     """The server refused the request; repeating it unchanged will not help."""
@@ -111,36 +161,74 @@ class PlugzAPIError(PlugzError):
 class PlugzAuthenticationError(PlugzAPIError):
     """Credentials refused: bad or missing Client-Token, or the caller's IP is not allowed."""
 
+    advice = (
+        "Check the connection's Client-Token (extra 'client_token'): it is the account security "
+        "token from the Plugz panel's Security page; if the panel restricts IPs, allow this worker's."
+    )
+
 
 class PlugzNotFoundError(PlugzAPIError):
     """Unknown instance (or instance id and token that do not belong together), or unknown path."""
+
+    advice = (
+        "Check the connection's Instance ID (login) and Instance token (password): they must "
+        "belong to the same instance, as shown in the Plugz panel; check the host too."
+    )
 
 
 class PlugzSubscriptionError(PlugzAPIError):
     """The instance's subscription or trial has expired; it must be renewed in the Plugz panel."""
 
+    advice = "Renew the instance's subscription in the Plugz panel, then run again."
+
 
 class PlugzRedirectError(PlugzAPIError):
     """The server answered with a redirect, which is never followed."""
+
+    advice = (
+        "Redirects are not followed, so the Client-Token never goes elsewhere; set the "
+        "connection's host to the API's final base URL (e.g. https://api.plugzapi.com.br)."
+    )
 
 
 class PlugzBadRequestError(PlugzAPIError):
     """HTTP 400 (or another 4xx): the request does not match what the API expects."""
 
+    advice = (
+        "The server says the request does not match the API; check the Instance ID, "
+        "Instance token and Client-Token of the connection."
+    )
+
 
 class PlugzMethodNotAllowedError(PlugzBadRequestError):
     """HTTP 405: wrong HTTP method for the endpoint (a bug in the caller)."""
+
+    advice = (
+        "The server rejected the HTTP method; this is a bug in the caller or a wrong host. "
+        "Reading uses GET, setting uses POST."
+    )
 
 
 class PlugzUnsupportedMediaTypeError(PlugzBadRequestError):
     """HTTP 415: missing or unsupported ``Content-Type``."""
 
+    advice = "The server wants 'Content-Type: application/json'; check that the host is the Plugz API."
+
 
 class PlugzInstanceNotSupportedError(PlugzBadRequestError):
     """The security endpoints work on mobile instances only; this one is a web instance."""
 
+    advice = (
+        "The security endpoints work on mobile instances only; point the connection at a mobile instance."
+    )
+
+
+#: Failures after which the request provably never left: the only ones a state-changing call retries.
+NEVER_SENT: tuple[type[PlugzError], ...] = (PlugzConnectError, PlugzConnectTimeoutError)
+
 
 __all__ = [
+    "NEVER_SENT",
     "PlugzAPIError",
     "PlugzAuditError",
     "PlugzAuthenticationError",
@@ -155,9 +243,11 @@ __all__ = [
     "PlugzMethodNotAllowedError",
     "PlugzNotFoundError",
     "PlugzRateLimitedError",
+    "PlugzReadTimeoutError",
     "PlugzRedirectError",
     "PlugzServerError",
     "PlugzSubscriptionError",
+    "PlugzTLSError",
     "PlugzTimeoutError",
     "PlugzTransientError",
     "PlugzUnsupportedMediaTypeError",

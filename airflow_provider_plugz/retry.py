@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass, field
 
 from airflow_provider_plugz.exceptions import (
-    PlugzConnectError,
+    NEVER_SENT,
     PlugzConnectionError,
-    PlugzConnectTimeoutError,
     PlugzError,
     PlugzRateLimitedError,
 )
@@ -53,7 +52,7 @@ class RetryPolicy:
 
     def is_retryable(self, error: PlugzError, *, idempotent: bool = True) -> bool:
         """The one predicate: may the call that raised ``error`` be sent again?"""
-        if isinstance(error, (PlugzConnectError, PlugzConnectTimeoutError)):
+        if isinstance(error, NEVER_SENT):
             return True  # the request never left
         if not idempotent:
             # Anything else may come after the server applied the request (a dropped

@@ -45,10 +45,10 @@ from airflow_provider_plugz.exceptions import (
     PlugzMethodNotAllowedError,
     PlugzNotFoundError,
     PlugzRateLimitedError,
+    PlugzReadTimeoutError,
     PlugzRedirectError,
     PlugzServerError,
     PlugzSubscriptionError,
-    PlugzTimeoutError,
     PlugzTransientError,
     PlugzUnsupportedMediaTypeError,
 )
@@ -800,7 +800,7 @@ CASES = [
         Case(
             extra={"read_timeout": 0.05, "max_attempts": 2},
             faults=fault(Fault.slow(0.5), 2),
-            error=PlugzTimeoutError,
+            error=PlugzReadTimeoutError,
             match="timed out while waiting for the answer",
             requests=2,
         ),
@@ -830,7 +830,7 @@ CASES = [
         Case(
             extra=deadline(max_attempts=2),
             faults=fault(Fault.drip(0.05), 2),
-            error=PlugzTimeoutError,
+            error=PlugzReadTimeoutError,
             match="did not complete within its 0.3 s deadline",
             requests=2,
         ),
@@ -840,7 +840,7 @@ CASES = [
         Case(
             extra=deadline(max_attempts=2),
             faults=fault(Fault.drip(0.05, head=True), 2),
-            error=PlugzTimeoutError,
+            error=PlugzReadTimeoutError,
             match="did not complete within its 0.3 s deadline",
             requests=2,
         ),
@@ -1335,7 +1335,8 @@ def test_the_table_is_big_and_covers_every_outcome() -> None:
         PlugzUnsupportedMediaTypeError,
         PlugzInstanceNotSupportedError,
         PlugzConnectionError,
-        PlugzTimeoutError,
+        PlugzConnectError,
+        PlugzReadTimeoutError,
         PlugzRateLimitedError,
         PlugzServerError,
         PlugzMalformedResponseError,

@@ -22,6 +22,7 @@ from airflow_provider_plugz.exceptions import (
     PlugzMalformedResponseError,
     PlugzNotFoundError,
     PlugzRateLimitedError,
+    PlugzReadTimeoutError,
     PlugzRedirectError,
     PlugzServerError,
     PlugzSubscriptionError,
@@ -274,9 +275,9 @@ def set_pin(transport: str, code: str) -> None:
     ("fault", "extra", "error"),
     [
         pytest.param(Fault.drop(), {}, PlugzConnectionError, id="dropped-after-the-body"),
-        pytest.param(Fault.slow(1), {"read_timeout": 0.1}, PlugzTimeoutError, id="read-timeout"),
+        pytest.param(Fault.slow(1), {"read_timeout": 0.1}, PlugzReadTimeoutError, id="read-timeout"),
         pytest.param(
-            Fault.drip(0.05), {"read_timeout": 5, "total_timeout": 0.3}, PlugzTimeoutError, id="deadline"
+            Fault.drip(0.05), {"read_timeout": 5, "total_timeout": 0.3}, PlugzReadTimeoutError, id="deadline"
         ),
         pytest.param(Fault.status(502), {}, PlugzServerError, id="gateway-502"),
         pytest.param(Fault.status(503), {}, PlugzServerError, id="unavailable-503"),

@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
-from airflow_provider_plugz._protocol import PIN_STATUS, PinStatus, check_response, parse_pin_status
+from airflow_provider_plugz._protocol import Answer, Malformed, check_response
 from airflow_provider_plugz.connection import PlugzConfig
+from airflow_provider_plugz.endpoints import PIN_STATUS, PinStatus
 from airflow_provider_plugz.exceptions import PlugzError, PlugzMalformedResponseError
 from airflow_provider_plugz.hooks.plugz import PlugzHook
 from airflow_provider_plugz.testing import Fault
@@ -61,10 +62,17 @@ api_like = st.fixed_dictionaries(
 )
 
 
+def parse(config: PlugzConfig, payload: dict[str, Any]) -> PinStatus:
+    try:
+        return PIN_STATUS.parse(Answer(payload, config.secrets))
+    except Malformed as err:
+        raise PlugzMalformedResponseError(str(err)) from None
+
+
 def outcome(status: int, content_type: str, body: bytes) -> PinStatus | PlugzError:
     headers = CaseInsensitiveDict({"Content-Type": content_type})
     try:
-        return parse_pin_status(CONFIG, check_response(CONFIG, PIN_STATUS, status, headers, body))
+        return parse(CONFIG, check_response(CONFIG, PIN_STATUS, status, headers, body))
     except PlugzError as err:
         return err
 
@@ -129,7 +137,7 @@ hostile_headers = st.fixed_dictionaries(
 @given(status=statuses | st.sampled_from([429, 503, 301]), headers=hostile_headers, body=api_like)
 def test_any_headers(status: int, headers: dict[str, str], body: dict[str, Any]) -> None:
     try:
-        result: PinStatus | PlugzError = parse_pin_status(
+        result: PinStatus | PlugzError = parse(
             CONFIG,
             check_response(
                 CONFIG, PIN_STATUS, status, CaseInsensitiveDict(headers), json.dumps(body).encode()

@@ -188,7 +188,8 @@ def _set_pin_after_polls(sandbox: PlugzSandbox) -> None:
 
 
 def test_reprs_and_trigger_serialization_hold_no_secret(sandbox: PlugzSandbox) -> None:
-    from airflow_provider_plugz._protocol import PIN_STATUS, build_request
+    from airflow_provider_plugz._protocol import build_request
+    from airflow_provider_plugz.endpoints import PIN_STATUS
     from airflow_provider_plugz.hooks.plugz import PlugzHook
     from airflow_provider_plugz.operators.plugz import PlugzPinBranchOperator, PlugzPinStatusOperator
     from airflow_provider_plugz.sensors.plugz import PlugzPinStatusSensor

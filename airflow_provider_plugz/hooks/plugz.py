@@ -15,7 +15,7 @@ import ssl
 import threading
 import time
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 import urllib3
@@ -25,42 +25,41 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from airflow_provider_plugz import sentry
 from airflow_provider_plugz._compat import BaseHook, aget_connection, mask_secret
 from airflow_provider_plugz._protocol import (
-    PIN_STATUS,
-    SET_PIN,
     BodyReader,
     Endpoint,
-    PinStatus,
+    TransportAnswer,
     TransportFailure,
     build_request,
-    check_response,
-    check_set_pin,
     is_tls_failure,
-    parse_pin_status,
+    read_answer,
     transport_error,
-    validate_pin,
 )
-from airflow_provider_plugz._redaction import Secret, redact_known, remember
+from airflow_provider_plugz._redaction import redact_known, remember
 from airflow_provider_plugz.connection import (
     CONN_TYPE,
     DEFAULT_CONN_ID,
     PlugzConfig,
     parse_connection,
 )
+from airflow_provider_plugz.endpoints import (
+    INSTANCE_STATUS,
+    PIN_STATUS,
+    SET_PIN,
+    InstanceStatus,
+    PinStatus,
+)
 from airflow_provider_plugz.exceptions import PlugzConfigurationError, PlugzError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     import httpx
 
     from airflow_provider_plugz._protocol import PlugzRequest
     from airflow_provider_plugz.retry import RetryPolicy
 
-# status, headers, decoded body, and what was wrong with the body (None when it could be read).
-_Answer = tuple[int, "Mapping[str, str]", bytes, "str | None"]
+T = TypeVar("T")
 _CHUNK = 64 * 1024
 
-__all__ = ["PinStatus", "PlugzHook"]
+__all__ = ["InstanceStatus", "PinStatus", "PlugzHook", "new_async_client"]
 
 
 class PlugzHook(BaseHook):
@@ -174,37 +173,83 @@ class PlugzHook(BaseHook):
             self.session.close()
             del self.__dict__["session"]
 
+    # --- the API: one line per call; each endpoint is declared in airflow_provider_plugz.endpoints
+
     def get_pin_status(self, *, retry: RetryPolicy | None = None) -> PinStatus:
         """Whether the instance's WhatsApp account has a two-step-verification PIN.
 
         :param retry: this call's retry policy; default: the hook's, else the connection's.
         :raises PlugzError: a subclass saying what went wrong and what to do.
         """
-        return parse_pin_status(self.config, self._call(PIN_STATUS, retry=retry))
+        return self.call(PIN_STATUS, retry=retry)
+
+    async def aget_pin_status(self, *, retry: RetryPolicy | None = None) -> PinStatus:
+        """:meth:`get_pin_status` for event loops (the triggerer): same checks, httpx transport."""
+        return await self.acall(PIN_STATUS, retry=retry)
 
     def set_pin(self, code: str, *, retry: RetryPolicy | None = None) -> None:
         """Register ``code`` as the account's two-step-verification PIN (POST, JSON body).
 
-        The PIN is registered with Airflow's secrets masker before anything else happens.
-        It is sent at most once, unless the connection provably never opened (a failed connect
-        or a connect timeout): after a dropped connection or a read timeout the server may have
-        applied it already.
+        The PIN is registered with Airflow's secrets masker before it is sent. It is sent at
+        most once, unless the connection provably never opened (a failed connect or a connect
+        timeout): after a dropped connection or a read timeout the server may have applied it.
 
         :raises PlugzConfigurationError: ``code`` is not exactly six digits.
         :raises PlugzError: a subclass saying what went wrong and what to do.
         """
-        _mask_pin(code)
-        config = self.config
-        pin = Secret(validate_pin(config, code))
-        check_set_pin(config, self._call(SET_PIN, {"code": pin}, secrets=(pin.reveal(),), retry=retry))
+        self.call(SET_PIN, code, retry=retry)
 
     async def aset_pin(self, code: str, *, retry: RetryPolicy | None = None) -> None:
         """:meth:`set_pin` for event loops: same checks and the same send-once rule, over httpx."""
-        await asyncio.to_thread(_mask_pin, code)
+        await self.acall(SET_PIN, code, retry=retry)
+
+    def get_instance_status(self, *, retry: RetryPolicy | None = None) -> InstanceStatus:
+        """Whether the number is connected to Plugz, holds a session and its phone is online."""
+        return self.call(INSTANCE_STATUS, retry=retry)
+
+    async def aget_instance_status(self, *, retry: RetryPolicy | None = None) -> InstanceStatus:
+        """:meth:`get_instance_status` for event loops."""
+        return await self.acall(INSTANCE_STATUS, retry=retry)
+
+    # --- the one generic path every call takes
+
+    def call(self, endpoint: Endpoint[T], *args: Any, retry: RetryPolicy | None = None, **kwargs: Any) -> T:
+        """Make any Plugz call: build it, send it, check and parse the answer, retrying as the
+        policy and the endpoint's idempotency allow.
+
+        :param retry: this call's retry policy; default: the hook's, else the connection's.
+        """
+        config = self.config
+        request = build_request(config, endpoint, *args, **kwargs)
+        if request.secrets:
+            _mask_values(request.secrets)
+        retrying = (retry or self.retry or config.retry).start(idempotent=endpoint.idempotent)
+        while True:
+            try:
+                result: T = read_answer(config, request, self._send(config, request))
+                return result
+            except PlugzError as err:
+                delay = retrying.delay_after(err)  # raises when it is time to stop
+                self._log_retry(retrying.attempts, delay, err)
+            _sleep(delay)
+
+    async def acall(
+        self, endpoint: Endpoint[T], *args: Any, retry: RetryPolicy | None = None, **kwargs: Any
+    ) -> T:
+        """:meth:`call` for event loops: the same steps over httpx, nothing blocking on the loop."""
         config = await self.aget_config()
-        pin = Secret(validate_pin(config, code))
-        payload = await self._acall(config, SET_PIN, {"code": pin}, secrets=(pin.reveal(),), retry=retry)
-        check_set_pin(config, payload)
+        request = build_request(config, endpoint, *args, **kwargs)
+        if request.secrets:
+            await asyncio.to_thread(_mask_values, request.secrets)
+        retrying = (retry or self.retry or config.retry).start(idempotent=endpoint.idempotent)
+        while True:
+            try:
+                result: T = read_answer(config, request, await self._asend(config, request))
+                return result
+            except PlugzError as err:
+                delay = retrying.delay_after(err)
+                self._log_retry(retrying.attempts, delay, err)
+            await _asleep(delay)
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection the way the PIN tasks use it, for the UI's Test button."""
@@ -216,11 +261,6 @@ class PlugzHook(BaseHook):
             return False, f"{type(err).__name__}: {message}"
         pin = "has a PIN set" if status.has_code else "has NO PIN set"
         return True, f"Connected to Plugz at {self.config.base_url}; the WhatsApp account {pin}."
-
-    async def aget_pin_status(self, *, retry: RetryPolicy | None = None) -> PinStatus:
-        """:meth:`get_pin_status` for event loops (the triggerer): same checks, httpx transport."""
-        config = await self.aget_config()
-        return parse_pin_status(config, await self._acall(config, PIN_STATUS, retry=retry))
 
     async def aget_config(self) -> PlugzConfig:
         """:attr:`config`, read without blocking the event loop.
@@ -251,50 +291,10 @@ class PlugzHook(BaseHook):
         if client is not None and client is not self._shared_async_client:
             await client.aclose()
 
-    def _call(
-        self,
-        endpoint: Endpoint,
-        json_body: Any = None,
-        *,
-        secrets: tuple[str, ...] = (),
-        retry: RetryPolicy | None = None,
-    ) -> dict[str, Any]:
-        """The one way every sync API call goes: build, then send and check until done."""
-        config = self.config
-        request = build_request(config, endpoint, json_body, secrets=secrets)
-        retrying = (retry or self.retry or config.retry).start(idempotent=endpoint.idempotent)
-        while True:
-            try:
-                return _check(config, request, self._send(config, request))
-            except PlugzError as err:
-                delay = retrying.delay_after(err)  # raises when it is time to stop
-                self._log_retry(retrying.attempts, delay, err)
-            _sleep(delay)
-
-    async def _acall(
-        self,
-        config: PlugzConfig,
-        endpoint: Endpoint,
-        json_body: Any = None,
-        *,
-        secrets: tuple[str, ...] = (),
-        retry: RetryPolicy | None = None,
-    ) -> dict[str, Any]:
-        """The one way every async API call goes: the same as :meth:`_call`, over httpx."""
-        request = build_request(config, endpoint, json_body, secrets=secrets)
-        retrying = (retry or self.retry or config.retry).start(idempotent=endpoint.idempotent)
-        while True:
-            try:
-                return _check(config, request, await self._asend(config, request))
-            except PlugzError as err:
-                delay = retrying.delay_after(err)
-                self._log_retry(retrying.attempts, delay, err)
-            await _asleep(delay)
-
     def _log_retry(self, attempt: int, delay: float, error: PlugzError) -> None:
         self.log.warning("Plugz attempt %d failed, retrying in %.2f s: %s", attempt, delay, error)
 
-    def _send(self, config: PlugzConfig, request: PlugzRequest) -> _Answer:
+    def _send(self, config: PlugzConfig, request: PlugzRequest) -> TransportAnswer:
         """Send over requests; map its exceptions without letting their URL-bearing text through.
 
         The whole attempt, from send to last byte, is bounded by ``config.total_timeout``: a
@@ -334,7 +334,7 @@ class PlugzHook(BaseHook):
         # along as __context__ into tracebacks.
         raise error
 
-    async def _asend(self, config: PlugzConfig, request: PlugzRequest) -> _Answer:
+    async def _asend(self, config: PlugzConfig, request: PlugzRequest) -> TransportAnswer:
         """Send over httpx; the same rules as :meth:`_send`, the deadline kept by asyncio."""
         import httpx  # imported off the loop by aget_config already
 
@@ -358,7 +358,9 @@ class PlugzHook(BaseHook):
         return client
 
     @staticmethod
-    async def _aexchange(client: httpx.AsyncClient, config: PlugzConfig, request: PlugzRequest) -> _Answer:
+    async def _aexchange(
+        client: httpx.AsyncClient, config: PlugzConfig, request: PlugzRequest
+    ) -> TransportAnswer:
         import httpx
 
         async with client.stream(
@@ -373,13 +375,6 @@ class PlugzHook(BaseHook):
                 if not reader.feed(chunk):
                     break
             return response.status_code, response.headers, reader.body, reader.problem
-
-
-def _check(config: PlugzConfig, request: PlugzRequest, answer: _Answer) -> dict[str, Any]:
-    status, headers, body, problem = answer
-    return check_response(
-        config, request.endpoint, status, headers, body, secrets=request.secrets, body_problem=problem
-    )
 
 
 @functools.cache
@@ -596,55 +591,83 @@ class _DeadlineAdapter(HTTPAdapter):
 
 # --- mapping transport exceptions --------------------------------------------------------------
 
-# What may escape requests while it sends and while we read the raw body (urllib3's own errors
-# are not wrapped on that path).
-_SYNC_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
+F = TransportFailure
+
+#: requests (and urllib3 and http.client under it, whose errors escape unwrapped while we read
+#: the raw body): exception class -> failure kind, most specific first. TLS is recognised by
+#: type here and by the cause chain in :func:`classify`. tests/hooks check that every exception
+#: class these libraries define has its row.
+REQUESTS_FAILURES: tuple[tuple[type[BaseException], TransportFailure], ...] = (
+    # urllib3 2 derives NewConnectionError (refused, unreachable, DNS) from ConnectTimeoutError.
+    (urllib3.exceptions.NewConnectionError, F.CONNECT),
+    (requests.ConnectTimeout, F.CONNECT_TIMEOUT),
+    (urllib3.exceptions.ConnectTimeoutError, F.CONNECT_TIMEOUT),
+    (requests.exceptions.SSLError, F.TLS),
+    (urllib3.exceptions.SSLError, F.TLS),
+    (requests.Timeout, F.READ_TIMEOUT),
+    (urllib3.exceptions.TimeoutError, F.READ_TIMEOUT),
+    (TimeoutError, F.READ_TIMEOUT),
+    (requests.exceptions.InvalidURL, F.INVALID_REQUEST),
+    (requests.exceptions.InvalidSchema, F.INVALID_REQUEST),
+    (requests.exceptions.MissingSchema, F.INVALID_REQUEST),
+    (requests.exceptions.URLRequired, F.INVALID_REQUEST),
+    (urllib3.exceptions.LocationValueError, F.INVALID_REQUEST),
+    (urllib3.exceptions.ProxySchemeUnsupported, F.INVALID_REQUEST),
+    # Everything else is about the answer or the connection after it opened (our own headers
+    # are validated before sending): the request may have left.
+    (requests.RequestException, F.NETWORK),
+    (urllib3.exceptions.HTTPError, F.NETWORK),
+    (http.client.HTTPException, F.NETWORK),
+    (OSError, F.NETWORK),
+)
+_SYNC_ERRORS = tuple(cls for cls, _ in REQUESTS_FAILURES)
+
+
+@functools.cache
+def _httpx_failures() -> tuple[tuple[type[BaseException], TransportFailure], ...]:
+    """httpx's table, built on first use (only the triggerer and the audit import httpx)."""
+    import httpx
+
+    return (
+        (httpx.ConnectTimeout, F.CONNECT_TIMEOUT),
+        (httpx.TimeoutException, F.READ_TIMEOUT),  # read, write, pool
+        (httpx.ConnectError, F.CONNECT),  # a TLS failure is one too: classify() looks first
+        (httpx.UnsupportedProtocol, F.INVALID_REQUEST),
+        (httpx.LocalProtocolError, F.INVALID_REQUEST),
+        (httpx.InvalidURL, F.INVALID_REQUEST),
+        (httpx.HTTPError, F.NETWORK),  # remote protocol errors, read/write errors, proxies
+        (httpx.StreamError, F.NETWORK),
+        (OSError, F.NETWORK),
+    )
+
+
+def classify(
+    table: tuple[tuple[type[BaseException], TransportFailure], ...], exc: BaseException
+) -> TransportFailure:
+    """The failure kind of ``exc``: its first row in ``table``, looking through requests' wrapper.
+
+    requests wraps urllib3's reason in a ``MaxRetryError`` argument; that reason is the more
+    specific fact (a ``NewConnectionError`` means the request never left), so it is matched too.
+    An ``ssl`` error anywhere in the cause chain makes it a TLS failure.
+    """
+    if is_tls_failure(exc):
+        return F.TLS
+    candidates: list[BaseException] = [exc]
+    wrapped = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+    reason = getattr(wrapped, "reason", None)
+    candidates.extend(c for c in (reason, wrapped) if isinstance(c, BaseException))
+    for cls, failure in table:
+        if any(isinstance(candidate, cls) for candidate in candidates):
+            return failure
+    return F.NETWORK
 
 
 def _requests_failure(exc: BaseException) -> TransportFailure:
-    # urllib3 2 derives NewConnectionError (refused, unreachable, DNS) from ConnectTimeoutError.
-    if _never_connected(exc):
-        return TransportFailure.CONNECT
-    if isinstance(exc, (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)):
-        return TransportFailure.CONNECT_TIMEOUT
-    if isinstance(exc, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)) or is_tls_failure(exc):
-        return TransportFailure.TLS
-    if isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
-        return TransportFailure.READ_TIMEOUT
-    if isinstance(
-        exc,
-        (
-            requests.exceptions.InvalidURL,
-            requests.exceptions.InvalidSchema,
-            urllib3.exceptions.LocationParseError,
-        ),
-    ):
-        return TransportFailure.INVALID_REQUEST
-    # InvalidHeader here is about the answer (our own headers are validated before sending).
-    return TransportFailure.NETWORK
-
-
-def _never_connected(exc: BaseException) -> bool:
-    """True when a connection could not even be opened (urllib3's NewConnectionError, DNS included)."""
-    candidates: list[Any] = [exc, *exc.args[:1]]
-    candidates.append(getattr(candidates[-1], "reason", None))
-    return any(isinstance(c, urllib3.exceptions.NewConnectionError) for c in candidates)
+    return classify(REQUESTS_FAILURES, exc)
 
 
 def _httpx_failure(exc: BaseException) -> TransportFailure:
-    import httpx
-
-    if isinstance(exc, httpx.ConnectTimeout):
-        return TransportFailure.CONNECT_TIMEOUT
-    if isinstance(exc, httpx.TimeoutException):
-        return TransportFailure.READ_TIMEOUT
-    if is_tls_failure(exc):
-        return TransportFailure.TLS
-    if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
-        return TransportFailure.INVALID_REQUEST
-    if isinstance(exc, httpx.ConnectError):
-        return TransportFailure.CONNECT
-    return TransportFailure.NETWORK
+    return classify(_httpx_failures(), exc)
 
 
 def _declared_connection() -> dict[str, Any]:
@@ -701,8 +724,9 @@ def _mask(config: PlugzConfig) -> None:
     sentry.install()
 
 
-def _mask_pin(code: object) -> None:
-    if isinstance(code, str):
-        remember(code.strip())
-        if len(code) >= 5:
-            mask_secret(code)
+def _mask_values(values: tuple[str, ...]) -> None:
+    """Secrets of one request (a PIN): registered before it is sent (Airflow skips short ones)."""
+    remember(*values)
+    for value in values:
+        if len(value) >= 5:
+            mask_secret(value)

@@ -1,0 +1,142 @@
+"""The endpoint declarations: each answer -> its typed result or the exact error, and that one
+declaration is all a new call needs (the hook's generic path does the rest)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import requests_mock as rm
+
+from airflow_provider_plugz._protocol import Answer, Endpoint
+from airflow_provider_plugz.endpoints import INSTANCE_STATUS, InstanceStatus
+from airflow_provider_plugz.exceptions import (
+    PlugzAuthenticationError,
+    PlugzMalformedResponseError,
+    PlugzNotFoundError,
+)
+from airflow_provider_plugz.hooks.plugz import PlugzHook
+from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, SECRETS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+BASE = f"https://api.plugzapi.com.br/instances/{INSTANCE_ID}/token/{INSTANCE_TOKEN}"
+CONN = {
+    "conn_type": "plugz",
+    "login": INSTANCE_ID,
+    "password": INSTANCE_TOKEN,
+    "extra": {"client_token": CLIENT_TOKEN, "max_attempts": 1},
+}
+
+
+@pytest.fixture(autouse=True)
+def _plugz_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(CONN))
+
+
+@pytest.fixture
+def mock() -> Iterator[rm.Mocker]:
+    with rm.Mocker() as m:
+        yield m
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        pytest.param(
+            200,
+            {"connected": True, "session": True, "smartphoneConnected": True},
+            InstanceStatus(connected=True, session=True, smartphone_connected=True),
+            id="connected",
+        ),
+        pytest.param(
+            200,
+            {
+                "connected": False,
+                "session": False,
+                "smartphoneConnected": False,
+                "error": "You are not connected.",
+            },
+            InstanceStatus(False, False, False, "You are not connected."),
+            id="disconnected-error-is-state",
+        ),
+        pytest.param(
+            200,
+            {"connected": True, "smartphoneConnected": False, "error": "You need to restore the session."},
+            InstanceStatus(True, None, False, "You need to restore the session."),
+            id="z-api-has-no-session-field",
+        ),
+        pytest.param(
+            200,
+            {"connected": False, "smartphoneConnected": False, "error": f"echo {CLIENT_TOKEN}\nforged"},
+            InstanceStatus(False, None, False, "echo *** forged"),
+            id="state-text-is-sanitised-and-redacted",
+        ),
+        pytest.param(
+            200,
+            {"error": "your client-token is not configured"},
+            PlugzAuthenticationError,
+            id="error-without-state-is-a-failure",
+        ),
+        pytest.param(
+            200, {"connected": "yes", "smartphoneConnected": True}, PlugzMalformedResponseError, id="not-bool"
+        ),
+        pytest.param(200, {"connected": True}, PlugzMalformedResponseError, id="smartphone-missing"),
+        pytest.param(
+            200,
+            {"connected": True, "session": "no", "smartphoneConnected": True},
+            PlugzMalformedResponseError,
+            id="session-not-bool",
+        ),
+        pytest.param(404, {"error": "Instance not found"}, PlugzNotFoundError, id="404"),
+    ],
+)
+def test_instance_status(mock: rm.Mocker, status: int, body: dict[str, Any], expected: Any) -> None:
+    mock.get(f"{BASE}/status", status_code=status, json=body)
+    if isinstance(expected, InstanceStatus):
+        assert PlugzHook().get_instance_status() == expected
+    else:
+        with pytest.raises(expected) as info:
+            PlugzHook().get_instance_status()
+        assert type(info.value) is expected
+        assert "instance status check" in str(info.value)
+        for secret in SECRETS:
+            assert secret not in str(info.value)
+    assert mock.last_request.method == "GET"
+
+
+def test_a_new_call_is_one_declaration(mock: rm.Mocker) -> None:
+    """A call the provider does not have yet: declared here, called through the generic path
+    with the same checks, redaction and retries as every other."""
+    queue = Endpoint("GET", "queue", "queue listing", lambda answer: len(answer.payload["messages"]))
+    mock.get(f"{BASE}/queue", json={"messages": [1, 2, 3]})
+    assert PlugzHook().call(queue) == 3
+    mock.get(f"{BASE}/queue", status_code=403, json={"error": f"Client-Token {CLIENT_TOKEN} not allowed"})
+    with pytest.raises(
+        PlugzAuthenticationError, match=r"Plugz queue listing failed .* Client-Token \*\*\* not"
+    ):
+        PlugzHook().call(queue)
+
+
+def test_an_endpoint_without_a_body_takes_no_arguments() -> None:
+    with pytest.raises(TypeError, match="takes no arguments"):
+        PlugzHook().call(INSTANCE_STATUS, "unexpected")
+
+
+def test_answer_text_is_server_text() -> None:
+    answer = Answer({"error": "a\x1b[31m" + "x" * 400, "n": 3, "none": None}, secrets=())
+    text = answer.text("error")
+    assert text is not None
+    assert text.isprintable()
+    assert text.endswith("...")
+    assert answer.text("n") == "3"
+    assert answer.text("none") is None
+    assert answer.text("missing") is None
+
+
+def test_results_are_frozen() -> None:
+    status = InstanceStatus(True, True, True)
+    with pytest.raises(AttributeError):
+        status.connected = False  # type: ignore[misc]

@@ -14,18 +14,13 @@ import pytest
 
 from airflow_provider_plugz._protocol import MAX_BODY_BYTES
 from airflow_provider_plugz.exceptions import (
-    PlugzAuthenticationError,
     PlugzConnectError,
     PlugzConnectionError,
     PlugzError,
-    PlugzInstanceNotSupportedError,
     PlugzMalformedResponseError,
-    PlugzNotFoundError,
     PlugzRateLimitedError,
     PlugzReadTimeoutError,
-    PlugzRedirectError,
     PlugzServerError,
-    PlugzSubscriptionError,
     PlugzTimeoutError,
 )
 from airflow_provider_plugz.hooks.plugz import PinStatus, PlugzHook
@@ -96,52 +91,6 @@ def test_async_hook_reuses_one_connection(sandbox: PlugzSandbox) -> None:
     assert sandbox.connections_accepted == 1
 
 
-FAULTS = [
-    pytest.param(Fault.status(503), PlugzServerError, id="503"),
-    pytest.param(Fault.status(500, body={"error": "internal"}), PlugzServerError, id="500"),
-    pytest.param(Fault.html(502), PlugzServerError, id="502-html"),
-    pytest.param(Fault.status(429, headers={"Retry-After": "3"}), PlugzRateLimitedError, id="429"),
-    pytest.param(Fault.malformed(), PlugzMalformedResponseError, id="truncated-json"),
-    pytest.param(Fault.html(200), PlugzMalformedResponseError, id="200-html"),
-    pytest.param(
-        Fault.status(200, body={"success": True, "hasCode": "true"}),
-        PlugzMalformedResponseError,
-        id="str-bool",
-    ),
-    pytest.param(
-        Fault.status(200, body={"error": "null not allowed"}), PlugzAuthenticationError, id="200-error"
-    ),
-    pytest.param(Fault.drop(), PlugzConnectionError, id="dropped"),
-    pytest.param(Fault.redirect("http://127.0.0.2:1/elsewhere"), PlugzRedirectError, id="redirect"),
-]
-
-
-RETRIED = (PlugzServerError, PlugzRateLimitedError, PlugzConnectionError)
-
-
-@pytest.mark.parametrize("transport", TRANSPORTS)
-@pytest.mark.parametrize(("fault", "error_class"), FAULTS)
-def test_faults(
-    sandbox: PlugzSandbox,
-    transport: str,
-    fault: Fault,
-    error_class: type[PlugzError],
-    retry_sleeps: list[float],
-) -> None:
-    sandbox.inject(fault, times=4)  # as often as the default policy tries
-    with pytest.raises(error_class) as info:
-        pin_status(transport)
-    assert type(info.value) is error_class
-    for secret in (INSTANCE_TOKEN, CLIENT_TOKEN, INSTANCE_ID):
-        assert secret not in str(info.value)
-    retried = error_class in RETRIED and fault.code != 500  # 500 is transient but not retried
-    assert sandbox.request_count == (4 if retried else 1)  # redirects are never followed
-    assert len(retry_sleeps) == (3 if retried else 0)
-    if error_class is PlugzRateLimitedError:
-        assert info.value.retry_after == 3.0  # type: ignore[attr-defined]
-        assert retry_sleeps == [3.0, 3.0, 3.0]  # Retry-After honoured
-
-
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_one_fault_is_retried_away(sandbox: PlugzSandbox, transport: str) -> None:
     sandbox.inject(Fault.status(503))
@@ -167,39 +116,6 @@ def test_connection_refused(sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPat
     assert "could not connect" in str(info.value)
     assert "the request was not sent" in str(info.value)
     assert INSTANCE_TOKEN not in str(info.value)
-
-
-SERVER_SIDE = [
-    pytest.param(
-        {"extra": {"client_token": "WRONG-CLIENT-TOKEN-1234"}}, None, PlugzAuthenticationError, id="wrong-ct"
-    ),
-    pytest.param({"login": "UNKNOWN-INSTANCE-0001"}, None, PlugzNotFoundError, id="unknown-instance"),
-    pytest.param({"password": "WRONG-TOKEN-00000001"}, None, PlugzNotFoundError, id="token-mismatch"),
-    pytest.param({}, {"expired": True}, PlugzSubscriptionError, id="expired"),
-    pytest.param({}, {"kind": "web"}, PlugzInstanceNotSupportedError, id="web-instance"),
-]
-
-
-@pytest.mark.parametrize("transport", TRANSPORTS)
-@pytest.mark.parametrize(("conn_changes", "instance", "error_class"), SERVER_SIDE)
-def test_server_side_refusals(
-    sandbox: PlugzSandbox,
-    monkeypatch: pytest.MonkeyPatch,
-    transport: str,
-    conn_changes: dict[str, Any],
-    instance: dict[str, Any] | None,
-    error_class: type[PlugzError],
-) -> None:
-    if instance is not None:
-        sandbox.remove_instance(INSTANCE_ID)
-        sandbox.add_instance(INSTANCE_ID, INSTANCE_TOKEN, **instance)
-    set_connection(monkeypatch, sandbox, **conn_changes)
-    with pytest.raises(error_class) as info:
-        pin_status(transport)
-    assert type(info.value) is error_class
-    text = str(info.value)
-    for secret in (INSTANCE_TOKEN, CLIENT_TOKEN, "WRONG-CLIENT-TOKEN-1234", "WRONG-TOKEN-00000001"):
-        assert secret not in text
 
 
 def test_fixtures_point_plugz_default_at_the_sandbox(plugz_connection: PlugzSandbox) -> None:

@@ -6,6 +6,7 @@ Airflow reads its home and database URL when first imported.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import shutil
 import socket
@@ -123,6 +124,43 @@ def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     monkeypatch.setattr(plugz, "_sleep", waits.append)
     monkeypatch.setattr(plugz, "_asleep", asleep)
     return waits
+
+
+class FakeTaskInstance:
+    """Just enough of a TaskInstance for operators (``xcom_push``) and sensors in reschedule
+    mode (Airflow 2 reads the identifying fields); what was pushed is kept in ``pushed``."""
+
+    dag_id, task_id, run_id, map_index, max_tries, try_number = "tests", "task", "run", -1, 0, 1
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def get_first_reschedule_date(self, context: Any) -> None:
+        return None
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def task_context() -> Any:
+    """A context for ``execute()`` outside Airflow: only the task instance."""
+    return {"ti": FakeTaskInstance()}
+
+
+def assert_no_secrets(*texts: str, secrets: tuple[str, ...] = (*SECRETS, INSTANCE_ID)) -> None:
+    """None of the distinctive secrets above (or ``secrets``) is in any of ``texts``."""
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text, f"a secret leaked into: {text[:200]!r}"
+
+
+async def trigger_events(trigger: Any, timeout: float = 10) -> list[dict[str, Any]]:
+    """Every event a trigger fires until its ``run()`` ends (bounded by ``timeout``)."""
+
+    async def collect() -> list[dict[str, Any]]:
+        return [event.payload async for event in trigger.run()]
+
+    return await asyncio.wait_for(collect(), timeout)
 
 
 def make_connection(conn_id: str = "plugz_default", **fields: Any) -> Any:

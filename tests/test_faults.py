@@ -56,7 +56,7 @@ from airflow_provider_plugz.hooks.plugz import PlugzHook
 from airflow_provider_plugz.operators.plugz import PlugzPinStatusOperator
 from airflow_provider_plugz.sensors.plugz import PlugzPinStatusSensor
 from airflow_provider_plugz.testing import Fault
-from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
+from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, task_context, trigger_events
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -1139,22 +1139,6 @@ def assert_error(case: Case, err: BaseException) -> None:
 Observed = tuple[str, Any]
 
 
-class FakeTaskInstance:
-    """Just enough of a TaskInstance for a sensor in reschedule mode (Airflow 2 reads the rest)."""
-
-    dag_id, task_id, run_id, map_index, max_tries, try_number = "faults", "wait", "run", -1, 0, 1
-
-    def get_first_reschedule_date(self, context: Any) -> None:
-        return None
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        pass
-
-
-def context() -> Any:
-    return {"ti": FakeTaskInstance()}
-
-
 def observe(call: Callable[[], Any]) -> Observed:
     """Sort what a call did into the outcome vocabulary; any other exception is a crash (a bug)."""
     from tests.airflow_compat import AirflowRescheduleException, TaskDeferred
@@ -1200,7 +1184,7 @@ def run_async_hook(case: Case) -> tuple[Observed, Any]:
 def run_operator(case: Case) -> tuple[Observed, Any]:
     operator = PlugzPinStatusOperator(task_id="check")
     try:
-        return observe(lambda: operator.execute(context())), operator
+        return observe(lambda: operator.execute(task_context())), operator
     finally:
         operator.hook.close()
 
@@ -1208,7 +1192,7 @@ def run_operator(case: Case) -> tuple[Observed, Any]:
 def run_poke(case: Case) -> tuple[Observed, Any]:
     sensor = sensor_for(case, mode="poke")
     try:
-        kind, value = observe(lambda: sensor.poke(context()))
+        kind, value = observe(lambda: sensor.poke(task_context()))
     finally:
         sensor.hook.close()
     if kind == "returns":
@@ -1219,7 +1203,7 @@ def run_poke(case: Case) -> tuple[Observed, Any]:
 def run_reschedule(case: Case) -> tuple[Observed, Any]:
     sensor = sensor_for(case, mode="reschedule")
     try:
-        return observe(lambda: sensor.execute(context())), sensor
+        return observe(lambda: sensor.execute(task_context())), sensor
     finally:
         sensor.hook.close()
 
@@ -1227,7 +1211,7 @@ def run_reschedule(case: Case) -> tuple[Observed, Any]:
 def run_deferrable(case: Case) -> tuple[Observed, Any]:
     sensor = sensor_for(case, deferrable=True)
     try:
-        return observe(lambda: sensor.execute(context())), sensor
+        return observe(lambda: sensor.execute(task_context())), sensor
     finally:
         sensor.hook.close()
 
@@ -1253,13 +1237,9 @@ def expected_outcome(case: Case, runner: str) -> Observed:
     return "raises", case.error
 
 
-async def events(trigger: Any) -> list[dict[str, Any]]:
-    return [event.payload async for event in trigger.run()]
-
-
 def run_trigger(trigger: Any) -> dict[str, Any]:
     """Run a trigger to its end; it must fire exactly one event."""
-    (event,) = asyncio.run(asyncio.wait_for(events(trigger), timeout=10))
+    (event,) = asyncio.run(trigger_events(trigger))
     return event
 
 
@@ -1280,7 +1260,7 @@ def wait_out_transient_in_triggerer(
         before = sb.request_count
 
         async def scenario() -> list[dict[str, Any]]:
-            waiting = asyncio.ensure_future(events(deferred.trigger))
+            waiting = asyncio.ensure_future(trigger_events(deferred.trigger))
             while sb.request_count - before < case.requests:  # one full check's worth of faults
                 assert not waiting.done(), "the trigger ended on a transient error"
                 await asyncio.sleep(0.001)
@@ -1291,7 +1271,7 @@ def wait_out_transient_in_triggerer(
         (event,) = asyncio.run(asyncio.wait_for(scenario(), timeout=10))
         assert sb.request_count - before > case.requests  # it checked again after the fault
     assert event == {"status": "success", "has_code": True}
-    assert sensor.execute_complete(context(), event) is True
+    assert sensor.execute_complete(task_context(), event) is True
 
 
 def permanent_error_in_triggerer(case: Case, sb: PlugzSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1301,7 +1281,7 @@ def permanent_error_in_triggerer(case: Case, sb: PlugzSandbox, monkeypatch: pyte
     heal(monkeypatch, sb, has_code=False)
     sensor = sensor_for(case, deferrable=True)
     try:
-        kind, deferred = observe(lambda: sensor.execute(context()))
+        kind, deferred = observe(lambda: sensor.execute(task_context()))
     finally:
         sensor.hook.close()
     assert kind == "defers"
@@ -1313,7 +1293,7 @@ def permanent_error_in_triggerer(case: Case, sb: PlugzSandbox, monkeypatch: pyte
     assert case.match in event["message"]
     assert_clean(case, json.dumps(event))
     with pytest.raises(case.error) as info:
-        sensor.execute_complete(context(), event)
+        sensor.execute_complete(task_context(), event)
     assert type(info.value) is case.error
     assert str(info.value) == event["message"]
 

@@ -23,7 +23,7 @@ from airflow_provider_plugz.exceptions import (
     PlugzTLSError,
 )
 from airflow_provider_plugz.hooks.plugz import REQUESTS_FAILURES, PinStatus, PlugzHook, classify
-from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, SECRETS
+from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, SECRETS, assert_no_secrets
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -49,8 +49,7 @@ def mock() -> Iterator[rm.Mocker]:
 
 
 def assert_no_secret(text: str) -> None:
-    for secret in (*SECRETS, INSTANCE_ID, URL):
-        assert secret not in text
+    assert_no_secrets(text, secrets=(*SECRETS, INSTANCE_ID, URL))
 
 
 @pytest.mark.parametrize("has_code", [pytest.param(True, id="pin-set"), pytest.param(False, id="no-pin")])

@@ -20,20 +20,10 @@ from airflow_provider_plugz.operators.plugz import PlugzPinBranchOperator, Plugz
 from airflow_provider_plugz.sensors.plugz import PlugzPinStatusSensor
 from airflow_provider_plugz.testing import Fault
 from airflow_provider_plugz.triggers.plugz import PlugzPinStatusTrigger
-from tests.conftest import CLIENT_TOKEN, INSTANCE_ID
+from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, FakeTaskInstance, trigger_events
 
 if TYPE_CHECKING:
     from airflow_provider_plugz.testing import PlugzSandbox
-
-
-class FakeTaskInstance:
-    """Just enough of a TaskInstance for ``context["ti"].xcom_push``."""
-
-    def __init__(self) -> None:
-        self.pushed: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.pushed[key] = value
 
 
 @pytest.mark.parametrize(
@@ -254,15 +244,13 @@ def test_trigger_serialize_exactly() -> None:
     assert PlugzPinStatusTrigger(**kwargs).serialize() == trigger.serialize()
 
 
-async def _events(trigger: PlugzPinStatusTrigger) -> list[Any]:
-    return [event.payload async for event in trigger.run()]
-
-
 def test_trigger_fires_once_after_the_pin_is_set_mid_wait(sandbox: PlugzSandbox) -> None:
     sandbox.inject(Fault.status(503))  # a transient error on the way is only logged
 
     async def scenario() -> list[Any]:
-        task = asyncio.ensure_future(_events(PlugzPinStatusTrigger("plugz_default", poll_interval=0.01)))
+        task = asyncio.ensure_future(
+            trigger_events(PlugzPinStatusTrigger("plugz_default", poll_interval=0.01))
+        )
         while sandbox.request_count < 3:
             await asyncio.sleep(0.01)
         assert not task.done()
@@ -273,13 +261,15 @@ def test_trigger_fires_once_after_the_pin_is_set_mid_wait(sandbox: PlugzSandbox)
 
 
 def test_trigger_waits_for_removal(sandbox: PlugzSandbox) -> None:
-    events = asyncio.run(_events(PlugzPinStatusTrigger("plugz_default", expected=False, poll_interval=0.01)))
+    events = asyncio.run(
+        trigger_events(PlugzPinStatusTrigger("plugz_default", expected=False, poll_interval=0.01))
+    )
     assert events == [{"status": "success", "has_code": False}]
 
 
 def test_trigger_stops_on_a_permanent_error(sandbox: PlugzSandbox) -> None:
     sandbox.inject(Fault.status(403, body={"error": f"Client-Token {CLIENT_TOKEN} not allowed"}))
-    (event,) = asyncio.run(_events(PlugzPinStatusTrigger("plugz_default", poll_interval=0.01)))
+    (event,) = asyncio.run(trigger_events(PlugzPinStatusTrigger("plugz_default", poll_interval=0.01)))
     assert event["status"] == "error"
     assert event["error_class"] == "PlugzAuthenticationError"
     assert CLIENT_TOKEN not in event["message"]
@@ -288,7 +278,7 @@ def test_trigger_stops_on_a_permanent_error(sandbox: PlugzSandbox) -> None:
 
 def test_trigger_times_out_at_the_deadline(sandbox: PlugzSandbox) -> None:
     trigger = PlugzPinStatusTrigger("plugz_default", poll_interval=0.01, deadline=time.time() + 0.3)
-    (event,) = asyncio.run(_events(trigger))
+    (event,) = asyncio.run(trigger_events(trigger))
     assert event["status"] == "timeout"
     assert sandbox.request_count >= 1
     assert sandbox.instance(INSTANCE_ID).has_code is False
@@ -296,7 +286,7 @@ def test_trigger_times_out_at_the_deadline(sandbox: PlugzSandbox) -> None:
 
 def test_trigger_bad_connection_is_an_error_event(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps({"conn_type": "plugz", "login": "x"}))
-    (event,) = asyncio.run(_events(PlugzPinStatusTrigger("plugz_default", poll_interval=0.01)))
+    (event,) = asyncio.run(trigger_events(PlugzPinStatusTrigger("plugz_default", poll_interval=0.01)))
     assert event["status"] == "error"
     assert event["error_class"] == "PlugzConfigurationError"
 
@@ -305,7 +295,7 @@ def test_trigger_transient_errors_keep_polling(sandbox: PlugzSandbox) -> None:
     sandbox.set_has_code(INSTANCE_ID, True)
     sandbox.inject(Fault.status(503), times=2)
     sandbox.inject(Fault.drop())
-    events = asyncio.run(_events(PlugzPinStatusTrigger("plugz_default", poll_interval=0.01)))
+    events = asyncio.run(trigger_events(PlugzPinStatusTrigger("plugz_default", poll_interval=0.01)))
     assert events == [{"status": "success", "has_code": True}]
     assert sandbox.request_count == 4
 

@@ -27,7 +27,7 @@ from airflow_provider_plugz.exceptions import (
     PlugzSubscriptionError,
     PlugzUnsupportedMediaTypeError,
 )
-from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, SECRETS
+from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, SECRETS, assert_no_secrets
 
 CONFIG = PlugzConfig(
     conn_id="plugz_default",
@@ -56,8 +56,7 @@ def answer(status: int, body: Any = None, headers: dict[str, str] | None = None)
 
 
 def assert_no_secret(text: str) -> None:
-    for secret in (*SECRETS, INSTANCE_ID, URL):
-        assert secret not in text
+    assert_no_secrets(text, secrets=(*SECRETS, INSTANCE_ID, URL))
 
 
 STATUS_CASES = [

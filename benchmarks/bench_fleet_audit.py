@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from _common import (
     CLIENT_TOKEN,
@@ -42,6 +43,9 @@ from _common import (
     table,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 
 class FakeTaskInstance:
     def __init__(self) -> None:
@@ -51,33 +55,44 @@ class FakeTaskInstance:
         self.pushed[key] = value
 
 
-def monitored_audit(monitors: list[LagMonitor], **kwargs: Any) -> Any:
-    """A PlugzPinAuditOperator whose event loop carries a LagMonitor while its checks run.
+@contextlib.contextmanager
+def lag_monitored(monitors: list[LagMonitor]) -> Iterator[None]:
+    """While inside, every fan-out (``hooks.fleet.check_fleet``) carries a LagMonitor on its loop.
 
-    The monitor starts with ``_check_all``, so its first wake-up comes after the clients are
-    built and the workers started: it sees only what runs while requests are in flight.
+    The operator looks ``check_fleet`` up on the module when it runs, so wrapping it there puts
+    the monitor on the audit's own event loop. The monitor starts with the fan-out, so its first
+    wake-up comes after the transport is preloaded, the clients built and the workers started:
+    it sees only what runs while requests are in flight.
     """
-    from airflow_provider_plugz.operators.audit import PlugzPinAuditOperator
+    from airflow_provider_plugz.hooks import fleet
 
-    class MonitoredAudit(PlugzPinAuditOperator):
-        async def _check_all(self, *args: Any, **kw: Any) -> Any:
-            monitor = LagMonitor().start()
-            monitors.append(monitor)
-            try:
-                return await super()._check_all(*args, **kw)
-            finally:
-                monitor.stop()
+    real = fleet.check_fleet
 
-    return MonitoredAudit(**kwargs)
+    async def monitored(*args: Any, **kwargs: Any) -> Any:
+        monitor = LagMonitor().start()
+        monitors.append(monitor)
+        try:
+            return await real(*args, **kwargs)
+        finally:
+            monitor.stop()
+
+    fleet.check_fleet = monitored
+    try:
+        yield
+    finally:
+        fleet.check_fleet = real
 
 
 def audit(conn_ids: list[str], max_concurrency: int, masker: MaskerClock) -> dict[str, Any]:
+    from airflow_provider_plugz.operators.audit import PlugzPinAuditOperator
+
     monitors: list[LagMonitor] = []
-    operator = monitored_audit(
-        monitors, task_id="audit", plugz_conn_ids=conn_ids, max_concurrency=max_concurrency
+    operator = PlugzPinAuditOperator(
+        task_id="audit", plugz_conn_ids=conn_ids, max_concurrency=max_concurrency
     )
     masker_before, cpu, start = masker.seconds, time.process_time(), time.perf_counter()
-    report = operator.execute({"ti": FakeTaskInstance()})
+    with lag_monitored(monitors):
+        report = operator.execute({"ti": FakeTaskInstance()})
     wall = time.perf_counter() - start
     assert report["total"] == len(conn_ids), report["total"]
     assert report["errors"] == 0, report["errors"]

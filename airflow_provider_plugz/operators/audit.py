@@ -3,39 +3,36 @@
 Cheap to import: DAG files import this on every parse, so asyncio, the hook, httpx and
 requests are loaded only when the task runs.
 
-How it runs: one event loop (in ``execute``) and ``max_concurrency`` workers, each taking the
-next connection id when it is free, reading that Airflow connection and asking for the PIN
-status. A worker's hooks share one httpx client (:attr:`PlugzPinAuditOperator.connections_per_client`
-workers per client), so its HTTP connection is kept alive and reused from one number to the
-next on the same host, and there are never more than ``max_concurrency`` connections. The
-clients (and with them httpx and the TLS context) are built before the workers start, so that
-nothing slow runs on the event loop between requests.
-
-The whole audit has a deadline (``audit_timeout``, and never later than the task's
-``execution_timeout`` allows): at the deadline the checks still running are cancelled, the
-numbers not checked by then are reported as timed out, and the report is written as usual.
+The operator is the Airflow side of the audit: it reads and validates its arguments, works out
+the deadline (``audit_timeout``, never later than the task's ``execution_timeout`` allows),
+hands the connection ids to the fan-out (:func:`airflow_provider_plugz.hooks.fleet.check_fleet`:
+``max_concurrency`` workers over shared, kept-alive HTTP connections, cancelled at the
+deadline), turns what came back into an :class:`AuditReport` (one :class:`CheckResult` per
+connection, and the counts), logs a summary, pushes :meth:`AuditReport.to_xcom` and applies
+the ``fail_*`` options.
 """
 
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 import math
 import re
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_plugz._compat import BaseOperator
 from airflow_provider_plugz.exceptions import PlugzAuditError, PlugzError, PlugzTimeoutError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Coroutine, Sequence
+    from collections.abc import Mapping, Sequence
 
-    import httpx
     from airflow.sdk import Context
 
-    from airflow_provider_plugz.hooks.plugz import PlugzHook
+    from airflow_provider_plugz.hooks.fleet import FleetRun
+    from airflow_provider_plugz.hooks.plugz import PinStatus, PlugzHook
 
 #: XCom key of the report; it is pushed before the task fails on ``fail_*``, so it is never lost.
 REPORT_XCOM_KEY = "report"
@@ -51,9 +48,156 @@ REPORT_MARGIN_MAX = 60.0
 #: ``error_class`` of a number the audit did not get to check before its deadline.
 TIMED_OUT_ERROR_CLASS = PlugzTimeoutError.__name__
 
-_T = TypeVar("_T")
-
 _SEPARATORS = re.compile(r"[\s,]+")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One connection's entry in the report: its PIN answer, or why there is none.
+
+    Exactly one of ``has_code`` and ``error_class`` is set; ``message`` goes with
+    ``error_class`` and never holds a secret. ``timed_out`` marks a number the audit's own
+    deadline came before (a ``PlugzTimeoutError`` of one HTTP attempt is an ordinary error).
+    Build one with :meth:`pin`, :meth:`failure` or :meth:`not_checked`.
+    """
+
+    has_code: bool | None = None
+    error_class: str | None = None
+    message: str | None = None
+    timed_out: bool = False
+
+    def __post_init__(self) -> None:
+        if self.has_code is None:
+            if not self.error_class or self.message is None:
+                raise ValueError("a CheckResult without has_code needs an error_class and a message")
+        elif not isinstance(self.has_code, bool):
+            raise ValueError(f"has_code must be a bool, got {type(self.has_code).__name__}")
+        elif self.error_class is not None or self.message is not None or self.timed_out:
+            raise ValueError("a CheckResult with has_code has no error_class, message or timed_out")
+
+    @classmethod
+    def pin(cls, has_code: bool) -> CheckResult:
+        """A number that was checked: whether its WhatsApp account has a PIN."""
+        return cls(has_code=has_code)
+
+    @classmethod
+    def failure(cls, conn_id: str, err: BaseException) -> CheckResult:
+        """A check that raised: its class and a text known to be secret-free."""
+        if _is_reportable(err):
+            return cls(error_class=type(err).__name__, message=str(err))
+        # Anything else is a bug somewhere; its text may quote a URL (and so the instance
+        # token): keep only the class and where it was raised.
+        name = type(err).__name__
+        return cls(
+            error_class=name,
+            message=(
+                f"unexpected {name}{_raised_at(err)} while checking connection {conn_id!r}; "
+                "this is not a Plugz error: please report it to airflow-provider-plugz."
+            ),
+        )
+
+    @classmethod
+    def not_checked(cls, deadline_seconds: float, *, in_flight: bool, max_concurrency: int) -> CheckResult:
+        """A number the audit did not finish checking before its deadline."""
+        if in_flight:
+            what = (
+                "its check was still running (reading the connection or waiting for Plugz, "
+                "retries included) and was cancelled"
+            )
+        else:
+            what = f"its check never started: all {max_concurrency} workers were busy with slower numbers"
+        return cls(
+            error_class=TIMED_OUT_ERROR_CLASS,
+            message=(
+                f"not checked within the audit's {_seconds(deadline_seconds)} deadline; {what}. Raise "
+                "audit_timeout (and the task's execution_timeout, which caps it) or max_concurrency, "
+                "or check why this number's Plugz instance answers slowly."
+            ),
+            timed_out=True,
+        )
+
+    @property
+    def severity(self) -> int:
+        """0 could not be checked, 1 no PIN, 2 PIN set: the log lists problems first."""
+        return 0 if self.has_code is None else 2 if self.has_code else 1
+
+    def describe(self) -> str:
+        """The result in a few words, for the task log."""
+        if self.has_code is not None:
+            return "PIN set" if self.has_code else "NO PIN"
+        return f"ERROR {self.error_class}: {self.message}"
+
+    def to_xcom(self) -> dict[str, Any]:
+        """``{"has_code": bool}`` or ``{"error_class": str, "message": str}``."""
+        if self.has_code is not None:
+            return {"has_code": self.has_code}
+        return {"error_class": self.error_class, "message": self.message}
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """The audit's outcome: one :class:`CheckResult` per connection id, in the order given, and
+    the counts. ``errors`` counts every entry without a PIN answer, ``timed_out`` the part of
+    them the audit's deadline came before. :meth:`to_xcom` is the JSON the task returns."""
+
+    results: Mapping[str, CheckResult] = field(repr=False)
+    total: int = field(init=False)
+    with_pin: int = field(init=False)
+    without_pin: int = field(init=False)
+    errors: int = field(init=False)
+    timed_out: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        results = MappingProxyType(dict(self.results))  # read-only, and no longer the caller's
+        with_pin = sum(1 for r in results.values() if r.has_code is True)
+        without_pin = sum(1 for r in results.values() if r.has_code is False)
+        for name, value in (
+            ("results", results),
+            ("total", len(results)),
+            ("with_pin", with_pin),
+            ("without_pin", without_pin),
+            ("errors", len(results) - with_pin - without_pin),
+            ("timed_out", sum(1 for r in results.values() if r.timed_out)),
+        ):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_run(cls, run: FleetRun[PinStatus], *, deadline_seconds: float) -> AuditReport:
+        """The report of a fan-out of PIN checks that had ``deadline_seconds`` to finish."""
+        results: dict[str, CheckResult] = {}
+        for conn_id in run.conn_ids:
+            if conn_id in run.values:
+                results[conn_id] = CheckResult.pin(run.values[conn_id].has_code)
+            elif conn_id in run.errors:
+                results[conn_id] = CheckResult.failure(conn_id, run.errors[conn_id])
+            else:
+                results[conn_id] = CheckResult.not_checked(
+                    deadline_seconds,
+                    in_flight=conn_id in run.cancelled,
+                    max_concurrency=run.max_concurrency,
+                )
+        return cls(results)
+
+    @property
+    def missing_pin(self) -> list[str]:
+        """The connection ids whose account has no PIN."""
+        return [conn_id for conn_id, r in self.results.items() if r.has_code is False]
+
+    @property
+    def failed(self) -> list[str]:
+        """The connection ids that could not be checked (timed-out ones included)."""
+        return [conn_id for conn_id, r in self.results.items() if r.has_code is None]
+
+    def to_xcom(self) -> dict[str, Any]:
+        """The JSON-safe report: counts, then ``results`` (see :class:`PlugzPinAuditOperator`)."""
+        return {
+            "total": self.total,
+            "with_pin": self.with_pin,
+            "without_pin": self.without_pin,
+            "errors": self.errors,
+            "timed_out": self.timed_out,
+            "results": {conn_id: r.to_xcom() for conn_id, r in self.results.items()},
+        }
 
 
 class PlugzPinAuditOperator(BaseOperator):
@@ -86,9 +230,11 @@ class PlugzPinAuditOperator(BaseOperator):
     deadline; ..."), counted under ``errors`` and under ``timed_out``; the finished ones are
     kept. The log says which deadline applied.
 
-    The report is returned (XCom ``return_value``) and also pushed under the XCom key
-    ``report``, which is written before the task fails because of ``fail_if_missing_pin`` or
-    ``fail_on_error``. A summary table goes to the task log.
+    The report is built as an :class:`AuditReport` (one :class:`CheckResult` per connection)
+    and returned as its :meth:`~AuditReport.to_xcom` JSON (XCom ``return_value``), also pushed
+    under the XCom key ``report``, which is written before the task fails because of
+    ``fail_if_missing_pin`` or ``fail_on_error``. A summary table goes to the task log. The
+    checks themselves run in :func:`airflow_provider_plugz.hooks.fleet.check_fleet`.
 
     :param plugz_conn_ids: the Plugz connection ids (templated). After templating: a list of
         ids, or a string holding a JSON/Python list or ids separated by commas or whitespace
@@ -141,6 +287,8 @@ class PlugzPinAuditOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         import time
 
+        from airflow_provider_plugz.hooks import fleet
+
         started = time.monotonic()  # execution_timeout counts from about here
         conn_ids = conn_id_list(self.plugz_conn_ids)
         seconds, why = audit_deadline(self.audit_timeout, self.execution_timeout)
@@ -151,155 +299,67 @@ class PlugzPinAuditOperator(BaseOperator):
             _seconds(seconds),
             why,
         )
-        results, started_ids = _run(self._check_all(conn_ids, started + seconds))
-        timed_out = [conn_id for conn_id in conn_ids if conn_id not in results]
-        for conn_id in timed_out:
-            results[conn_id] = self._timed_out(seconds, in_flight=conn_id in started_ids)
-        if timed_out:
-            cancelled = sum(1 for conn_id in timed_out if conn_id in started_ids)
+        run = fleet.run_in_new_loop(
+            fleet.check_fleet(
+                conn_ids,
+                _pin_status,
+                deadline=started + seconds,
+                max_concurrency=self.max_concurrency,
+                connections_per_client=self.connections_per_client,
+            )
+        )
+        self._log_unexpected(run.errors)
+        if run.deadline_reached:
             self.log.warning(
                 "Plugz PIN audit deadline of %s reached: %d number(s) not checked (%d cancelled in "
                 "flight, %d never started); reporting them as %s.",
                 _seconds(seconds),
-                len(timed_out),
-                cancelled,
-                len(timed_out) - cancelled,
+                len(run.timed_out),
+                len(run.cancelled),
+                len(run.never_started),
                 TIMED_OUT_ERROR_CLASS,
             )
-        report = build_report(conn_ids, results, timed_out)
+        report = AuditReport.from_run(run, deadline_seconds=seconds)
         self._log_summary(report, time.monotonic() - started)
-        context["ti"].xcom_push(key=REPORT_XCOM_KEY, value=report)
+        xcom = report.to_xcom()
+        context["ti"].xcom_push(key=REPORT_XCOM_KEY, value=xcom)
         problems = self._problems(report)
         if problems:
             raise PlugzAuditError(problems)
-        return report
+        return xcom
 
-    # ---------------------------------------------------------------- checking
-
-    async def _check_all(
-        self, conn_ids: list[str], deadline: float
-    ) -> tuple[dict[str, dict[str, Any]], set[str]]:
-        """Check ``conn_ids`` until done or until ``deadline`` (``time.monotonic()``).
-
-        Returns the finished results and the ids whose check had started; an id in neither
-        was not reached in time, one only in the second was cancelled in flight.
-        """
-        import asyncio
-        import time
-
-        # Everything slow to load or build comes first, while nothing is in flight: the hook
-        # module, httpx (imported by new_async_client), the transport modules httpcore would
-        # import on the first request, the TLS context, the clients, and the exception class
-        # _failure looks for.
-        from airflow.exceptions import AirflowNotFoundException  # type: ignore[attr-defined]  # noqa: F401
-
-        from airflow_provider_plugz.hooks.plugz import PlugzHook, new_async_client, preload_async_transport
-
-        preload_async_transport()
-
-        results: dict[str, dict[str, Any]] = {}
-        begun: set[str] = set()
-        workers = min(self.max_concurrency, len(conn_ids))
-        size = self.connections_per_client
-        clients = [new_async_client(max_connections=min(size, workers - n)) for n in range(0, workers, size)]
-        todo = iter(conn_ids)  # shared by the workers: each takes the next id when it is free
-
-        async def worker(client: httpx.AsyncClient) -> None:
-            for conn_id in todo:
-                begun.add(conn_id)
-                hook = PlugzHook(conn_id, async_client=client, require_conn_type=True)
-                results[conn_id] = await self._check_one(conn_id, hook)
-
-        # max_concurrency workers, so as many checks (and HTTP connections) at most; one hook
-        # alive per worker, however long the list.
-        tasks = [asyncio.ensure_future(worker(clients[n // size])) for n in range(workers)]
-        try:
-            done, _ = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
-            for task in done:
-                task.result()  # a bug in a worker is raised, not hidden as a timeout
-        finally:
-            for task in tasks:  # still running at the deadline, or the audit was interrupted
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for client in clients:
-                with contextlib.suppress(Exception):  # one failing close must not skip the others
-                    await client.aclose()
-        return results, begun
-
-    async def _check_one(self, conn_id: str, hook: PlugzHook) -> dict[str, Any]:
-        try:
-            status = await hook.aget_pin_status()
-        except Exception as err:
-            return self._failure(conn_id, err)
-        finally:
-            with contextlib.suppress(Exception):  # only a hook-owned client to close; the result is in
-                await hook.aclose()
-        return {"has_code": status.has_code}
-
-    def _timed_out(self, seconds: float, *, in_flight: bool) -> dict[str, Any]:
-        """The report entry of a number the audit did not check before its deadline."""
-        if in_flight:
-            what = (
-                "its check was still running (reading the connection or waiting for Plugz, "
-                "retries included) and was cancelled"
-            )
-        else:
-            what = (
-                f"its check never started: all {self.max_concurrency} workers were busy with slower numbers"
-            )
-        return {
-            "error_class": TIMED_OUT_ERROR_CLASS,
-            "message": (
-                f"not checked within the audit's {_seconds(seconds)} deadline; {what}. Raise "
-                "audit_timeout (and the task's execution_timeout, which caps it) or max_concurrency, "
-                "or check why this number's Plugz instance answers slowly."
-            ),
-        }
-
-    def _failure(self, conn_id: str, err: Exception) -> dict[str, Any]:
-        """The report entry for a failed check: the error class and a text known to be secret-free."""
-        # The same class on Airflow 2 and 3 (3 re-exports the task SDK's from here).
-        from airflow.exceptions import AirflowNotFoundException  # type: ignore[attr-defined]
-
-        if isinstance(err, (PlugzError, AirflowNotFoundException)):
-            # PlugzError texts are redacted at the source; Airflow's "conn_id `x` isn't defined"
-            # names only the connection id.
-            return {"error_class": type(err).__name__, "message": str(err)}
-        # Anything else is a bug somewhere; its text may quote a URL (and so the instance
-        # token): keep only the class and where it was raised.
-        where = _raised_at(err)
-        self.log.error(
-            "Plugz PIN audit: unexpected %s for connection %r%s", type(err).__name__, conn_id, where
-        )
-        return {
-            "error_class": type(err).__name__,
-            "message": (
-                f"unexpected {type(err).__name__}{where} while checking connection {conn_id!r}; "
-                "this is not a Plugz error: please report it to airflow-provider-plugz."
-            ),
-        }
+    def _log_unexpected(self, errors: Mapping[str, Exception]) -> None:
+        """One ERROR line per check that failed with something other than a Plugz error (a bug)."""
+        for conn_id, err in errors.items():
+            if not _is_reportable(err):
+                self.log.error(
+                    "Plugz PIN audit: unexpected %s for connection %r%s",
+                    type(err).__name__,
+                    conn_id,
+                    _raised_at(err),
+                )
 
     # ---------------------------------------------------------------- reporting
 
-    def _log_summary(self, report: dict[str, Any], seconds: float) -> None:
+    def _log_summary(self, report: AuditReport, seconds: float) -> None:
         self.log.info(
             "Plugz PIN audit of %d connection(s) in %.2f s (max_concurrency=%d): "
             "%d with PIN, %d WITHOUT PIN, %d could not be checked (%d of them not within the deadline).",
-            report["total"],
+            report.total,
             seconds,
             self.max_concurrency,
-            report["with_pin"],
-            report["without_pin"],
-            report["errors"],
-            report["timed_out"],
+            report.with_pin,
+            report.without_pin,
+            report.errors,
+            report.timed_out,
         )
-        rows = sorted(report["results"].items(), key=lambda item: _severity(item[1]))
+        rows = sorted(report.results.items(), key=lambda item: item[1].severity)
         shown = rows[: self.max_log_rows]
         width = max((len(conn_id) for conn_id, _ in shown), default=0)
-        lines = [f"  {conn_id:<{width}}  {_describe(result)}" for conn_id, result in shown]
+        lines = [f"  {conn_id:<{width}}  {result.describe()}" for conn_id, result in shown]
         if len(rows) > len(shown):
             hidden = rows[len(shown) :]
-            hidden_ok = sum(1 for _, result in hidden if result.get("has_code") is True)
+            hidden_ok = sum(1 for _, result in hidden if result.has_code is True)
             lines.append(
                 f"  ... and {len(hidden)} more ({hidden_ok} with PIN, {len(hidden) - hidden_ok} "
                 f"problem(s)); the full report is in XCom {REPORT_XCOM_KEY!r}."
@@ -307,22 +367,21 @@ class PlugzPinAuditOperator(BaseOperator):
         if lines:
             self.log.info("Plugz PIN audit results (problems first):\n%s", "\n".join(lines))
 
-    def _problems(self, report: dict[str, Any]) -> str | None:
+    def _problems(self, report: AuditReport) -> str | None:
         """The failure message asked for by ``fail_*``, or None when the task should succeed."""
-        results: dict[str, dict[str, Any]] = report["results"]
         parts = []
         if self.fail_if_missing_pin:
-            missing = [conn_id for conn_id, result in results.items() if result.get("has_code") is False]
+            missing = report.missing_pin
             if missing:
                 parts.append(f"{len(missing)} WhatsApp number(s) have NO PIN: {self._ids(missing)}")
         if self.fail_on_error:
-            failed = [f"{c} ({r['error_class']})" for c, r in results.items() if "error_class" in r]
+            failed = [f"{c} ({report.results[c].error_class})" for c in report.failed]
             if failed:
                 parts.append(f"{len(failed)} connection(s) could not be checked: {self._ids(failed)}")
         if not parts:
             return None
         return (
-            f"Plugz PIN audit of {report['total']} connection(s) failed: {'; '.join(parts)}. "
+            f"Plugz PIN audit of {report.total} connection(s) failed: {'; '.join(parts)}. "
             f"The full report is in XCom {REPORT_XCOM_KEY!r} and in the log above."
         )
 
@@ -377,27 +436,6 @@ def _list_literal(text: str) -> Any:
         ) from None
 
 
-def build_report(
-    conn_ids: list[str], results: dict[str, dict[str, Any]], timed_out: Collection[str] = ()
-) -> dict[str, Any]:
-    """The JSON-safe report, in the order the connection ids were given.
-
-    ``timed_out`` names the ids not checked before the audit's deadline (their entries are
-    errors too); a read timeout of a check that did finish is an ordinary error.
-    """
-    ordered = {conn_id: results[conn_id] for conn_id in conn_ids}
-    with_pin = sum(1 for result in ordered.values() if result.get("has_code") is True)
-    without_pin = sum(1 for result in ordered.values() if result.get("has_code") is False)
-    return {
-        "total": len(ordered),
-        "with_pin": with_pin,
-        "without_pin": without_pin,
-        "errors": len(ordered) - with_pin - without_pin,
-        "timed_out": len(set(timed_out)),
-        "results": ordered,
-    }
-
-
 def timeout_seconds(value: Any) -> float:
     """Validate ``audit_timeout``: a positive, finite number of seconds or ``timedelta``.
 
@@ -437,47 +475,24 @@ def audit_deadline(audit_timeout: float, execution_timeout: timedelta | None) ->
     return audit_timeout, f"audit_timeout, within the task's execution_timeout of {_seconds(limit)}"
 
 
-def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
-    """``asyncio.run``, but without waiting at the end for threads of cancelled checks.
-
-    ``asyncio.run`` joins the loop's thread pool before returning: a connection read still
-    running there (a secrets backend that hangs, say) would hold the report back past the
-    deadline until Airflow kills the task. Those threads end on their own; the report does not
-    wait for them.
-    """
-    import asyncio
-
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)  # as asyncio.run does
-    try:
-        return loop.run_until_complete(coroutine)
-    finally:
-        try:
-            # Interrupted (a signal, Airflow stopping the task): let every task run its cleanup.
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()  # shuts its thread pool down without waiting
-
-
 def _seconds(value: float) -> str:
     """``1.5 s``, ``90 s``, ``1,740 s``: for messages."""
     return f"{value:,.0f} s" if value >= 100 else f"{value:.3g} s"
 
 
-def _severity(result: dict[str, Any]) -> int:
-    return 2 if result.get("has_code") is True else 1 if result.get("has_code") is False else 0
+async def _pin_status(hook: PlugzHook) -> PinStatus:
+    """The audit's check of one connection, for :func:`~airflow_provider_plugz.hooks.fleet.check_fleet`."""
+    return await hook.aget_pin_status()
 
 
-def _describe(result: dict[str, Any]) -> str:
-    if "has_code" in result:
-        return "PIN set" if result["has_code"] else "NO PIN"
-    return f"ERROR {result['error_class']}: {result['message']}"
+def _is_reportable(err: BaseException) -> bool:
+    """Whether ``err``'s text may go into the report as it is."""
+    # The same class on Airflow 2 and 3 (3 re-exports the task SDK's from here).
+    from airflow.exceptions import AirflowNotFoundException  # type: ignore[attr-defined]
+
+    # PlugzError texts are redacted at the source; Airflow's "conn_id `x` isn't defined"
+    # names only the connection id.
+    return isinstance(err, (PlugzError, AirflowNotFoundException))
 
 
 def _raised_at(err: BaseException) -> str:

@@ -1,9 +1,7 @@
-"""Operator, branch operator, sensor and trigger, each against the sandbox over real HTTP."""
+"""PlugzPinStatusSensor in poke, reschedule and deferrable modes against the sandbox."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,71 +14,12 @@ from airflow_provider_plugz.exceptions import (
     PlugzError,
     PlugzNotFoundError,
 )
-from airflow_provider_plugz.operators.plugz import PlugzPinBranchOperator, PlugzPinStatusOperator
 from airflow_provider_plugz.sensors.plugz import PlugzPinStatusSensor
 from airflow_provider_plugz.testing import Fault
-from airflow_provider_plugz.triggers.plugz import PlugzPinStatusTrigger
-from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, FakeTaskInstance, trigger_events
+from tests.conftest import INSTANCE_ID
 
 if TYPE_CHECKING:
     from airflow_provider_plugz.testing import PlugzSandbox
-
-
-@pytest.mark.parametrize(
-    "operator_class",
-    [
-        pytest.param(PlugzPinStatusOperator, id="operator"),
-        pytest.param(PlugzPinStatusSensor, id="sensor"),
-        pytest.param(PlugzPinBranchOperator, id="branch"),
-    ],
-)
-def test_init_does_no_io_and_conn_id_is_templated(operator_class: type[Any]) -> None:
-    kwargs: dict[str, Any] = {"task_id": "t", "plugz_conn_id": "{{ params.conn }}"}
-    if operator_class is PlugzPinBranchOperator:
-        kwargs.update(if_pin_set="a", if_pin_missing="b")
-    operator = operator_class(**kwargs)  # no such connection anywhere: must not be looked up
-    assert "plugz_conn_id" in operator.template_fields
-    assert "hook" not in operator.__dict__
-
-
-@pytest.mark.parametrize("has_code", [pytest.param(True, id="pin"), pytest.param(False, id="no-pin")])
-def test_operator_returns_has_code(sandbox: PlugzSandbox, has_code: bool) -> None:
-    sandbox.set_has_code(INSTANCE_ID, has_code)
-    assert PlugzPinStatusOperator(task_id="check").execute({}) is has_code  # type: ignore[arg-type]
-
-
-def test_operator_fails_with_the_plugz_error(sandbox: PlugzSandbox) -> None:
-    sandbox.inject(Fault.status(404, body={"error": "Instance not found"}))
-    with pytest.raises(PlugzNotFoundError):
-        PlugzPinStatusOperator(task_id="check").execute({})  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("has_code", "chosen"),
-    [pytest.param(True, ["ok"], id="pin-set"), pytest.param(False, ["alert", "page"], id="pin-missing")],
-)
-def test_branch_chooses_and_pushes_has_code(sandbox: PlugzSandbox, has_code: bool, chosen: list[str]) -> None:
-    sandbox.set_has_code(INSTANCE_ID, has_code)
-    ti = FakeTaskInstance()
-    branch = PlugzPinBranchOperator(task_id="check", if_pin_set="ok", if_pin_missing=["alert", "page"])
-    assert branch.choose_branch({"ti": ti}) == chosen  # type: ignore[arg-type]
-    assert ti.pushed == {"has_code": has_code}
-
-
-@pytest.mark.parametrize(
-    ("if_pin_set", "if_pin_missing"),
-    [
-        pytest.param([], "b", id="empty-list"),
-        pytest.param("a", [""], id="empty-id"),
-        pytest.param("a", [1], id="int"),
-    ],
-)
-def test_branch_rejects_bad_task_ids(if_pin_set: Any, if_pin_missing: Any) -> None:
-    with pytest.raises(ValueError, match="task id"):
-        PlugzPinBranchOperator(task_id="check", if_pin_set=if_pin_set, if_pin_missing=if_pin_missing)
-
-
-# --- sensor: poke ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -229,75 +168,6 @@ def test_execute_complete_validates_the_event(event: Any, outcome: Any) -> None:
 
 
 # --- trigger -----------------------------------------------------------------------------------
-
-
-def test_trigger_serialize_exactly() -> None:
-    trigger = PlugzPinStatusTrigger(
-        plugz_conn_id="plugz_x", expected=False, poll_interval=2.5, deadline=1800000000.0
-    )
-    assert trigger.serialize() == (
-        "airflow_provider_plugz.triggers.plugz.PlugzPinStatusTrigger",
-        {"plugz_conn_id": "plugz_x", "expected": False, "poll_interval": 2.5, "deadline": 1800000000.0},
-    )
-    _path, kwargs = trigger.serialize()
-    json.dumps(kwargs)  # JSON-safe
-    assert PlugzPinStatusTrigger(**kwargs).serialize() == trigger.serialize()
-
-
-def test_trigger_fires_once_after_the_pin_is_set_mid_wait(sandbox: PlugzSandbox) -> None:
-    sandbox.inject(Fault.status(503))  # a transient error on the way is only logged
-
-    async def scenario() -> list[Any]:
-        task = asyncio.ensure_future(
-            trigger_events(PlugzPinStatusTrigger("plugz_default", poll_interval=0.01))
-        )
-        while sandbox.request_count < 3:
-            await asyncio.sleep(0.01)
-        assert not task.done()
-        sandbox.set_has_code(INSTANCE_ID, True)
-        return await asyncio.wait_for(task, timeout=10)
-
-    assert asyncio.run(scenario()) == [{"status": "success", "has_code": True}]
-
-
-def test_trigger_waits_for_removal(sandbox: PlugzSandbox) -> None:
-    events = asyncio.run(
-        trigger_events(PlugzPinStatusTrigger("plugz_default", expected=False, poll_interval=0.01))
-    )
-    assert events == [{"status": "success", "has_code": False}]
-
-
-def test_trigger_stops_on_a_permanent_error(sandbox: PlugzSandbox) -> None:
-    sandbox.inject(Fault.status(403, body={"error": f"Client-Token {CLIENT_TOKEN} not allowed"}))
-    (event,) = asyncio.run(trigger_events(PlugzPinStatusTrigger("plugz_default", poll_interval=0.01)))
-    assert event["status"] == "error"
-    assert event["error_class"] == "PlugzAuthenticationError"
-    assert CLIENT_TOKEN not in event["message"]
-    assert "Client-Token *** not allowed" in event["message"]
-
-
-def test_trigger_times_out_at_the_deadline(sandbox: PlugzSandbox) -> None:
-    trigger = PlugzPinStatusTrigger("plugz_default", poll_interval=0.01, deadline=time.time() + 0.3)
-    (event,) = asyncio.run(trigger_events(trigger))
-    assert event["status"] == "timeout"
-    assert sandbox.request_count >= 1
-    assert sandbox.instance(INSTANCE_ID).has_code is False
-
-
-def test_trigger_bad_connection_is_an_error_event(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps({"conn_type": "plugz", "login": "x"}))
-    (event,) = asyncio.run(trigger_events(PlugzPinStatusTrigger("plugz_default", poll_interval=0.01)))
-    assert event["status"] == "error"
-    assert event["error_class"] == "PlugzConfigurationError"
-
-
-def test_trigger_transient_errors_keep_polling(sandbox: PlugzSandbox) -> None:
-    sandbox.set_has_code(INSTANCE_ID, True)
-    sandbox.inject(Fault.status(503), times=2)
-    sandbox.inject(Fault.drop())
-    events = asyncio.run(trigger_events(PlugzPinStatusTrigger("plugz_default", poll_interval=0.01)))
-    assert events == [{"status": "success", "has_code": True}]
-    assert sandbox.request_count == 4
 
 
 @pytest.mark.parametrize(

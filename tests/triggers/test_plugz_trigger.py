@@ -1,0 +1,86 @@
+"""PlugzPinStatusTrigger in an event loop against the sandbox: one event, secret-free serialization."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_plugz.testing import Fault
+from airflow_provider_plugz.triggers.plugz import PlugzPinStatusTrigger
+from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, trigger_events
+
+if TYPE_CHECKING:
+    import pytest
+
+    from airflow_provider_plugz.testing import PlugzSandbox
+
+
+def test_trigger_serialize_exactly() -> None:
+    trigger = PlugzPinStatusTrigger(
+        plugz_conn_id="plugz_x", expected=False, poll_interval=2.5, deadline=1800000000.0
+    )
+    assert trigger.serialize() == (
+        "airflow_provider_plugz.triggers.plugz.PlugzPinStatusTrigger",
+        {"plugz_conn_id": "plugz_x", "expected": False, "poll_interval": 2.5, "deadline": 1800000000.0},
+    )
+    _path, kwargs = trigger.serialize()
+    json.dumps(kwargs)  # JSON-safe
+    assert PlugzPinStatusTrigger(**kwargs).serialize() == trigger.serialize()
+
+
+def test_trigger_fires_once_after_the_pin_is_set_mid_wait(sandbox: PlugzSandbox) -> None:
+    sandbox.inject(Fault.status(503))  # a transient error on the way is only logged
+
+    async def scenario() -> list[Any]:
+        task = asyncio.ensure_future(
+            trigger_events(PlugzPinStatusTrigger("plugz_default", poll_interval=0.01))
+        )
+        while sandbox.request_count < 3:
+            await asyncio.sleep(0.01)
+        assert not task.done()
+        sandbox.set_has_code(INSTANCE_ID, True)
+        return await asyncio.wait_for(task, timeout=10)
+
+    assert asyncio.run(scenario()) == [{"status": "success", "has_code": True}]
+
+
+def test_trigger_waits_for_removal(sandbox: PlugzSandbox) -> None:
+    events = asyncio.run(
+        trigger_events(PlugzPinStatusTrigger("plugz_default", expected=False, poll_interval=0.01))
+    )
+    assert events == [{"status": "success", "has_code": False}]
+
+
+def test_trigger_stops_on_a_permanent_error(sandbox: PlugzSandbox) -> None:
+    sandbox.inject(Fault.status(403, body={"error": f"Client-Token {CLIENT_TOKEN} not allowed"}))
+    (event,) = asyncio.run(trigger_events(PlugzPinStatusTrigger("plugz_default", poll_interval=0.01)))
+    assert event["status"] == "error"
+    assert event["error_class"] == "PlugzAuthenticationError"
+    assert CLIENT_TOKEN not in event["message"]
+    assert "Client-Token *** not allowed" in event["message"]
+
+
+def test_trigger_times_out_at_the_deadline(sandbox: PlugzSandbox) -> None:
+    trigger = PlugzPinStatusTrigger("plugz_default", poll_interval=0.01, deadline=time.time() + 0.3)
+    (event,) = asyncio.run(trigger_events(trigger))
+    assert event["status"] == "timeout"
+    assert sandbox.request_count >= 1
+    assert sandbox.instance(INSTANCE_ID).has_code is False
+
+
+def test_trigger_bad_connection_is_an_error_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps({"conn_type": "plugz", "login": "x"}))
+    (event,) = asyncio.run(trigger_events(PlugzPinStatusTrigger("plugz_default", poll_interval=0.01)))
+    assert event["status"] == "error"
+    assert event["error_class"] == "PlugzConfigurationError"
+
+
+def test_trigger_transient_errors_keep_polling(sandbox: PlugzSandbox) -> None:
+    sandbox.set_has_code(INSTANCE_ID, True)
+    sandbox.inject(Fault.status(503), times=2)
+    sandbox.inject(Fault.drop())
+    events = asyncio.run(trigger_events(PlugzPinStatusTrigger("plugz_default", poll_interval=0.01)))
+    assert events == [{"status": "success", "has_code": True}]
+    assert sandbox.request_count == 4

@@ -9,7 +9,7 @@ VENV3 ?= .venv
 VENV2 ?= .venv-airflow2
 PYTEST_ARGS ?=
 
-.PHONY: install install-airflow2 test test-airflow3 test-airflow2 test-browser browser-deps lint demo sandbox clean
+.PHONY: install install-airflow2 test test-airflow3 test-airflow2 test-browser test-deployment browser-deps lint demo sandbox clean
 
 # $(call venv,DIR,AIRFLOW_VERSION): a virtualenv with uv, the project and its test extras.
 define venv
@@ -43,6 +43,11 @@ browser-deps: install
 # Only the browser test of the connection form (`make test` runs it too, on Airflow 3).
 test-browser: browser-deps
 	$(VENV3)/bin/python -m pytest tests/browser $(PYTEST_ARGS)
+
+# Only the deployment smoke test (`make test` runs it too, on Airflow 3): the built wheel in a fresh
+# venv (uv), the example DAGs in real api-server, scheduler, dag-processor and triggerer processes.
+test-deployment: install
+	$(VENV3)/bin/python -m pytest tests/deployment $(PYTEST_ARGS)
 
 lint: install
 	$(VENV3)/bin/ruff check .

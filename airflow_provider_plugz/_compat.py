@@ -53,15 +53,31 @@ else:
 
 
 async def aget_connection(conn_id: str) -> Any:
-    """Read a connection from inside an event loop without blocking it.
-
-    Always the blocking lookup in a worker thread, also where Airflow 3 has
-    ``BaseHook.aget_connection``: that one registers the password and extra with the secrets
-    masker on the event loop, and each registration recompiles one regex of every secret
-    (~0.1 s at 1,000 secrets). From a thread, Airflow 3's task and triggerer channels are safe
-    to use (the triggerer hands the request to its loop; the task runner locks its socket).
-    """
+    """Read a connection from inside an event loop without blocking it (Airflow 3's own async
+    lookup where there is one; Airflow 2 has only the blocking one: run it in a thread)."""
+    aget = getattr(BaseHook, "aget_connection", None)
+    if aget is not None:
+        return await aget(conn_id)
     return await asyncio.to_thread(BaseHook.get_connection, conn_id)
+
+
+def channel_answers_through_this_loop() -> bool:
+    """True where Airflow's channel to its supervisor answers through the running event loop.
+
+    That is Airflow 3's triggerer: a thread that waits on the channel (reading a connection,
+    registering a secret) waits for this loop, and at shutdown, when the loop waits for its
+    threads, neither moves. There such work runs on the loop, as Airflow's own code does; in a
+    task (the fleet audit) and on Airflow 2 it can run in a worker thread.
+    """
+    try:
+        from airflow.sdk.execution_time import task_runner
+    except ImportError:  # Airflow 2
+        return False
+    loop = getattr(getattr(task_runner, "SUPERVISOR_COMMS", None), "_loop", None)
+    try:
+        return loop is not None and loop is asyncio.get_running_loop()
+    except RuntimeError:
+        return False
 
 
 def should_hide_value_for_key(name: str) -> bool:
@@ -149,6 +165,7 @@ __all__ = [
     "TaskDeferred",
     "Variable",
     "aget_connection",
+    "channel_answers_through_this_loop",
     "dag_bag",
     "default_deferrable",
     "get_variable",

@@ -23,7 +23,12 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from airflow_provider_plugz import sentry
-from airflow_provider_plugz._compat import BaseHook, aget_connection, mask_secret
+from airflow_provider_plugz._compat import (
+    BaseHook,
+    aget_connection,
+    channel_answers_through_this_loop,
+    mask_secret,
+)
 from airflow_provider_plugz._protocol import (
     BodyReader,
     Endpoint,
@@ -141,11 +146,7 @@ class PlugzHook(BaseHook):
     @cached_property
     def config(self) -> PlugzConfig:
         """The validated connection; its secrets are registered with Airflow's masker."""
-        config = parse_connection(
-            self.get_connection(self.plugz_conn_id), require_conn_type=self.require_conn_type
-        )
-        _mask(config)
-        return config
+        return self._read_config()
 
     def config_extra(self, key: str) -> Any:
         """One extra of the connection, raw (e.g. a PIN stored beside the credentials)."""
@@ -239,7 +240,9 @@ class PlugzHook(BaseHook):
         """:meth:`call` for event loops: the same steps over httpx, nothing blocking on the loop."""
         config = await self.aget_config()
         request = build_request(config, endpoint, *args, **kwargs)
-        if request.secrets:
+        if request.secrets and channel_answers_through_this_loop():
+            _mask_values(request.secrets)  # see aget_config: a thread would wait on this loop
+        elif request.secrets:
             await asyncio.to_thread(_mask_values, request.secrets)
         retrying = (retry or self.retry or config.retry).start(idempotent=endpoint.idempotent)
         while True:
@@ -265,25 +268,30 @@ class PlugzHook(BaseHook):
     async def aget_config(self) -> PlugzConfig:
         """:attr:`config`, read without blocking the event loop.
 
-        Everything that blocks is done in a worker thread: reading the connection, registering
-        its secrets with Airflow's masker (which recompiles one regex of all secrets each time),
-        the first import of httpx and loading the TLS context.
+        What blocks runs in a worker thread: reading the connection and registering its
+        secrets with Airflow's masker (which recompiles one regex of all secrets each time),
+        the first import of the async transport, loading the TLS context. In Airflow 3's
+        triggerer the first two talk to a channel that answers through this very loop, so
+        there they run on it, through Airflow's async lookup (see
+        :func:`~airflow_provider_plugz._compat.channel_answers_through_this_loop`).
         """
         if "_async_tls" not in self.__dict__:
-            conn = None if "config" in self.__dict__ else await aget_connection(self.plugz_conn_id)
-            config, tls = await asyncio.to_thread(self._prepare_async, conn)
-            self.__dict__.update(config=config, _async_tls=tls)
+            if "config" not in self.__dict__:
+                if channel_answers_through_this_loop():
+                    conn = await aget_connection(self.plugz_conn_id)
+                    self.__dict__["config"] = self._parse_and_mask(conn)
+                else:
+                    self.__dict__["config"] = await asyncio.to_thread(self._read_config)
+            self.__dict__["_async_tls"] = await asyncio.to_thread(_prepare_async_transport, self.config)
         return self.config
 
-    def _prepare_async(self, conn: Any) -> tuple[PlugzConfig, ssl.SSLContext]:
-        if conn is None:
-            config = self.config
-        else:
-            config = parse_connection(conn, require_conn_type=self.require_conn_type)
-            _mask(config)
-        preload_async_transport()
-        _redact_client_logs()
-        return config, _tls_context(config)
+    def _read_config(self) -> PlugzConfig:
+        return self._parse_and_mask(self.get_connection(self.plugz_conn_id))
+
+    def _parse_and_mask(self, conn: Any) -> PlugzConfig:
+        config = parse_connection(conn, require_conn_type=self.require_conn_type)
+        _mask(config)
+        return config
 
     async def aclose(self) -> None:
         """Close the async client, if this hook opened one (a shared client stays open)."""
@@ -375,6 +383,13 @@ class PlugzHook(BaseHook):
                 if not reader.feed(chunk):
                     break
             return response.status_code, response.headers, reader.body, reader.problem
+
+
+def _prepare_async_transport(config: PlugzConfig) -> ssl.SSLContext:
+    """The async transport's blocking first steps (imports, log filters, TLS context): for a thread."""
+    preload_async_transport()
+    _redact_client_logs()
+    return _tls_context(config)
 
 
 @functools.cache

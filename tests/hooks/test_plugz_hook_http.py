@@ -6,12 +6,14 @@ import asyncio
 import gzip
 import json
 import logging
+import threading
 import tracemalloc
 import zlib
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_plugz._compat import AIRFLOW_V3
 from airflow_provider_plugz._protocol import MAX_BODY_BYTES
 from airflow_provider_plugz.exceptions import (
     PlugzConnectError,
@@ -294,7 +296,12 @@ def test_async_hook_does_its_blocking_work_off_the_event_loop(
         return call
 
     base = _compat.BaseHook
-    monkeypatch.setattr(base, "get_connection", recorded("get_connection", base.get_connection))
+    real_get = base.get_connection
+    monkeypatch.setattr(
+        base,
+        "get_connection",
+        classmethod(lambda cls, conn_id: recorded("get_connection", real_get)(conn_id)),
+    )
     monkeypatch.setattr(plugz, "mask_secret", recorded("mask_secret", plugz.mask_secret))
     monkeypatch.setattr(plugz, "_tls_context", recorded("tls_context", plugz._tls_context))
     assert pin_status("async").has_code is False
@@ -352,3 +359,41 @@ def test_connection_errors_name_the_host_never_the_path(
     assert says.format(port=sandbox.port) in message
     assert "plugz-proxy" not in message
     assert "/instances" not in message
+
+
+@pytest.mark.skipif(not AIRFLOW_V3, reason="Airflow 2 has no supervisor channel")
+def test_in_the_triggerer_the_channel_is_used_from_the_loop_only(
+    sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow 3's triggerer answers its channel through the event loop: a worker thread waiting on
+    it deadlocks the triggerer's shutdown, so there every channel call comes from the loop thread."""
+    from airflow.sdk.execution_time import task_runner
+
+    calls: list[tuple[str, bool]] = []
+
+    class LoopChannel:
+        """Stands in for the triggerer's channel: sync sends from the loop thread, async sends."""
+
+        _loop: asyncio.AbstractEventLoop | None = None
+
+        def send(self, msg: Any) -> None:
+            calls.append(("send", threading.get_ident() == loop_thread))
+
+        async def asend(self, msg: Any) -> None:
+            calls.append(("asend", threading.get_ident() == loop_thread))
+
+    channel = LoopChannel()
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", channel, raising=False)
+    loop_thread = threading.get_ident()
+
+    async def run() -> bool:
+        channel._loop = asyncio.get_running_loop()
+        hook = PlugzHook()
+        try:
+            return (await hook.aget_pin_status()).has_code
+        finally:
+            await hook.aclose()
+
+    assert asyncio.run(run()) is False
+    assert calls  # the connection's secrets were registered through the channel ...
+    assert all(on_loop for _, on_loop in calls), calls  # ... never from a thread that waits on the loop

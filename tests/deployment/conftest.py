@@ -1,0 +1,486 @@
+"""Fixtures of the deployment test: the built wheel, installed, running in real Airflow processes.
+
+- ``deployment_venv`` (session): ``uv build --wheel`` of this project, installed with the running
+  Airflow's version into a fresh virtualenv (``uv venv``, ``uv pip install``) in a temp dir.
+- ``deployment`` (module): a throwaway ``AIRFLOW_HOME`` (SQLite) whose DAGs folder holds copies of
+  ``example_dags/*.py``; the sandbox CLI from that venv; ``airflow db migrate``; then ``airflow
+  api-server``, ``scheduler``, ``dag-processor`` and ``triggerer``, each its own process (group)
+  on 127.0.0.1, with ``AIRFLOW_CONN_PLUGZ_DEFAULT`` pointing at the sandbox. It waits (always
+  with a deadline) until the health endpoint reports every component healthy and the example
+  DAGs are parsed, and stops each process by its pid at teardown.
+
+Every process writes its stdout and stderr into ``$AIRFLOW_HOME/logs/processes/``, beside the
+task and trigger logs; the sandbox (which prints its credentials by design) writes elsewhere.
+When a test of the module failed, the logs are copied to ``test-artifacts/deployment/``.
+
+Without uv the test is skipped, except where ``CI`` is set: there it fails (``make install``
+puts uv into the virtualenv).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import pytest
+
+from tests.deployment.stack import (
+    STOP_TIMEOUT,
+    DeploymentError,
+    DeploymentVenv,
+    RestClient,
+    Service,
+    airflow_env,
+    build_deployment_venv,
+    free_port,
+    shell_exports,
+    venv_env,
+    wait_for,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "deployment"
+EXAMPLE_DAGS = ROOT / "example_dags"
+
+# Distinctive, realistic-length credentials of the sandbox's one instance, easy to grep for.
+INSTANCE_ID = "DEP10YED1NSTANCE00000000000001"
+INSTANCE_TOKEN = "DEP10YEDT0KEN5ECRET0000000001"
+CLIENT_TOKEN = "DEP10YEDC11E7T0KEN5ECRET00001"
+SECRETS = {"instance id": INSTANCE_ID, "instance token": INSTANCE_TOKEN, "Client-Token": CLIENT_TOKEN}
+
+EXAMPLE_DAG_IDS = ("plugz_security_check", "plugz_onboarding", "plugz_fleet_audit")
+
+# Measured here on 2 shared cores: sandbox, `db migrate`, every component healthy and the DAGs
+# parsed in 16-30 s. The bounds leave room for a slower or busier CI machine.
+MIGRATE_TIMEOUT = 240.0
+START_TIMEOUT = 240.0
+SANDBOX_START_TIMEOUT = 60.0
+DAG_RUN_TIMEOUT = 180.0
+API_START_ATTEMPTS = 3
+KEEP_LOGS_ENV = "PLUGZ_DEPLOYMENT_KEEP_LOGS"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _keep_logs_asked() -> bool:
+    """``PLUGZ_DEPLOYMENT_KEEP_LOGS=1`` keeps the logs in test-artifacts/deployment/ after a pass too."""
+    return os.environ.get(KEEP_LOGS_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _find_uv() -> str:
+    """uv beside the running interpreter (``make install`` puts it there), else on PATH."""
+    beside = Path(sys.executable).with_name("uv")
+    if os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("uv")
+    if found:
+        return found
+    reason = f"uv is needed to build and install the wheel; it is neither beside {sys.executable} nor on PATH"
+    if _in_ci():
+        pytest.fail(f"{reason}; CI is set, so the test may not be skipped (make install)", pytrace=False)
+    pytest.skip(f"{reason} (make install puts it into .venv)")
+    raise AssertionError("unreachable")
+
+
+def _redacted(text: str) -> str:
+    for name, value in SECRETS.items():
+        text = re.sub(re.escape(value), f"<{name}>", text, flags=re.IGNORECASE)
+    return text
+
+
+def _keep_artifacts(*, logs: Path | None = None, extra: tuple[Path, ...] = ()) -> None:
+    """Copy the deployment's logs to test-artifacts/deployment/ (the sandbox's with secrets masked)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    if logs is not None and logs.is_dir():
+        shutil.copytree(logs, ARTIFACTS / "logs", dirs_exist_ok=True)
+    for path in extra:
+        if path.is_file():
+            text = path.read_text(encoding="utf-8", errors="replace")
+            (ARTIFACTS / path.name).write_text(_redacted(text), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- the virtualenv
+
+
+@pytest.fixture(scope="session")
+def deployment_venv() -> Iterator[DeploymentVenv]:
+    """The wheel of this project and the running Airflow's version, in a new virtualenv."""
+    uv = _find_uv()
+    workdir = Path(tempfile.mkdtemp(prefix="plugz-deployment-venv-"))
+    started = time.monotonic()
+    try:
+        try:
+            venv = build_deployment_venv(
+                uv=uv,
+                project=ROOT,
+                python=sys.executable,
+                airflow_version=version("apache-airflow"),
+                workdir=workdir,
+            )
+        except DeploymentError as exc:
+            _keep_artifacts(extra=(workdir / "uv.log",))
+            pytest.fail(f"{exc} (kept in {ARTIFACTS})", pytrace=False)
+        log.info(
+            "wheel %s installed into %s in %.1f s", venv.wheel.name, venv.root, time.monotonic() - started
+        )
+        yield venv
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the deployment
+
+
+@dataclass
+class DagRunOutcome:
+    """What the REST API says about one finished DAG run, raw answers included (for the secret scan)."""
+
+    dag_id: str
+    run_id: str
+    state: str
+    task_states: dict[str, str | None]
+    xcom: dict[str, dict[str, Any]]
+    raw: list[Any] = field(default_factory=list)
+
+    def xcom_value(self, task_id: str, key: str = "return_value") -> Any:
+        return self.xcom.get(task_id, {}).get(key)
+
+
+@dataclass
+class Deployment:
+    """The running processes of one throwaway Airflow deployment, and ways to drive it."""
+
+    home: Path
+    venv: DeploymentVenv
+    env: dict[str, str]
+    api: RestClient
+    sandbox_api: RestClient
+    sandbox: Service
+    services: dict[str, Service]
+    # Every Airflow process ever started, restarted ones included (for logs and teardown).
+    history: list[Service] = field(default_factory=list)
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    def wait(self, what: str, probe: Callable[[], Any], *, timeout: float, **kwargs: Any) -> Any:
+        """:func:`wait_for` watching every running process: a crash ends the wait at once."""
+        return wait_for(
+            what, probe, timeout=timeout, services=[*self.services.values(), self.sandbox], **kwargs
+        )
+
+    # ---- the sandbox
+
+    def set_pin(self, has_code: bool) -> None:
+        """Flip the instance's PIN through the sandbox's control API."""
+        answer = self.sandbox_api.call("PUT", f"_sandbox/instances/{INSTANCE_ID}/pin", {"has_code": has_code})
+        assert answer["has_code"] is has_code, answer
+
+    # ---- processes
+
+    def restart(self, name: str, *, stop_timeout: float = STOP_TIMEOUT) -> Service:
+        """Stop a service by its pid and start the same command again as a new process."""
+        old = self.services[name]
+        old.stop(stop_timeout)
+        generation = len({s.log_path for s in self.history if s.name == name}) + 1
+        new = Service(
+            name=name,
+            argv=old.argv,
+            env=old.env,
+            cwd=old.cwd,
+            log_path=old.log_path.with_name(f"{name}-{generation}.log"),
+        ).start()
+        self.services[name] = new
+        self.history.append(new)
+        return new
+
+    def python_output(self, code: str) -> str:
+        """What the deployment's interpreter prints for ``code``, run as the services run."""
+        done = subprocess.run(
+            [str(self.venv.python), "-c", code],
+            cwd=self.home,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    # ---- the REST API
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        run = self.api.call(
+            "POST", f"api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}}
+        )
+        return str(run["dag_run_id"])
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        return dict(self.api.get(f"api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"))
+
+    def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
+        answer = self.api.get(f"api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances")
+        return {ti["task_id"]: ti for ti in answer["task_instances"]}
+
+    def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any] | None:
+        """One task instance (its ``trigger`` included), or None while the API does not answer."""
+        answer = self.api.get_or_none(
+            f"api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
+        )
+        return None if answer is None else dict(answer)
+
+    def describe(self, dag_id: str, run_id: str) -> str:
+        """``run state; task: state, ...`` for timeout messages."""
+        try:
+            run = self.dag_run(dag_id, run_id)
+            tis = self.task_instances(dag_id, run_id)
+        except (OSError, ValueError) as exc:
+            return f"REST API not answering: {type(exc).__name__}"
+        tasks = ", ".join(f"{task}: {ti['state']}" for task, ti in sorted(tis.items()))
+        return f"run {run['state']}; {tasks}"
+
+    def wait_for_run_end(
+        self, dag_id: str, run_id: str, *, timeout: float = DAG_RUN_TIMEOUT
+    ) -> DagRunOutcome:
+        """Poll the run until it succeeded or failed; then read its task states and XComs."""
+
+        def finished() -> dict[str, Any] | None:
+            run = self.api.get_or_none(f"api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")
+            return run if run is not None and run["state"] in ("success", "failed") else None
+
+        run = self.wait(
+            f"the end of {dag_id} run {run_id}",
+            finished,
+            timeout=timeout,
+            last_seen=lambda: self.describe(dag_id, run_id),
+        )
+        tis = self.task_instances(dag_id, run_id)
+        xcoms = self.api.get(
+            f"api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/~/xcomEntries"
+        )
+        values: dict[str, dict[str, Any]] = {}
+        raw: list[Any] = [run, tis, xcoms]
+        for entry in xcoms["xcom_entries"]:
+            task_id, key = entry["task_id"], entry["key"]
+            item = self.api.get(
+                f"api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
+                f"/xcomEntries/{quote(key, safe='')}?deserialize=true"
+            )
+            raw.append(item)
+            values.setdefault(task_id, {})[key] = item["value"]
+        return DagRunOutcome(
+            dag_id=dag_id,
+            run_id=run_id,
+            state=run["state"],
+            task_states={task: ti["state"] for task, ti in tis.items()},
+            xcom=values,
+            raw=raw,
+        )
+
+
+def _airflow_service(
+    name: str, args: list[str], *, venv: DeploymentVenv, env: dict[str, str], home: Path
+) -> Service:
+    return Service(
+        name=name,
+        argv=[str(venv.bin / "airflow"), *args],
+        env=env,
+        cwd=home,  # never the repository: its working tree must not shadow the installed wheel
+        log_path=home / "logs" / "processes" / f"{name}.log",
+    )
+
+
+def _health_text(api: RestClient) -> str:
+    return str(api.get_or_none("api/v2/monitor/health"))
+
+
+def _healthy(api: RestClient) -> dict[str, Any] | None:
+    health = api.get_or_none("api/v2/monitor/health")
+    if not health:
+        return None
+    parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+    return health if all((health.get(part) or {}).get("status") == "healthy" for part in parts) else None
+
+
+def _start_airflow(
+    home: Path, venv: DeploymentVenv, connection: str, history: list[Service]
+) -> tuple[dict[str, Service], dict[str, str], RestClient]:
+    """``db migrate``, then the four components; wait until the health endpoint says all are healthy.
+
+    A port picked free can be taken before the API server binds it: then all four start again
+    on another port (the others must know the API server's URL when they start).
+    """
+    for attempt in range(1, API_START_ATTEMPTS + 1):
+        port = free_port()
+        api_url = f"http://127.0.0.1:{port}"
+        env = airflow_env(
+            venv=venv,
+            home=home,
+            api_url=api_url,
+            connections={"AIRFLOW_CONN_PLUGZ_DEFAULT": connection},
+            base=os.environ,
+        )
+        if attempt == 1:
+            migrate = _airflow_service("db-migrate", ["db", "migrate"], venv=venv, env=env, home=home).start()
+            history.append(migrate)
+            wait_for("airflow db migrate", migrate.exit_code, timeout=MIGRATE_TIMEOUT)
+            if migrate.exit_code() != 0:
+                raise DeploymentError(
+                    f"airflow db migrate exited with {migrate.exit_code()}; see {migrate.log_path}"
+                )
+        services = {
+            "api-server": _airflow_service(
+                "api-server",
+                ["api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                venv=venv,
+                env=env,
+                home=home,
+            ),
+            # Task and trigger logs are read from the shared log folder: no log servers to listen.
+            "scheduler": _airflow_service(
+                "scheduler", ["scheduler", "--skip-serve-logs"], venv=venv, env=env, home=home
+            ),
+            "dag-processor": _airflow_service(
+                "dag-processor", ["dag-processor"], venv=venv, env=env, home=home
+            ),
+            "triggerer": _airflow_service(
+                "triggerer", ["triggerer", "--skip-serve-logs"], venv=venv, env=env, home=home
+            ),
+        }
+        for service in services.values():
+            history.append(service.start())
+        api = RestClient(api_url)
+        try:
+            wait_for(
+                "every Airflow component healthy",
+                functools.partial(_healthy, api),
+                timeout=START_TIMEOUT,
+                services=services.values(),
+                last_seen=functools.partial(_health_text, api),
+            )
+        except DeploymentError:
+            server = services["api-server"]
+            if server.exit_code() is None or "address already in use" not in server.log().lower():
+                raise
+            log.warning("port %d was taken before the API server bound it; starting again", port)
+            _stop_all(list(services.values()))
+            continue
+        return services, env, api
+    raise DeploymentError(f"no free port for airflow api-server in {API_START_ATTEMPTS} attempts")
+
+
+def _stop_all(services: list[Service]) -> None:
+    """Stop every service at once (each by its pid); one slow stop does not delay the others."""
+    with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
+        list(pool.map(Service.stop, services))
+
+
+def _wait_for_dags(deployment: Deployment, dag_ids: tuple[str, ...]) -> None:
+    """Wait until the dag-processor has serialized ``dag_ids``; fail at once on an import error."""
+
+    def parsed() -> bool | None:
+        errors = deployment.api.get_or_none("api/v2/importErrors")
+        if errors and errors.get("total_entries"):
+            files = [error.get("filename") for error in errors["import_errors"]]
+            raise DeploymentError(
+                f"the example DAGs failed to import in the deployment: {files}; see the dag-processor logs"
+            )
+        found = [deployment.api.get_or_none(f"api/v2/dags/{dag_id}") for dag_id in dag_ids]
+        return True if all(found) else None
+
+    deployment.wait(f"the dag-processor to parse {', '.join(dag_ids)}", parsed, timeout=START_TIMEOUT)
+
+
+def _sandbox_exports(sandbox: Service) -> dict[str, str] | None:
+    """The sandbox CLI's ``export`` lines, once it printed both its URL and the connection."""
+    exports = shell_exports(sandbox.log())
+    return exports if {"PLUGZ_SANDBOX_URL", "AIRFLOW_CONN_PLUGZ_DEFAULT"} <= exports.keys() else None
+
+
+@pytest.fixture(scope="module")
+def deployment(deployment_venv: DeploymentVenv, request: pytest.FixtureRequest) -> Iterator[Deployment]:
+    """The example DAGs in a running Airflow deployment of the installed wheel, on loopback."""
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)  # a previous run's leftovers would mislead
+    home = Path(tempfile.mkdtemp(prefix="plugz-deployment-airflow-"))
+    (home / "dags").mkdir()
+    (home / "logs" / "processes").mkdir(parents=True)
+    for dag_file in sorted(EXAMPLE_DAGS.glob("*.py")):
+        shutil.copy2(dag_file, home / "dags" / dag_file.name)
+    failures_before = request.session.testsfailed
+    history: list[Service] = []
+    # The sandbox prints its connection (credentials included): its output stays out of logs/.
+    sandbox = Service(
+        name="sandbox",
+        argv=[
+            str(deployment_venv.python),
+            "-m",
+            "airflow_provider_plugz.testing.sandbox",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--client-token",
+            CLIENT_TOKEN,
+            "--instance",
+            f"{INSTANCE_ID}:{INSTANCE_TOKEN}",
+        ],
+        env=venv_env(deployment_venv, os.environ),
+        cwd=home,
+        log_path=home / "sandbox.log",
+    )
+    setup_failed = True
+    try:
+        started = time.monotonic()
+        sandbox.start()
+        exports = wait_for(
+            "the sandbox to print its connection",
+            functools.partial(_sandbox_exports, sandbox),
+            timeout=SANDBOX_START_TIMEOUT,
+            services=[sandbox],
+        )
+        services, env, api = _start_airflow(
+            home, deployment_venv, exports["AIRFLOW_CONN_PLUGZ_DEFAULT"], history
+        )
+        running = Deployment(
+            home=home,
+            venv=deployment_venv,
+            env=env,
+            api=api,
+            sandbox_api=RestClient(exports["PLUGZ_SANDBOX_URL"]),
+            sandbox=sandbox,
+            services=services,
+            history=history,
+        )
+        _wait_for_dags(running, EXAMPLE_DAG_IDS)
+        log.info("deployment up in %.1f s: %s", time.monotonic() - started, api.base_url)
+        setup_failed = False
+        yield running
+    except DeploymentError as exc:
+        pytest.fail(f"{exc} (logs kept in {ARTIFACTS})", pytrace=False)
+    finally:
+        _stop_all([*history, sandbox])
+        if setup_failed or request.session.testsfailed > failures_before or _keep_logs_asked():
+            _keep_artifacts(logs=home / "logs", extra=(sandbox.log_path,))
+        shutil.rmtree(home, ignore_errors=True)

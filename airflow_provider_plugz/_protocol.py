@@ -83,11 +83,16 @@ class BadArgument(Exception):
 
 
 class Body(NamedTuple):
-    """A request body (JSON-serialisable; :class:`Secret` values are revealed only on the wire) and
-    the secrets in it, which are masked when read and redacted from whatever the server answers."""
+    """A request body (JSON-serialisable; :class:`Secret` values are revealed only on the wire).
+
+    ``secrets`` (a PIN) are registered with Airflow's masker before sending and redacted from
+    whatever the server answers; ``private`` values (a phone number, a message text: personal
+    data, not secrets) are only redacted from the answer, so no error text repeats them.
+    """
 
     json: Any
     secrets: tuple[str, ...] = ()
+    private: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,12 @@ class PlugzRequest:
     headers: Mapping[str, str] = field(repr=False)
     body: bytes | None = field(default=None, repr=False)
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    private: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def redacted(self) -> tuple[str, ...]:
+        """Every value of this request that an answer must not repeat."""
+        return (*self.secrets, *self.private)
 
     @property
     def method(self) -> str:
@@ -182,7 +193,9 @@ def build_request(config: PlugzConfig, endpoint: Endpoint[Any], *args: Any, **kw
         ) from None
     headers["Content-Type"] = "application/json"
     data = json.dumps(body.json, separators=(",", ":"), default=_reveal).encode()
-    return PlugzRequest(endpoint=endpoint, url=url, headers=headers, body=data, secrets=body.secrets)
+    return PlugzRequest(
+        endpoint=endpoint, url=url, headers=headers, body=data, secrets=body.secrets, private=body.private
+    )
 
 
 def read_answer(config: PlugzConfig, request: PlugzRequest, answer: TransportAnswer) -> Any:
@@ -190,10 +203,10 @@ def read_answer(config: PlugzConfig, request: PlugzRequest, answer: TransportAns
     status, headers, body, problem = answer
     endpoint = request.endpoint
     payload = check_response(
-        config, endpoint, status, headers, body, secrets=request.secrets, body_problem=problem
+        config, endpoint, status, headers, body, secrets=request.redacted, body_problem=problem
     )
     try:
-        return endpoint.parse(Answer(payload, (*config.secrets, *request.secrets)))
+        return endpoint.parse(Answer(payload, (*config.secrets, *request.redacted)))
     except Malformed as err:
         raise _malformed(config, endpoint, status, str(err)) from None
 

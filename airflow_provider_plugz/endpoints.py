@@ -23,9 +23,11 @@ if TYPE_CHECKING:
 __all__ = [
     "INSTANCE_STATUS",
     "PIN_STATUS",
+    "SEND_TEXT",
     "SET_PIN",
     "InstanceStatus",
     "PinStatus",
+    "SentMessage",
 ]
 
 
@@ -52,6 +54,18 @@ class InstanceStatus:
     session: bool | None
     smartphone_connected: bool
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """A message Plugz accepted (``POST .../send-text``): *queued*, not yet delivered.
+
+    ``zaap_id`` is Plugz's id of it, ``message_id`` WhatsApp's. Plugz sends queued messages one
+    by one; a message to (or from) a disconnected phone waits in the queue until it reconnects.
+    """
+
+    zaap_id: str
+    message_id: str
 
 
 # --- parsing answers ---------------------------------------------------------------------------
@@ -88,6 +102,14 @@ def _reports_connection_state(payload: Mapping[str, Any]) -> bool:
     return isinstance(payload.get("connected"), bool)
 
 
+def _sent_message(answer: Answer) -> SentMessage:
+    ids = {key: answer.payload.get(key) for key in ("zaapId", "messageId")}
+    missing = [key for key, value in ids.items() if not isinstance(value, str) or not value]
+    if missing:
+        raise Malformed(f"it has no {' or '.join(repr(key) for key in missing)} text")
+    return SentMessage(zaap_id=str(ids["zaapId"]), message_id=str(ids["messageId"]))
+
+
 # --- request bodies ----------------------------------------------------------------------------
 
 _SIX_DIGITS = re.compile(r"[0-9]{6}")
@@ -103,6 +125,46 @@ def _pin_body(code: object) -> Body:
     return Body({"code": Secret(code)}, secrets=(code,))
 
 
+# Digits only, country and area code included (5511999999999): E.164 allows at most 15.
+_PHONE = re.compile(r"[0-9]{8,15}")
+# A group id: digits, then "-group" and/or "-<digits>" (its creation time).
+_GROUP = re.compile(r"[0-9]{10,25}(-[0-9]{6,20}(-group)?|-group)")
+#: The longest text send_text accepts (WhatsApp's own limit is far above an alert's needs).
+MAX_MESSAGE = 4096
+_DELAYS = range(1, 16)
+
+
+def _send_text_body(
+    phone: object,
+    message: object,
+    *,
+    message_id: str | None = None,
+    delay_message: int | None = None,
+    delay_typing: int | None = None,
+) -> Body:
+    """The recipient and text, checked before anything is sent; no error repeats either."""
+    if not isinstance(phone, str) or not (_PHONE.fullmatch(phone) or _GROUP.fullmatch(phone)):
+        raise BadArgument(
+            "the phone must be digits only, with country and area code (e.g. 5511999999999: 8 to 15 "
+            "digits, no '+', spaces or dashes), or a group id; check where the number comes from."
+        )
+    if not isinstance(message, str) or not message.strip():
+        raise BadArgument("the message is empty; give the text to send.")
+    if len(message) > MAX_MESSAGE:
+        raise BadArgument(f"the message has {len(message)} characters; at most {MAX_MESSAGE} are sent.")
+    body: dict[str, Any] = {"phone": phone, "message": message}
+    if message_id is not None:
+        if not isinstance(message_id, str) or not message_id.strip():
+            raise BadArgument("message_id (the message to reply to) must be a non-empty text.")
+        body["messageId"] = message_id
+    for key, value in (("delayMessage", delay_message), ("delayTyping", delay_typing)):
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value not in _DELAYS:
+                raise BadArgument(f"{key} must be a whole number of seconds from 1 to 15.")
+            body[key] = value
+    return Body(body, private=(phone, message))
+
+
 # --- the calls ---------------------------------------------------------------------------------
 
 PIN_STATUS: Endpoint[PinStatus] = Endpoint("GET", "security/two-fa-code", "PIN status check", _pin_status)
@@ -112,4 +174,8 @@ SET_PIN: Endpoint[None] = Endpoint(
 )
 INSTANCE_STATUS: Endpoint[InstanceStatus] = Endpoint(
     "GET", "status", "instance status check", _instance_status, error_is_state=_reports_connection_state
+)
+# A WhatsApp message a person reads: never sent twice (a retry after a lost answer is a duplicate).
+SEND_TEXT: Endpoint[SentMessage] = Endpoint(
+    "POST", "send-text", "message sending", _sent_message, idempotent=False, body=_send_text_body
 )

@@ -7,14 +7,22 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import requests
 import requests_mock as rm
 
 from airflow_provider_plugz._protocol import Answer, Endpoint
-from airflow_provider_plugz.endpoints import INSTANCE_STATUS, InstanceStatus
+from airflow_provider_plugz.endpoints import INSTANCE_STATUS, InstanceStatus, SentMessage
 from airflow_provider_plugz.exceptions import (
     PlugzAuthenticationError,
+    PlugzBadRequestError,
+    PlugzConfigurationError,
+    PlugzConnectionError,
+    PlugzConnectTimeoutError,
+    PlugzError,
     PlugzMalformedResponseError,
     PlugzNotFoundError,
+    PlugzServerError,
+    PlugzTimeoutError,
 )
 from airflow_provider_plugz.hooks.plugz import PlugzHook
 from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, SECRETS
@@ -140,3 +148,94 @@ def test_results_are_frozen() -> None:
     status = InstanceStatus(True, True, True)
     with pytest.raises(AttributeError):
         status.connected = False  # type: ignore[misc]
+
+
+PHONE = "5511987654321"
+TEXT = "Número sem PIN: configure a verificação em duas etapas."
+
+
+def test_send_text_posts_the_documented_json(mock: rm.Mocker) -> None:
+    mock.post(f"{BASE}/send-text", json={"zaapId": "Z1", "messageId": "M1", "id": "M1"})
+    sent = PlugzHook().send_text(PHONE, TEXT, delay_message=2)
+    assert sent == SentMessage(zaap_id="Z1", message_id="M1")
+    request = mock.last_request
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.json() == {"phone": PHONE, "message": TEXT, "delayMessage": 2}
+
+
+@pytest.mark.parametrize(
+    ("phone", "message", "kwargs", "says"),
+    [
+        pytest.param("+55 11 98765-4321", TEXT, {}, "the phone must be digits only", id="formatted-phone"),
+        pytest.param("1234", TEXT, {}, "the phone must be digits only", id="too-short"),
+        pytest.param("1" * 16, TEXT, {}, "the phone must be digits only", id="too-long"),
+        pytest.param(5511987654321, TEXT, {}, "the phone must be digits only", id="not-text"),
+        pytest.param(PHONE, "   ", {}, "the message is empty", id="blank-message"),
+        pytest.param(PHONE, "x" * 4097, {}, "at most 4096", id="message-too-long"),
+        pytest.param(PHONE, TEXT, {"delay_message": 30}, "delayMessage must be", id="delay-out-of-range"),
+        pytest.param(PHONE, TEXT, {"delay_typing": True}, "delayTyping must be", id="delay-bool"),
+        pytest.param(PHONE, TEXT, {"message_id": " "}, "message_id", id="blank-reply-id"),
+    ],
+)
+def test_send_text_checks_before_sending(
+    mock: rm.Mocker, phone: Any, message: Any, kwargs: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(PlugzConfigurationError) as info:
+        PlugzHook().send_text(phone, message, **kwargs)
+    assert says in str(info.value)
+    assert str(phone) not in str(info.value)
+    assert TEXT not in str(info.value)
+    assert mock.call_count == 0
+
+
+@pytest.mark.parametrize(
+    "group",
+    [
+        pytest.param("120363019502650977-group", id="group"),
+        pytest.param("5511987654321-1623281429", id="legacy"),
+    ],
+)
+def test_send_text_accepts_group_ids(mock: rm.Mocker, group: str) -> None:
+    mock.post(f"{BASE}/send-text", json={"zaapId": "Z1", "messageId": "M1"})
+    assert PlugzHook().send_text(group, TEXT).message_id == "M1"
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "calls"),
+    [
+        pytest.param(
+            {"status_code": 503, "json": {"error": "busy"}}, PlugzServerError, 1, id="503-never-resent"
+        ),
+        pytest.param({"exc": requests.ConnectionError}, PlugzConnectionError, 1, id="dropped-never-resent"),
+        pytest.param({"exc": requests.ReadTimeout}, PlugzTimeoutError, 1, id="read-timeout-never-resent"),
+        pytest.param(
+            {"exc": requests.ConnectTimeout}, PlugzConnectTimeoutError, 4, id="connect-timeout-retried"
+        ),
+        pytest.param(
+            {"status_code": 400, "json": {"error": f"bad phone {PHONE}: {TEXT}"}},
+            PlugzBadRequestError,
+            1,
+            id="echo-of-phone-and-text-redacted",
+        ),
+        pytest.param(
+            {"status_code": 200, "json": {"zaapId": "Z1"}}, PlugzMalformedResponseError, 1, id="no-id"
+        ),
+    ],
+)
+def test_a_message_is_sent_at_most_once(
+    mock: rm.Mocker,
+    monkeypatch: pytest.MonkeyPatch,
+    answer: dict[str, Any],
+    error: type[PlugzError],
+    calls: int,
+) -> None:
+    # The default policy (4 attempts), so that "sent once" is the endpoint's doing.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps({**CONN, "extra": {"client_token": CLIENT_TOKEN}})
+    )
+    mock.post(f"{BASE}/send-text", **answer)
+    with pytest.raises(error) as info:
+        PlugzHook().send_text(PHONE, TEXT)
+    assert mock.call_count == calls
+    assert PHONE not in str(info.value)
+    assert TEXT not in str(info.value)

@@ -49,9 +49,11 @@ from airflow_provider_plugz.connection import (
 from airflow_provider_plugz.endpoints import (
     INSTANCE_STATUS,
     PIN_STATUS,
+    SEND_TEXT,
     SET_PIN,
     InstanceStatus,
     PinStatus,
+    SentMessage,
 )
 from airflow_provider_plugz.exceptions import PlugzConfigurationError, PlugzError
 
@@ -64,7 +66,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 _CHUNK = 64 * 1024
 
-__all__ = ["InstanceStatus", "PinStatus", "PlugzHook", "new_async_client"]
+__all__ = ["InstanceStatus", "PinStatus", "PlugzHook", "SentMessage", "new_async_client"]
 
 
 class PlugzHook(BaseHook):
@@ -211,6 +213,53 @@ class PlugzHook(BaseHook):
     async def aget_instance_status(self, *, retry: RetryPolicy | None = None) -> InstanceStatus:
         """:meth:`get_instance_status` for event loops."""
         return await self.acall(INSTANCE_STATUS, retry=retry)
+
+    def send_text(
+        self,
+        phone: str,
+        message: str,
+        *,
+        message_id: str | None = None,
+        delay_message: int | None = None,
+        delay_typing: int | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> SentMessage:
+        """Send a WhatsApp text; Plugz queues it (a 200 means queued, not delivered).
+
+        ``phone`` is digits with country and area code (or a group id); both are checked before
+        anything is sent. Sent at most once: a duplicate message is something a person sees.
+        ``delay_message`` / ``delay_typing`` (1-15 s) and ``message_id`` (a reply) are Plugz's.
+        """
+        return self.call(
+            SEND_TEXT,
+            phone,
+            message,
+            message_id=message_id,
+            delay_message=delay_message,
+            delay_typing=delay_typing,
+            retry=retry,
+        )
+
+    async def asend_text(
+        self,
+        phone: str,
+        message: str,
+        *,
+        message_id: str | None = None,
+        delay_message: int | None = None,
+        delay_typing: int | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> SentMessage:
+        """:meth:`send_text` for event loops (the triggerer: notifiers in Deadline Alerts)."""
+        return await self.acall(
+            SEND_TEXT,
+            phone,
+            message,
+            message_id=message_id,
+            delay_message=delay_message,
+            delay_typing=delay_typing,
+            retry=retry,
+        )
 
     # --- the one generic path every call takes
 

@@ -1,0 +1,156 @@
+"""The control API under ``/_sandbox/``: change the sandbox's state over HTTP (CLI, other processes).
+
+It refuses cross-site requests, so a web page open in a browser on the same machine cannot drive a
+sandbox left running: the ``Host`` must be loopback (no DNS rebinding), an ``Origin`` must be absent
+or loopback, and every write must say ``Content-Type: application/json`` (which a page can only
+send cross-site after a CORS preflight, and the sandbox never grants one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from airflow_provider_plugz.testing.sandbox._api import NOT_FOUND
+from airflow_provider_plugz.testing.sandbox._faults import json_object, queued_fault_from_json
+from airflow_provider_plugz.testing.sandbox._http import (
+    Answer,
+    Request,
+    Route,
+    Router,
+    error,
+    is_json_media,
+    is_loopback_authority,
+    json_bytes,
+)
+from airflow_provider_plugz.testing.sandbox._state import SandboxState
+
+PREFIX = "/_sandbox"
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_LOOPBACK = "a loopback host (127.0.0.1, localhost or [::1], any port)"
+
+
+def is_control(path: str) -> bool:
+    """Whether ``path`` belongs to the control API."""
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 100 else value[:100] + "...")
+
+
+def cross_site_refusal(request: Request) -> Answer | None:
+    """The 403/415 answer for a request that may come from a web page, else None."""
+    host = request.headers.get("host")
+    if host is None or not is_loopback_authority(host):
+        shown = "no Host header" if host is None else f"Host {_shown(host)}"
+        return error(403, f"the control API answers only requests addressed to {_LOOPBACK}; got {shown}")
+    if "://" in request.target and not is_loopback_authority(urlsplit(request.target).netloc):
+        return error(403, f"the control API answers only requests addressed to {_LOOPBACK}")
+    origin = request.headers.get("origin")
+    if origin is not None:
+        scheme, sep, authority = origin.partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not is_loopback_authority(authority):
+            return error(
+                403,
+                f"cross-site request refused: Origin {_shown(origin)} is not a page on {_LOOPBACK}; "
+                "call the control API from a script or a loopback page",
+            )
+    if request.method not in _SAFE_METHODS and not is_json_media(request.headers.get("content-type")):
+        return error(
+            415,
+            f"{request.method} {request.path} needs the header Content-Type: application/json "
+            "(even without a body); the control API refuses other writes as possibly cross-site",
+        )
+    return None
+
+
+# --------------------------------------------------------------------------- handlers
+
+Handler = Callable[[SandboxState, Request, tuple[str, ...]], Answer]
+
+
+def list_instances(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
+    """``GET /_sandbox/instances``: every instance, without tokens."""
+    return Answer(200, json_bytes([i.public() for i in state.instances]))
+
+
+def add_instance(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
+    """``POST /_sandbox/instances`` with ``{"instance_id", "token", "has_code"?, "kind"?, "expired"?}``."""
+    payload = json_object(request.body)
+    if payload is None:
+        return error(400, "body must be a JSON object")
+    instance_id, token = payload.get("instance_id"), payload.get("token")
+    has_code, kind, expired = (
+        payload.get("has_code", False),
+        payload.get("kind", "mobile"),
+        payload.get("expired", False),
+    )
+    if not isinstance(instance_id, str) or not instance_id or not isinstance(token, str) or not token:
+        return error(400, "instance_id and token must be non-empty strings")
+    if not isinstance(has_code, bool) or not isinstance(expired, bool):
+        return error(400, "has_code and expired must be booleans")
+    if kind not in ("mobile", "web"):
+        return error(400, "kind must be 'mobile' or 'web'")
+    instance = state.add_instance(instance_id, token, has_code=has_code, kind=kind, expired=expired)
+    return Answer(201, json_bytes(instance.public()))
+
+
+def set_pin(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
+    """``PUT /_sandbox/instances/{id}/pin`` with ``{"has_code": true|false}``."""
+    payload = json_object(request.body)
+    if payload is None or not isinstance(payload.get("has_code"), bool):
+        return error(400, 'body must be {"has_code": true|false}')
+    try:
+        instance = state.update(params[0], has_code=bool(payload["has_code"]))
+    except KeyError:
+        return error(404, "Instance not found")
+    return Answer(200, json_bytes(instance.public()))
+
+
+def add_fault(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
+    """``POST /_sandbox/faults`` with a fault's JSON form (see ``_faults.queued_fault_from_json``)."""
+    payload = json_object(request.body)
+    if payload is None:
+        return error(400, "body must be a JSON object")
+    try:
+        fault, times, instance_id = queued_fault_from_json(payload)
+        state.inject(fault, times, instance_id)
+    except (ValueError, TypeError) as exc:
+        return error(400, str(exc))
+    return Answer(201, json_bytes({"kind": fault.kind, "times": times, "instance_id": instance_id}))
+
+
+def clear_faults(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
+    """``DELETE /_sandbox/faults``: drop every queued fault."""
+    state.clear_faults()
+    return Answer(204)
+
+
+ROUTES: dict[tuple[str, str], Handler] = {
+    ("GET", f"{PREFIX}/instances"): list_instances,
+    ("POST", f"{PREFIX}/instances"): add_instance,
+    ("PUT", f"{PREFIX}/instances/{{instance_id}}/pin"): set_pin,
+    ("POST", f"{PREFIX}/faults"): add_fault,
+    ("DELETE", f"{PREFIX}/faults"): clear_faults,
+}
+
+
+class ControlApi:
+    """Answers ``/_sandbox/...`` requests by changing a :class:`SandboxState`."""
+
+    def __init__(self, state: SandboxState) -> None:
+        self._state = state
+        self._router = Router(ROUTES)
+
+    def answer(self, request: Request) -> Answer:
+        refusal = cross_site_refusal(request)
+        if refusal is not None:
+            return refusal
+        route = self._router.match(request.method, request.path)
+        if route is None:
+            return Answer(404, NOT_FOUND)
+        if not isinstance(route, Route):
+            return Answer(405, NOT_FOUND, headers=(("Allow", ", ".join(route)),))
+        return route.handler(self._state, request, route.params)

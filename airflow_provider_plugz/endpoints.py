@@ -11,23 +11,24 @@ the Plugz reference (``plugz-api.md``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from airflow_provider_plugz._protocol import Answer, BadArgument, Body, Endpoint, Malformed
 from airflow_provider_plugz._redaction import Secret
 
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
 __all__ = [
+    "DEVICE",
     "INSTANCE_STATUS",
     "PIN_STATUS",
     "SEND_TEXT",
     "SET_PIN",
+    "DeviceInfo",
     "InstanceStatus",
     "PinStatus",
     "SentMessage",
+    "mask_phone",
 ]
 
 
@@ -66,6 +67,41 @@ class SentMessage:
 
     zaap_id: str
     message_id: str
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The phone behind the instance (``GET .../device``).
+
+    ``phone`` is personal data: reprs and :attr:`masked_phone` show its last 4 digits only.
+    """
+
+    phone: str = field(repr=False)
+    img_url: str | None = None
+    wa_version: str | None = None
+    platform: str | None = None
+    os_version: str | None = None
+    os_build_number: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    mcc: str | None = None
+    mnc: str | None = None
+
+    @property
+    def masked_phone(self) -> str:
+        return mask_phone(self.phone)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{name}={getattr(self, name)!r}" for name in self.__dataclass_fields__ if name != "phone"
+        )
+        return f"DeviceInfo(phone={self.masked_phone!r}, {fields})"
+
+
+def mask_phone(phone: str) -> str:
+    """A phone number for logs: its last 4 digits (``•••1234``); personal data stays out."""
+    digits = re.sub(r"\D", "", phone)
+    return f"•••{digits[-4:]}" if len(digits) > 4 else "•••"
 
 
 # --- parsing answers ---------------------------------------------------------------------------
@@ -108,6 +144,33 @@ def _sent_message(answer: Answer) -> SentMessage:
     if missing:
         raise Malformed(f"it has no {' or '.join(repr(key) for key in missing)} text")
     return SentMessage(zaap_id=str(ids["zaapId"]), message_id=str(ids["messageId"]))
+
+
+_DEVICE_FIELDS = {
+    "wa_version": "wa_version",
+    "platform": "platform",
+    "os_version": "os_version",
+    "os_build_number": "osbuildnumber",
+    "manufacturer": "device_manufacturer",
+    "model": "device_model",
+    "mcc": "mcc",
+    "mnc": "mnc",
+}
+
+
+def _device(answer: Answer) -> DeviceInfo:
+    phone = answer.payload.get("phone")
+    if not isinstance(phone, str) or not phone.strip():
+        raise Malformed("it has no 'phone' text")
+    device = answer.payload.get("device") or {}
+    if not isinstance(device, Mapping):
+        raise Malformed("'device' is not an object")
+    details = Answer(device, answer.secrets)
+    return DeviceInfo(
+        phone=phone.strip(),
+        img_url=answer.text("imgUrl"),
+        **{ours: details.text(theirs) for ours, theirs in _DEVICE_FIELDS.items()},
+    )
 
 
 # --- request bodies ----------------------------------------------------------------------------
@@ -179,3 +242,4 @@ INSTANCE_STATUS: Endpoint[InstanceStatus] = Endpoint(
 SEND_TEXT: Endpoint[SentMessage] = Endpoint(
     "POST", "send-text", "message sending", _sent_message, idempotent=False, body=_send_text_body
 )
+DEVICE: Endpoint[DeviceInfo] = Endpoint("GET", "device", "device check", _device)

@@ -3,6 +3,7 @@ declaration is all a new call needs (the hook's generic path does the rest)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,7 @@ import requests
 import requests_mock as rm
 
 from airflow_provider_plugz._protocol import Answer, Endpoint
-from airflow_provider_plugz.endpoints import INSTANCE_STATUS, InstanceStatus, SentMessage
+from airflow_provider_plugz.endpoints import INSTANCE_STATUS, DeviceInfo, InstanceStatus, SentMessage
 from airflow_provider_plugz.exceptions import (
     PlugzAuthenticationError,
     PlugzBadRequestError,
@@ -29,6 +30,8 @@ from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, SECRETS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from airflow_provider_plugz.testing import PlugzSandbox
 
 BASE = f"https://api.plugzapi.com.br/instances/{INSTANCE_ID}/token/{INSTANCE_TOKEN}"
 CONN = {
@@ -239,3 +242,36 @@ def test_a_message_is_sent_at_most_once(
     assert mock.call_count == calls
     assert PHONE not in str(info.value)
     assert TEXT not in str(info.value)
+
+
+def test_device_over_http(sandbox: PlugzSandbox) -> None:
+    device = PlugzHook().get_device()
+    assert device.phone.startswith("5511")
+    assert device.platform == "android"
+    assert device.model == "Plugz Sandbox Phone"
+    assert device.phone not in repr(device)  # personal data: 4 digits in reprs
+    assert device.masked_phone == f"•••{device.phone[-4:]}"
+
+    async def run() -> DeviceInfo:
+        hook = PlugzHook()
+        try:
+            return await hook.aget_device()
+        finally:
+            await hook.aclose()
+
+    assert asyncio.run(run()) == device
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        pytest.param({"imgUrl": None}, "it has no 'phone' text", id="no-phone"),
+        pytest.param(
+            {"phone": "5511987654321", "device": ["x"]}, "'device' is not an object", id="device-list"
+        ),
+    ],
+)
+def test_device_malformed(mock: rm.Mocker, body: dict[str, Any], error: str) -> None:
+    mock.get(f"{BASE}/device", json=body)
+    with pytest.raises(PlugzMalformedResponseError, match=error):
+        PlugzHook().get_device()

@@ -47,10 +47,12 @@ from airflow_provider_plugz.connection import (
     parse_connection,
 )
 from airflow_provider_plugz.endpoints import (
+    DEVICE,
     INSTANCE_STATUS,
     PIN_STATUS,
     SEND_TEXT,
     SET_PIN,
+    DeviceInfo,
     InstanceStatus,
     PinStatus,
     SentMessage,
@@ -66,7 +68,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 _CHUNK = 64 * 1024
 
-__all__ = ["InstanceStatus", "PinStatus", "PlugzHook", "SentMessage", "new_async_client"]
+__all__ = ["DeviceInfo", "InstanceStatus", "PinStatus", "PlugzHook", "SentMessage", "new_async_client"]
 
 
 class PlugzHook(BaseHook):
@@ -213,6 +215,14 @@ class PlugzHook(BaseHook):
     async def aget_instance_status(self, *, retry: RetryPolicy | None = None) -> InstanceStatus:
         """:meth:`get_instance_status` for event loops."""
         return await self.acall(INSTANCE_STATUS, retry=retry)
+
+    def get_device(self, *, retry: RetryPolicy | None = None) -> DeviceInfo:
+        """The phone behind the instance (its number is personal data: reprs show 4 digits)."""
+        return self.call(DEVICE, retry=retry)
+
+    async def aget_device(self, *, retry: RetryPolicy | None = None) -> DeviceInfo:
+        """:meth:`get_device` for event loops."""
+        return await self.acall(DEVICE, retry=retry)
 
     def send_text(
         self,

@@ -89,10 +89,27 @@ def get_status(call: Call) -> Answer:
     return Answer(200, _STATUS_OK)
 
 
+def get_device(call: Call) -> Answer:
+    """``GET .../device``: the phone behind the instance (a made-up number derived from its id)."""
+    digits = "".join(str(ord(ch) % 10) for ch in call.instance.instance_id)[-9:].rjust(9, "0")
+    device = {
+        "wa_version": "2.24.1.6",
+        "mcc": "724",
+        "mnc": "05",
+        "os_version": "14",
+        "device_manufacturer": "Sandbox",
+        "device_model": "Plugz Sandbox Phone",
+        "osbuildnumber": "UP1A.231005.007",
+        "platform": "android",
+    }
+    return Answer(200, json_bytes({"phone": f"5511{digits}", "imgUrl": None, "device": device}))
+
+
 ROUTES: dict[tuple[str, str], Endpoint] = {
     ("GET", f"{INSTANCE_PREFIX}/security/two-fa-code"): Endpoint(get_pin_status, mobile_only=True),
     ("POST", f"{INSTANCE_PREFIX}/security/two-fa-code"): Endpoint(set_pin, mobile_only=True),
     ("GET", f"{INSTANCE_PREFIX}/status"): Endpoint(get_status),
+    ("GET", f"{INSTANCE_PREFIX}/device"): Endpoint(get_device),
 }
 
 

@@ -67,9 +67,20 @@ applied.
 **The report** (XCom key `report` of `audit_pins`, also its `return_value`): `total`,
 `with_pin`, `without_pin`, `errors`, `timed_out`, and under `results` one entry per connection id:
 `{"has_code": true}` or `{"error_class": "PlugzNotFoundError", "message": "..."}`. One number
-failing never hides the others. To fail the task instead of branching, set
-`fail_if_missing_pin=True` and/or `fail_on_error=True` on `audit_pins`: the report is still
-pushed first.
+failing never hides the others.
+
+**Connection status.** `audit_pins` runs with `check_status=True`: after each number's PIN it
+asks for its status (two requests per number, still at most 32 at a time), so every entry also
+has `"status"`, e.g. `{"state": "session_lost", "connected": false, "session": false,
+"smartphone_connected": true, "reason": "You need to restore the session."}` (`state` is
+`connected`, `disconnected`, `session_lost` or `phone_offline`), an `error_class`/`message` when
+only the status call failed (the PIN answer is kept), or `null` when the PIN check had already
+failed. The report counts `connected`, `disconnected`, `session_lost`, `phone_offline` and
+`status_errors`; the task log lists them too.
+
+To fail the task instead of branching, set `fail_if_missing_pin=True`,
+`fail_if_disconnected=True` (any number not `connected`) and/or `fail_on_error=True` (a PIN or
+status call that failed) on `audit_pins`: the report is still pushed first.
 """,
 ) as dag:
     audit = PlugzPinAuditOperator(
@@ -78,6 +89,8 @@ pushed first.
             "{{ params.plugz_conn_ids or var.json.get('plugz_fleet_conn_ids', ['plugz_default']) }}"
         ),
         max_concurrency=32,
+        # Each number's connection state beside its PIN (see "Connection status" above).
+        check_status=True,
         # The audit ends about a minute before this (see "Deadline" above).
         execution_timeout=timedelta(minutes=30),
     )
@@ -85,25 +98,34 @@ pushed first.
 
     @task.branch
     def route(report: dict[str, Any]) -> str:
-        return "alert" if report["without_pin"] or report["errors"] else "all_good"
+        not_connected = report["total"] - report.get("connected", report["total"])
+        return "alert" if report["without_pin"] or report["errors"] or not_connected else "all_good"
 
     @task
     def alert(report: dict[str, Any]) -> str:
         lines = []
         for conn_id, result in report["results"].items():
+            issues = []
             if result.get("has_code") is False:
-                lines.append(f"- {conn_id}: NO two-step-verification PIN; set one in WhatsApp > Settings.")
+                issues.append("NO two-step-verification PIN; set one in WhatsApp > Settings")
             elif "error_class" in result:
-                lines.append(
-                    f"- {conn_id}: could not be checked ({result['error_class']}): {result['message']}"
-                )
+                issues.append(f"could not be checked ({result['error_class']}): {result['message']}")
+            status = result.get("status") or {}
+            if status.get("state") not in (None, "connected"):
+                issues.append(f"{status['state'].replace('_', ' ')} ({status.get('reason')})")
+            elif "error_class" in status:
+                issues.append(f"connection state unknown ({status['error_class']})")
+            if issues:
+                lines.append(f"- {conn_id}: " + "; ".join(issues))
         message = f"{len(lines)} of {report['total']} WhatsApp number(s) need attention:\n" + "\n".join(lines)
         print(message)
         return message
 
     @task
     def all_good(report: dict[str, Any]) -> str:
-        message = f"All {report['total']} WhatsApp number(s) have a two-step-verification PIN."
+        message = (
+            f"All {report['total']} WhatsApp number(s) have a two-step-verification PIN and are connected."
+        )
         print(message)
         return message
 

@@ -5,6 +5,9 @@ Plugz numbers the same question can run: it takes the per-connection check as a 
 (an async callable ``PlugzHook -> result``, e.g. ``lambda hook: hook.aget_pin_status()``) and
 returns a :class:`FleetRun` that says, for each connection id, what the check returned, what it
 raised, or why it did not finish (cancelled in flight at the deadline, or never started).
+A check may ask several questions of its number (the audit's ``check_status`` asks for the PIN,
+then the status): awaited one after the other on the hook it is given, they go over the
+worker's one HTTP connection, so the bounds below hold for requests as well as for numbers.
 
 How it runs, and why:
 
@@ -49,11 +52,12 @@ if TYPE_CHECKING:
 __all__ = ["FleetRun", "check_fleet", "run_in_new_loop"]
 
 _R = TypeVar("_R")
+_R_co = TypeVar("_R_co", covariant=True)
 _T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
-class FleetRun(Generic[_R]):
+class FleetRun(Generic[_R_co]):
     """What :func:`check_fleet` got, per connection id; every id is in exactly one of the four.
 
     :param conn_ids: the ids checked, in the order given, duplicates dropped.
@@ -68,7 +72,7 @@ class FleetRun(Generic[_R]):
 
     conn_ids: tuple[str, ...]
     max_concurrency: int
-    values: Mapping[str, _R] = field(default_factory=dict)
+    values: Mapping[str, _R_co] = field(default_factory=dict)
     errors: Mapping[str, Exception] = field(default_factory=dict)
     cancelled: tuple[str, ...] = ()
     never_started: tuple[str, ...] = ()
@@ -103,6 +107,8 @@ async def check_fleet(
     :param check: the per-connection check, given a ``PlugzHook`` of that id (sharing its
         worker's httpx client); whatever it returns goes into :attr:`FleetRun.values`, an
         ``Exception`` it raises into :attr:`FleetRun.errors`. The hook is closed afterwards.
+        Calls it awaits one after the other reuse the worker's HTTP connection; a check that
+        wants the answer of one call kept when a later one fails catches that failure itself.
     :param deadline: when to stop, as a :func:`time.monotonic` value: the checks still running
         then are cancelled, those not started are not started.
     :param max_concurrency: the most checks, and HTTP connections, at a time.

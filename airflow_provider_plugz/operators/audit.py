@@ -1,4 +1,5 @@
-"""``PlugzPinAuditOperator``: check the PIN of a whole fleet of WhatsApp numbers in one task.
+"""``PlugzPinAuditOperator``: check the PIN (and, with ``check_status``, the connection state) of a
+whole fleet of WhatsApp numbers in one task.
 
 Cheap to import: DAG files import this on every parse, so asyncio, the hook, httpx and
 requests are loaded only when the task runs.
@@ -8,8 +9,8 @@ the deadline (``audit_timeout``, never later than the task's ``execution_timeout
 hands the connection ids to the fan-out (:func:`airflow_provider_plugz.hooks.fleet.check_fleet`:
 ``max_concurrency`` workers over shared, kept-alive HTTP connections, cancelled at the
 deadline), turns what came back into an :class:`AuditReport` (one :class:`CheckResult` per
-connection, and the counts), logs a summary, pushes :meth:`AuditReport.to_xcom` and applies
-the ``fail_*`` options.
+connection, with a :class:`StatusResult` when the status was read, and the counts), logs a
+summary, pushes :meth:`AuditReport.to_xcom` and applies the ``fail_*`` options.
 """
 
 from __future__ import annotations
@@ -24,15 +25,20 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_plugz._compat import BaseOperator
-from airflow_provider_plugz.exceptions import PlugzAuditError, PlugzError, PlugzTimeoutError
+from airflow_provider_plugz.exceptions import (
+    PlugzAuditError,
+    PlugzError,
+    PlugzInstanceNotSupportedError,
+    PlugzTimeoutError,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from airflow.sdk import Context
 
     from airflow_provider_plugz.hooks.fleet import FleetRun
-    from airflow_provider_plugz.hooks.plugz import PinStatus, PlugzHook
+    from airflow_provider_plugz.hooks.plugz import InstanceStatus, PinStatus, PlugzHook
 
 #: XCom key of the report; it is pushed before the task fails on ``fail_*``, so it is never lost.
 REPORT_XCOM_KEY = "report"
@@ -47,17 +53,144 @@ REPORT_MARGIN_MIN = 5.0
 REPORT_MARGIN_MAX = 60.0
 #: ``error_class`` of a number the audit did not get to check before its deadline.
 TIMED_OUT_ERROR_CLASS = PlugzTimeoutError.__name__
+#: A number's connection state (:func:`connection_state`); each is also the name of its count
+#: in the report. Only ``connected`` sends; in the others messages wait in the queue.
+CONNECTION_STATES = ("connected", "disconnected", "session_lost", "phone_offline")
+#: The report's counts that ``check_status`` adds: one per state, and the numbers whose status
+#: could not be read. They add up to ``total``.
+STATUS_COUNTS = (*CONNECTION_STATES, "status_errors")
 
 _SEPARATORS = re.compile(r"[\s,]+")
 
 
+def connection_state(connected: bool, session: bool | None, smartphone_connected: bool) -> str:
+    """The state a ``GET .../status`` answer describes, one of :data:`CONNECTION_STATES`.
+
+    - ``connected``: connected to Plugz, session held (or not reported) and the phone online;
+      messages go out.
+    - ``phone_offline``: connected, but the phone is offline; messages wait in the queue.
+    - ``session_lost``: not connected while the phone is online ("You need to restore the
+      session."), or connected without a session; restoring the session fixes it.
+    - ``disconnected``: not connected and the phone offline ("You are not connected.").
+    """
+    if not connected:
+        return "session_lost" if smartphone_connected else "disconnected"
+    if session is False:
+        return "session_lost"
+    return "connected" if smartphone_connected else "phone_offline"
+
+
+@dataclass(frozen=True)
+class PinAndStatus:
+    """What the audit's check of one number got with ``check_status``: each call's answer, or
+    the exception it raised, so that a failing status call does not cost the PIN answer.
+
+    ``pin`` is an exception only for a web instance (``PlugzInstanceNotSupportedError``: the PIN
+    endpoints are mobile-only, its status is still read); any other PIN failure ends the check
+    before the status call, as it would end that call the same way.
+    """
+
+    pin: PinStatus | Exception
+    status: InstanceStatus | Exception
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    """One number's connection state (``GET .../status``), or why it could not be read.
+
+    Either the answer - ``connected``, ``session`` (None where the server does not send it),
+    ``smartphone_connected`` and ``reason``, the server's own text about it (Plugz's ``error``
+    field, state rather than failure, e.g. "You need to restore the session.") - or
+    ``error_class`` and a ``message`` that never holds a secret. Build one with :meth:`of` or
+    :meth:`failure`.
+    """
+
+    connected: bool | None = None
+    session: bool | None = None
+    smartphone_connected: bool | None = None
+    reason: str | None = None
+    error_class: str | None = None
+    message: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.error_class is None:
+            if (
+                not isinstance(self.connected, bool)
+                or not isinstance(self.smartphone_connected, bool)
+                or not (self.session is None or isinstance(self.session, bool))
+            ):
+                raise ValueError(
+                    "a StatusResult without error_class needs connected and smartphone_connected "
+                    "as bools (and session a bool or None)"
+                )
+            if self.message is not None:
+                raise ValueError("a StatusResult with an answer has no message")
+        elif not self.error_class or self.message is None:
+            raise ValueError("a StatusResult with an error needs a non-empty error_class and a message")
+        elif any(
+            v is not None for v in (self.connected, self.session, self.smartphone_connected, self.reason)
+        ):
+            raise ValueError(
+                "a StatusResult with an error has no connected, session, smartphone_connected or reason"
+            )
+
+    @classmethod
+    def of(cls, status: InstanceStatus) -> StatusResult:
+        """A status that was read."""
+        return cls(
+            connected=status.connected,
+            session=status.session,
+            smartphone_connected=status.smartphone_connected,
+            reason=status.error,
+        )
+
+    @classmethod
+    def failure(cls, conn_id: str, err: BaseException) -> StatusResult:
+        """A status call that raised: its class and a text known to be secret-free."""
+        error_class, message = _error_entry(conn_id, err, "reading the status of")
+        return cls(error_class=error_class, message=message)
+
+    @property
+    def state(self) -> str | None:
+        """One of :data:`CONNECTION_STATES`; None when the status could not be read."""
+        if self.error_class is not None:
+            return None
+        return connection_state(bool(self.connected), self.session, bool(self.smartphone_connected))
+
+    def describe(self) -> str:
+        """The state in a few words, for the task log."""
+        state = self.state
+        if state is None:
+            return f"status ERROR {self.error_class}: {self.message}"
+        if state == "connected":
+            return "connected"
+        label = state.replace("_", " ").upper()
+        return f"{label} ({self.reason})" if self.reason else label
+
+    def to_xcom(self) -> dict[str, Any]:
+        """``{"state", "connected", "session", "smartphone_connected", "reason"}`` (always all five)
+        or ``{"error_class", "message"}``."""
+        if self.error_class is not None:
+            return {"error_class": self.error_class, "message": self.message}
+        return {
+            "state": self.state,
+            "connected": self.connected,
+            "session": self.session,
+            "smartphone_connected": self.smartphone_connected,
+            "reason": self.reason,
+        }
+
+
 @dataclass(frozen=True)
 class CheckResult:
-    """One connection's entry in the report: its PIN answer, or why there is none.
+    """One connection's entry in the report: its PIN answer, or why there is none, and with
+    ``check_status`` its :class:`StatusResult`.
 
     Exactly one of ``has_code`` and ``error_class`` is set; ``message`` goes with
     ``error_class`` and never holds a secret. ``timed_out`` marks a number the audit's own
     deadline came before (a ``PlugzTimeoutError`` of one HTTP attempt is an ordinary error).
+    ``status`` is None when the status was not read: not asked for, the PIN check failed in a
+    way the status call would too, or the deadline came first.
     Build one with :meth:`pin`, :meth:`failure` or :meth:`not_checked`.
     """
 
@@ -65,6 +198,7 @@ class CheckResult:
     error_class: str | None = None
     message: str | None = None
     timed_out: bool = False
+    status: StatusResult | None = None
 
     def __post_init__(self) -> None:
         if self.has_code is None:
@@ -74,27 +208,23 @@ class CheckResult:
             raise ValueError(f"has_code must be a bool, got {type(self.has_code).__name__}")
         elif self.error_class is not None or self.message is not None or self.timed_out:
             raise ValueError("a CheckResult with has_code has no error_class, message or timed_out")
+        if self.status is not None and not isinstance(self.status, StatusResult):
+            raise ValueError(
+                f"a CheckResult's status must be a StatusResult, got {type(self.status).__name__}"
+            )
+        if self.timed_out and self.status is not None:
+            raise ValueError("a CheckResult that timed out has no status")
 
     @classmethod
-    def pin(cls, has_code: bool) -> CheckResult:
+    def pin(cls, has_code: bool, *, status: StatusResult | None = None) -> CheckResult:
         """A number that was checked: whether its WhatsApp account has a PIN."""
-        return cls(has_code=has_code)
+        return cls(has_code=has_code, status=status)
 
     @classmethod
-    def failure(cls, conn_id: str, err: BaseException) -> CheckResult:
+    def failure(cls, conn_id: str, err: BaseException, *, status: StatusResult | None = None) -> CheckResult:
         """A check that raised: its class and a text known to be secret-free."""
-        if _is_reportable(err):
-            return cls(error_class=type(err).__name__, message=str(err))
-        # Anything else is a bug somewhere; its text may quote a URL (and so the instance
-        # token): keep only the class and where it was raised.
-        name = type(err).__name__
-        return cls(
-            error_class=name,
-            message=(
-                f"unexpected {name}{_raised_at(err)} while checking connection {conn_id!r}; "
-                "this is not a Plugz error: please report it to airflow-provider-plugz."
-            ),
-        )
+        error_class, message = _error_entry(conn_id, err, "checking")
+        return cls(error_class=error_class, message=message, status=status)
 
     @classmethod
     def not_checked(cls, deadline_seconds: float, *, in_flight: bool, max_concurrency: int) -> CheckResult:
@@ -118,39 +248,65 @@ class CheckResult:
 
     @property
     def severity(self) -> int:
-        """0 could not be checked, 1 no PIN, 2 PIN set: the log lists problems first."""
-        return 0 if self.has_code is None else 2 if self.has_code else 1
+        """0 could not be checked, 1 a problem (no PIN, not connected), 2 all well: the log
+        lists problems first."""
+        pin = 0 if self.has_code is None else 2 if self.has_code else 1
+        if self.status is None:
+            return pin
+        state = self.status.state
+        return min(pin, 0 if state is None else 2 if state == "connected" else 1)
 
     def describe(self) -> str:
         """The result in a few words, for the task log."""
         if self.has_code is not None:
-            return "PIN set" if self.has_code else "NO PIN"
-        return f"ERROR {self.error_class}: {self.message}"
+            text = "PIN set" if self.has_code else "NO PIN"
+        else:
+            text = f"ERROR {self.error_class}: {self.message}"
+        return text if self.status is None else f"{text}; {self.status.describe()}"
 
-    def to_xcom(self) -> dict[str, Any]:
-        """``{"has_code": bool}`` or ``{"error_class": str, "message": str}``."""
+    def to_xcom(self, *, with_status: bool = False) -> dict[str, Any]:
+        """``{"has_code": bool}`` or ``{"error_class": str, "message": str}``; ``with_status``
+        adds ``"status"``: :meth:`StatusResult.to_xcom`, or None when it was not read."""
         if self.has_code is not None:
-            return {"has_code": self.has_code}
-        return {"error_class": self.error_class, "message": self.message}
+            xcom: dict[str, Any] = {"has_code": self.has_code}
+        else:
+            xcom = {"error_class": self.error_class, "message": self.message}
+        if with_status:
+            xcom["status"] = None if self.status is None else self.status.to_xcom()
+        return xcom
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class AuditReport:
     """The audit's outcome: one :class:`CheckResult` per connection id, in the order given, and
     the counts. ``errors`` counts every entry without a PIN answer, ``timed_out`` the part of
-    them the audit's deadline came before. :meth:`to_xcom` is the JSON the task returns."""
+    them the audit's deadline came before. With ``status_checked`` (the operator's
+    ``check_status``) it also counts each of :data:`CONNECTION_STATES` and ``status_errors``, the
+    numbers whose status could not be read; those five add up to ``total``. :meth:`to_xcom` is
+    the JSON the task returns."""
 
-    results: Mapping[str, CheckResult] = field(repr=False)
+    results: Mapping[str, CheckResult]
+    status_checked: bool = False
     total: int = field(init=False)
     with_pin: int = field(init=False)
     without_pin: int = field(init=False)
     errors: int = field(init=False)
     timed_out: int = field(init=False)
+    connected: int = field(init=False)
+    disconnected: int = field(init=False)
+    session_lost: int = field(init=False)
+    phone_offline: int = field(init=False)
+    status_errors: int = field(init=False)
 
     def __post_init__(self) -> None:
         results = MappingProxyType(dict(self.results))  # read-only, and no longer the caller's
+        if not self.status_checked and any(r.status is not None for r in results.values()):
+            raise ValueError("an AuditReport with statuses in its results needs status_checked=True")
         with_pin = sum(1 for r in results.values() if r.has_code is True)
         without_pin = sum(1 for r in results.values() if r.has_code is False)
+        states = [r.status.state for r in results.values() if r.status is not None]
+        per_state = {state: states.count(state) for state in CONNECTION_STATES}
+        status_errors = len(results) - sum(per_state.values()) if self.status_checked else 0
         for name, value in (
             ("results", results),
             ("total", len(results)),
@@ -158,16 +314,32 @@ class AuditReport:
             ("without_pin", without_pin),
             ("errors", len(results) - with_pin - without_pin),
             ("timed_out", sum(1 for r in results.values() if r.timed_out)),
+            *per_state.items(),
+            ("status_errors", status_errors),
         ):
             object.__setattr__(self, name, value)
 
+    def __repr__(self) -> str:
+        names: tuple[str, ...] = ("total", "with_pin", "without_pin", "errors", "timed_out")
+        if self.status_checked:
+            names += STATUS_COUNTS
+        return f"AuditReport({', '.join(f'{name}={getattr(self, name)}' for name in names)})"
+
     @classmethod
-    def from_run(cls, run: FleetRun[PinStatus], *, deadline_seconds: float) -> AuditReport:
-        """The report of a fan-out of PIN checks that had ``deadline_seconds`` to finish."""
+    def from_run(
+        cls,
+        run: FleetRun[PinStatus | PinAndStatus],
+        *,
+        deadline_seconds: float,
+        status_checked: bool = False,
+    ) -> AuditReport:
+        """The report of a fan-out that had ``deadline_seconds`` to finish: of PIN checks
+        (``PinStatus`` values), or with ``status_checked`` of PIN-and-status checks
+        (:class:`PinAndStatus` values)."""
         results: dict[str, CheckResult] = {}
         for conn_id in run.conn_ids:
             if conn_id in run.values:
-                results[conn_id] = CheckResult.pin(run.values[conn_id].has_code)
+                results[conn_id] = _checked(conn_id, run.values[conn_id])
             elif conn_id in run.errors:
                 results[conn_id] = CheckResult.failure(conn_id, run.errors[conn_id])
             else:
@@ -176,7 +348,7 @@ class AuditReport:
                     in_flight=conn_id in run.cancelled,
                     max_concurrency=run.max_concurrency,
                 )
-        return cls(results)
+        return cls(results, status_checked=status_checked)
 
     @property
     def missing_pin(self) -> list[str]:
@@ -188,20 +360,56 @@ class AuditReport:
         """The connection ids that could not be checked (timed-out ones included)."""
         return [conn_id for conn_id, r in self.results.items() if r.has_code is None]
 
+    @property
+    def not_connected(self) -> list[str]:
+        """The connection ids whose status was read and is not ``connected``."""
+        return [
+            conn_id
+            for conn_id, r in self.results.items()
+            if r.status is not None and r.status.state not in (None, "connected")
+        ]
+
+    @property
+    def status_failed(self) -> list[str]:
+        """The connection ids whose status call failed."""
+        return [
+            conn_id for conn_id, r in self.results.items() if r.status is not None and r.status.state is None
+        ]
+
     def to_xcom(self) -> dict[str, Any]:
-        """The JSON-safe report: counts, then ``results`` (see :class:`PlugzPinAuditOperator`)."""
-        return {
+        """The JSON-safe report: counts, then ``results`` (see :class:`PlugzPinAuditOperator`);
+        the status counts and each entry's ``status`` only with ``status_checked``."""
+        xcom: dict[str, Any] = {
             "total": self.total,
             "with_pin": self.with_pin,
             "without_pin": self.without_pin,
             "errors": self.errors,
             "timed_out": self.timed_out,
-            "results": {conn_id: r.to_xcom() for conn_id, r in self.results.items()},
         }
+        if self.status_checked:
+            xcom.update((name, getattr(self, name)) for name in STATUS_COUNTS)
+        xcom["results"] = {
+            conn_id: r.to_xcom(with_status=self.status_checked) for conn_id, r in self.results.items()
+        }
+        return xcom
+
+
+def _checked(conn_id: str, value: PinStatus | PinAndStatus) -> CheckResult:
+    """The entry of a number whose check returned."""
+    if not isinstance(value, PinAndStatus):
+        return CheckResult.pin(value.has_code)
+    if isinstance(value.status, Exception):
+        status = StatusResult.failure(conn_id, value.status)
+    else:
+        status = StatusResult.of(value.status)
+    if isinstance(value.pin, Exception):
+        return CheckResult.failure(conn_id, value.pin, status=status)
+    return CheckResult.pin(value.pin.has_code, status=status)
 
 
 class PlugzPinAuditOperator(BaseOperator):
-    """Check whether every listed Plugz connection's WhatsApp account has a PIN, concurrently.
+    """Check whether every listed Plugz connection's WhatsApp account has a PIN, concurrently,
+    and with ``check_status=True`` whether each number is connected.
 
     One failing instance never hides the others: each connection gets its own entry in
     the report, either ``{"has_code": bool}`` or ``{"error_class": "PlugzNotFoundError",
@@ -218,6 +426,22 @@ class PlugzPinAuditOperator(BaseOperator):
             },
         }
 
+    **Connection status.** With ``check_status=True`` each worker asks, for each number, for its
+    PIN and then for its status (``GET .../status``), one request after the other on the same
+    hook and HTTP connection, so ``max_concurrency`` still bounds requests and connections.
+    Every entry gains ``"status"``: ``{"state": "connected", "connected": true, "session": true,
+    "smartphone_connected": true, "reason": null}`` (``state`` is one of ``connected``,
+    ``disconnected``, ``session_lost``, ``phone_offline``, see :func:`connection_state`;
+    ``reason`` is the server's text about it), or ``{"error_class": ..., "message": ...}`` when
+    the status call failed - the PIN answer is then kept: a number with no PIN is reported as
+    such whatever its status call did - or None when it was not read: the PIN check failed
+    (an unknown instance, a bad credential, a server error: the status call would fail alike;
+    only a web instance, whose PIN endpoints do not exist, still gets its status read) or the
+    deadline came first (the whole number is timed out, as without ``check_status``). The
+    report gains the counts ``connected``, ``disconnected``, ``session_lost``,
+    ``phone_offline`` and ``status_errors`` (status not read), which add up to ``total``. With
+    ``check_status=False`` the report is exactly as above.
+
     Only connections of type ``plugz`` are used: any other id (an ``http`` or ``postgres``
     connection, say, named in a run's configuration) gets a ``PlugzConfigurationError`` entry
     and no request is made with its credentials.
@@ -233,19 +457,25 @@ class PlugzPinAuditOperator(BaseOperator):
     The report is built as an :class:`AuditReport` (one :class:`CheckResult` per connection)
     and returned as its :meth:`~AuditReport.to_xcom` JSON (XCom ``return_value``), also pushed
     under the XCom key ``report``, which is written before the task fails because of
-    ``fail_if_missing_pin`` or ``fail_on_error``. A summary table goes to the task log. The
-    checks themselves run in :func:`airflow_provider_plugz.hooks.fleet.check_fleet`.
+    ``fail_if_missing_pin``, ``fail_if_disconnected`` or ``fail_on_error``. A summary table goes
+    to the task log. The checks themselves run in
+    :func:`airflow_provider_plugz.hooks.fleet.check_fleet`.
 
     :param plugz_conn_ids: the Plugz connection ids (templated). After templating: a list of
         ids, or a string holding a JSON/Python list or ids separated by commas or whitespace
         (what ``"{{ var.value.my_list }}"`` or a non-native Jinja render of a list gives).
         Duplicates are dropped, first occurrence kept; an empty list is an error.
-    :param max_concurrency: the most PIN checks (and HTTP connections) at a time.
+    :param max_concurrency: the most numbers checked (and HTTP connections) at a time; each
+        check makes one request at a time.
     :param audit_timeout: how long the whole audit may take, in seconds or as a ``timedelta``
         (default 30 minutes); the ``execution_timeout`` clamps it as above.
+    :param check_status: also read each number's connection state, after its PIN (two
+        requests per number).
     :param fail_if_missing_pin: fail the task when any account has no PIN.
+    :param fail_if_disconnected: fail the task when any number's status was read and it is not
+        ``connected`` (disconnected, session lost or phone offline); needs ``check_status``.
     :param fail_on_error: fail the task when any connection could not be checked (timed-out
-        numbers included).
+        numbers included) or, with ``check_status``, its status call failed.
     """
 
     template_fields: Sequence[str] = ("plugz_conn_ids",)
@@ -267,7 +497,9 @@ class PlugzPinAuditOperator(BaseOperator):
         plugz_conn_ids: str | Sequence[str],
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         audit_timeout: float | timedelta = DEFAULT_AUDIT_TIMEOUT,
+        check_status: bool = False,
         fail_if_missing_pin: bool = False,
+        fail_if_disconnected: bool = False,
         fail_on_error: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -281,7 +513,22 @@ class PlugzPinAuditOperator(BaseOperator):
         self.max_concurrency = max_concurrency
         #: seconds (validated here, when the DAG file is parsed).
         self.audit_timeout = timeout_seconds(audit_timeout)
+        for name, value in (
+            ("check_status", check_status),
+            ("fail_if_missing_pin", fail_if_missing_pin),
+            ("fail_if_disconnected", fail_if_disconnected),
+            ("fail_on_error", fail_on_error),
+        ):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
+        if fail_if_disconnected and not check_status:
+            raise ValueError(
+                "fail_if_disconnected=True needs check_status=True: the audit reads the numbers' "
+                "connection status only then; set both"
+            )
+        self.check_status = check_status
         self.fail_if_missing_pin = fail_if_missing_pin
+        self.fail_if_disconnected = fail_if_disconnected
         self.fail_on_error = fail_on_error
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -293,22 +540,25 @@ class PlugzPinAuditOperator(BaseOperator):
         conn_ids = conn_id_list(self.plugz_conn_ids)
         seconds, why = audit_deadline(self.audit_timeout, self.execution_timeout)
         self.log.info(
-            "Plugz PIN audit of %d connection(s), max_concurrency=%d, deadline %s: %s.",
+            "Plugz PIN audit of %d connection(s)%s, max_concurrency=%d, deadline %s: %s.",
             len(conn_ids),
+            " and their connection status" if self.check_status else "",
             self.max_concurrency,
             _seconds(seconds),
             why,
         )
-        run = fleet.run_in_new_loop(
+        check: Callable[[PlugzHook], Awaitable[PinStatus | PinAndStatus]]
+        check = _pin_and_status if self.check_status else _pin_status
+        run: FleetRun[PinStatus | PinAndStatus] = fleet.run_in_new_loop(
             fleet.check_fleet(
                 conn_ids,
-                _pin_status,
+                check,
                 deadline=started + seconds,
                 max_concurrency=self.max_concurrency,
                 connections_per_client=self.connections_per_client,
             )
         )
-        self._log_unexpected(run.errors)
+        self._log_unexpected(run)
         if run.deadline_reached:
             self.log.warning(
                 "Plugz PIN audit deadline of %s reached: %d number(s) not checked (%d cancelled in "
@@ -319,7 +569,7 @@ class PlugzPinAuditOperator(BaseOperator):
                 len(run.never_started),
                 TIMED_OUT_ERROR_CLASS,
             )
-        report = AuditReport.from_run(run, deadline_seconds=seconds)
+        report = AuditReport.from_run(run, deadline_seconds=seconds, status_checked=self.check_status)
         self._log_summary(report, time.monotonic() - started)
         xcom = report.to_xcom()
         context["ti"].xcom_push(key=REPORT_XCOM_KEY, value=xcom)
@@ -328,23 +578,36 @@ class PlugzPinAuditOperator(BaseOperator):
             raise PlugzAuditError(problems)
         return xcom
 
-    def _log_unexpected(self, errors: Mapping[str, Exception]) -> None:
-        """One ERROR line per check that failed with something other than a Plugz error (a bug)."""
-        for conn_id, err in errors.items():
+    def _log_unexpected(self, run: FleetRun[PinStatus | PinAndStatus]) -> None:
+        """One ERROR line per call that failed with something other than a Plugz error (a bug)."""
+        failures: list[tuple[str, Exception, str]] = []
+        for conn_id in run.conn_ids:
+            if conn_id in run.errors:
+                failures.append((conn_id, run.errors[conn_id], ""))
+            value = run.values.get(conn_id)
+            if isinstance(value, PinAndStatus):
+                if isinstance(value.pin, Exception):
+                    failures.append((conn_id, value.pin, ""))
+                if isinstance(value.status, Exception):
+                    failures.append((conn_id, value.status, " (status check)"))
+        for conn_id, err, which in failures:
             if not _is_reportable(err):
                 self.log.error(
-                    "Plugz PIN audit: unexpected %s for connection %r%s",
+                    "Plugz PIN audit: unexpected %s for connection %r%s%s",
                     type(err).__name__,
                     conn_id,
+                    which,
                     _raised_at(err),
                 )
 
     # ---------------------------------------------------------------- reporting
 
     def _log_summary(self, report: AuditReport, seconds: float) -> None:
-        self.log.info(
+        summary = (
             "Plugz PIN audit of %d connection(s) in %.2f s (max_concurrency=%d): "
-            "%d with PIN, %d WITHOUT PIN, %d could not be checked (%d of them not within the deadline).",
+            "%d with PIN, %d WITHOUT PIN, %d could not be checked (%d of them not within the deadline)."
+        )
+        args: list[Any] = [
             report.total,
             seconds,
             self.max_concurrency,
@@ -352,16 +615,24 @@ class PlugzPinAuditOperator(BaseOperator):
             report.without_pin,
             report.errors,
             report.timed_out,
-        )
+        ]
+        if report.status_checked:
+            summary += (
+                " Connection status: %d connected, %d DISCONNECTED, %d SESSION LOST, %d PHONE OFFLINE, "
+                "%d could not be read."
+            )
+            args += [getattr(report, name) for name in STATUS_COUNTS]
+        self.log.info(summary, *args)
         rows = sorted(report.results.items(), key=lambda item: item[1].severity)
         shown = rows[: self.max_log_rows]
         width = max((len(conn_id) for conn_id, _ in shown), default=0)
         lines = [f"  {conn_id:<{width}}  {result.describe()}" for conn_id, result in shown]
         if len(rows) > len(shown):
             hidden = rows[len(shown) :]
-            hidden_ok = sum(1 for _, result in hidden if result.has_code is True)
+            hidden_ok = sum(1 for _, result in hidden if result.severity == 2)
+            ok = "with PIN and connected" if report.status_checked else "with PIN"
             lines.append(
-                f"  ... and {len(hidden)} more ({hidden_ok} with PIN, {len(hidden) - hidden_ok} "
+                f"  ... and {len(hidden)} more ({hidden_ok} {ok}, {len(hidden) - hidden_ok} "
                 f"problem(s)); the full report is in XCom {REPORT_XCOM_KEY!r}."
             )
         if lines:
@@ -374,8 +645,12 @@ class PlugzPinAuditOperator(BaseOperator):
             missing = report.missing_pin
             if missing:
                 parts.append(f"{len(missing)} WhatsApp number(s) have NO PIN: {self._ids(missing)}")
+        if self.fail_if_disconnected:
+            down = [f"{c} ({_state_of(report.results[c])})" for c in report.not_connected]
+            if down:
+                parts.append(f"{len(down)} WhatsApp number(s) are not connected: {self._ids(down)}")
         if self.fail_on_error:
-            failed = [f"{c} ({report.results[c].error_class})" for c in report.failed]
+            failed = [_failure_label(c, r) for c, r in report.results.items() if _failed(r)]
             if failed:
                 parts.append(f"{len(failed)} connection(s) could not be checked: {self._ids(failed)}")
         if not parts:
@@ -483,6 +758,53 @@ def _seconds(value: float) -> str:
 async def _pin_status(hook: PlugzHook) -> PinStatus:
     """The audit's check of one connection, for :func:`~airflow_provider_plugz.hooks.fleet.check_fleet`."""
     return await hook.aget_pin_status()
+
+
+async def _pin_and_status(hook: PlugzHook) -> PinAndStatus:
+    """The ``check_status`` check: the PIN, then the status, one after the other on the same
+    hook (and so the worker's HTTP connection). See :class:`PinAndStatus` for which PIN
+    failures still get the status read."""
+    pin: PinStatus | Exception
+    try:
+        pin = await hook.aget_pin_status()
+    except PlugzInstanceNotSupportedError as err:  # a web instance: no PIN endpoint, a status
+        pin = err
+    status: InstanceStatus | Exception
+    try:
+        status = await hook.aget_instance_status()
+    except Exception as err:  # the PIN answer is kept; the entry reports the status failure
+        status = err
+    return PinAndStatus(pin, status)
+
+
+def _state_of(result: CheckResult) -> str | None:
+    return None if result.status is None else result.status.state
+
+
+def _failed(result: CheckResult) -> bool:
+    """Whether ``fail_on_error`` counts this entry: its PIN or its status call failed."""
+    return result.has_code is None or (result.status is not None and result.status.state is None)
+
+
+def _failure_label(conn_id: str, result: CheckResult) -> str:
+    """``plugz_x (PlugzNotFoundError)``, ``plugz_y (status: PlugzServerError)``, or both."""
+    classes = [] if result.error_class is None else [result.error_class]
+    if result.status is not None and result.status.error_class is not None:
+        classes.append(f"status: {result.status.error_class}")
+    return f"{conn_id} ({'; '.join(classes)})"
+
+
+def _error_entry(conn_id: str, err: BaseException, doing: str) -> tuple[str, str]:
+    """An exception as a report entry's ``(error_class, message)``, with no secret in the message."""
+    name = type(err).__name__
+    if _is_reportable(err):
+        return name, str(err)
+    # Anything else is a bug somewhere; its text may quote a URL (and so the instance
+    # token): keep only the class and where it was raised.
+    return name, (
+        f"unexpected {name}{_raised_at(err)} while {doing} connection {conn_id!r}; "
+        "this is not a Plugz error: please report it to airflow-provider-plugz."
+    )
 
 
 def _is_reportable(err: BaseException) -> bool:

@@ -9,9 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from airflow_provider_plugz.testing.sandbox import Fault, PlugzSandbox, RecordedRequest, SandboxInstance
+    from airflow_provider_plugz.testing.sandbox import (
+        Fault,
+        PlugzSandbox,
+        RecordedRequest,
+        SandboxInstance,
+        SentText,
+    )
 
-__all__ = ["Fault", "PlugzSandbox", "RecordedRequest", "SandboxInstance"]
+__all__ = ["Fault", "PlugzSandbox", "RecordedRequest", "SandboxInstance", "SentText"]
 
 
 def __getattr__(name: str) -> object:

@@ -1,6 +1,7 @@
-"""The fan-out (``airflow_provider_plugz.hooks.fleet``): bounded workers over shared httpx clients,
-the deadline (cancelled in flight vs never started), errors kept per number, cancellation, the
-transport preloaded before any check, and the loop runner that does not wait for stray threads.
+"""The fan-out (``airflow_provider_plugz.hooks.fleet``): bounded workers over shared httpx clients
+(also for checks that make two calls), the deadline (cancelled in flight vs never started),
+errors kept per number, cancellation, the transport preloaded before any check, and the loop
+runner that does not wait for stray threads.
 
 Against the sandbox where HTTP matters (connections, concurrency); with fake checks, which never
 touch the hook they are given, where only the scheduling matters."""
@@ -107,6 +108,34 @@ def test_checks_every_number_within_the_bound_over_kept_alive_connections(
     # Each worker keeps its HTTP connection from one number to the next.
     assert sandbox.connections_accepted <= max_concurrency
     assert len(clients) == expected_clients
+    assert all(client.is_closed for client in clients)
+
+
+@pytest.mark.parametrize("max_concurrency", [pytest.param(1, id="1"), pytest.param(4, id="4")])
+def test_a_check_asking_twice_does_so_one_request_at_a_time_on_its_workers_connection(
+    sandbox: PlugzSandbox, numbers: list[str], clients: list[httpx.AsyncClient], max_concurrency: int
+) -> None:
+    """Two calls awaited one after the other (as the audit's ``check_status`` makes): twice the
+    requests, the same bound on requests in flight and on connections."""
+    sandbox.latency = 0.02  # so that checks overlap in the sandbox
+
+    async def pin_then_status(hook: PlugzHook) -> tuple[bool, bool]:
+        pin = await hook.aget_pin_status()
+        status = await hook.aget_instance_status()
+        return pin.has_code, status.connected
+
+    result = run(numbers, pin_then_status, max_concurrency=max_concurrency)
+
+    assert result.values == dict.fromkeys(numbers, (True, True))
+    assert sandbox.request_count == 2 * NUMBERS
+    assert sandbox.max_in_flight == max_concurrency
+    assert sandbox.connections_accepted <= max_concurrency
+    for n in range(NUMBERS):
+        asked = [
+            r.path.rsplit("/", 1)[-1] for r in sandbox.requests if r.instance_id.startswith(f"NUMBER{n:03d}")
+        ]
+        assert asked == ["two-fa-code", "status"]
+    assert len(clients) == max_concurrency
     assert all(client.is_closed for client in clients)
 
 

@@ -1,6 +1,7 @@
 """The fleet audit operator: ``PlugzPinAuditOperator`` against one sandbox holding a few dozen
 instances (its report, typed and as XCom, its deadline, its refusal of non-Plugz connections,
-its arguments), and the ``plugz_fleet_audit`` example DAG end to end with ``dag.test()``.
+its arguments; with ``check_status``, each number's connection state beside its PIN), and the
+``plugz_fleet_audit`` example DAG end to end with ``dag.test()``.
 
 How the checks fan out (workers, shared clients, cancellation) is tested in
 tests/hooks/test_fleet.py."""
@@ -19,16 +20,27 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_plugz import exceptions
-from airflow_provider_plugz.exceptions import PlugzAuditError, PlugzNotFoundError, PlugzTimeoutError
+from airflow_provider_plugz.exceptions import (
+    PlugzAuditError,
+    PlugzInstanceNotSupportedError,
+    PlugzNotFoundError,
+    PlugzServerError,
+    PlugzTimeoutError,
+)
 from airflow_provider_plugz.hooks.fleet import FleetRun
-from airflow_provider_plugz.hooks.plugz import PinStatus, PlugzHook
+from airflow_provider_plugz.hooks.plugz import InstanceStatus, PinStatus, PlugzHook
 from airflow_provider_plugz.operators.audit import (
+    CONNECTION_STATES,
     REPORT_XCOM_KEY,
+    STATUS_COUNTS,
     AuditReport,
     CheckResult,
+    PinAndStatus,
     PlugzPinAuditOperator,
+    StatusResult,
     audit_deadline,
     conn_id_list,
+    connection_state,
 )
 from airflow_provider_plugz.testing import Fault
 from airflow_provider_plugz.testing.dag_run import run_dag
@@ -45,6 +57,41 @@ BROKEN = {
     7: ("503", "PlugzServerError"),
     11: ("wrong-client-token", "PlugzAuthenticationError"),
     15: ("expired", "PlugzSubscriptionError"),
+}
+# conn index -> the sandbox state of that instance in the broken fleet (every other one is
+# "connected"); none of them is in BROKEN, so each gets a PIN answer and a status.
+SANDBOX_STATES = {6: "disconnected", 10: "session-lost", 14: "phone-offline", 18: "disconnected"}
+ANY_REASON = object()
+# What GET .../status says in each sandbox state (the sandbox's contract), as the report shows it.
+STATUS_OF: dict[str, dict[str, Any]] = {
+    "connected": {
+        "state": "connected",
+        "connected": True,
+        "session": True,
+        "smartphone_connected": True,
+        "reason": None,
+    },
+    "disconnected": {
+        "state": "disconnected",
+        "connected": False,
+        "session": False,
+        "smartphone_connected": False,
+        "reason": "You are not connected.",
+    },
+    "session-lost": {
+        "state": "session_lost",
+        "connected": False,
+        "session": False,
+        "smartphone_connected": True,
+        "reason": "You need to restore the session.",
+    },
+    "phone-offline": {
+        "state": "phone_offline",
+        "connected": True,
+        "session": True,
+        "smartphone_connected": False,
+        "reason": ANY_REASON,  # the sandbox's contract leaves this text open
+    },
 }
 UNDEFINED_CONN_ID = "plugz_not_defined_anywhere"
 # Instances that answer only after a minute in the deadline tests (neither is in BROKEN).
@@ -65,16 +112,29 @@ def has_pin(n: int) -> bool:
 
 @dataclass
 class Fleet:
-    """A sandbox with one instance (and one ``AIRFLOW_CONN_PLUGZ_<n>``) per number."""
+    """A sandbox with one instance (and one ``AIRFLOW_CONN_PLUGZ_<n>``) per number.
+
+    ``expected`` is each entry's PIN outcome; ``states`` the connection state ``check_status``
+    must report (None: a broken number, whose status is not read)."""
 
     sandbox: PlugzSandbox
     conn_ids: list[str]
     expected: dict[str, dict[str, Any]] = field(default_factory=dict)
+    states: dict[str, str | None] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
 
     @property
     def problems(self) -> list[str]:
         return [c for c, e in self.expected.items() if e.get("has_code") is not True]
+
+    def requests_of(self, n: int) -> list[str]:
+        """The endpoints number ``n``'s instance was asked, in order ("pin", "status")."""
+        names = {"security/two-fa-code": "pin", "status": "status"}
+        return [
+            names.get(r.path.rsplit(f"{instance_token(n)}/", 1)[-1], r.path)
+            for r in self.sandbox.requests
+            if r.instance_id == instance_id(n)
+        ]
 
 
 def build_fleet(sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch, *, broken: bool) -> Fleet:
@@ -82,7 +142,10 @@ def build_fleet(sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch, *, broke
     for n in range(FLEET_SIZE):
         conn_id = f"plugz_{n}"
         how, error_class = BROKEN.get(n, (None, None)) if broken else (None, None)
-        sandbox.add_instance(instance_id(n), instance_token(n), has_code=has_pin(n), expired=how == "expired")
+        state = SANDBOX_STATES.get(n, "connected") if broken else "connected"
+        sandbox.add_instance(
+            instance_id(n), instance_token(n), has_code=has_pin(n), expired=how == "expired", state=state
+        )
         conn = json.loads(sandbox.connection_json(instance_id(n)))
         if how == "unknown-instance":
             sandbox.remove_instance(instance_id(n))
@@ -93,6 +156,7 @@ def build_fleet(sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch, *, broke
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
         fleet.conn_ids.append(conn_id)
         fleet.expected[conn_id] = {"error_class": error_class} if error_class else {"has_code": has_pin(n)}
+        fleet.states[conn_id] = None if error_class else str(STATUS_OF[state]["state"])
         fleet.secrets.append(instance_token(n))
     return fleet
 
@@ -118,8 +182,27 @@ def run_audit(conn_ids: Any, **kwargs: Any) -> tuple[dict[str, Any], FakeTaskIns
 
 
 def outcome(result: dict[str, Any]) -> dict[str, Any]:
-    """A report entry without its message, to compare with ``Fleet.expected``."""
-    return {k: v for k, v in result.items() if k != "message"}
+    """A report entry without its message (and status), to compare with ``Fleet.expected``."""
+    return {k: v for k, v in result.items() if k not in ("message", "status")}
+
+
+def same_status(got: dict[str, Any] | None, sandbox_state: str) -> bool:
+    """Whether an entry's ``status`` is what the sandbox answers in ``sandbox_state``."""
+    want = STATUS_OF[sandbox_state]
+    if got is None or got.keys() != want.keys():
+        return False
+    if want["reason"] is ANY_REASON:
+        return (
+            isinstance(got["reason"], str)
+            and bool(got["reason"])
+            and all(got[k] == v for k, v in want.items() if k != "reason")
+        )
+    return got == want
+
+
+def state(result: dict[str, Any]) -> str | None:
+    """The connection state an entry reports; None when its status was not read or failed."""
+    return None if result["status"] is None else result["status"].get("state")
 
 
 # --- the typed report ---------------------------------------------------------------------------
@@ -248,6 +331,268 @@ def test_the_report_is_a_value() -> None:
     assert repr(report) == "AuditReport(total=1, with_pin=1, without_pin=0, errors=0, timed_out=0)"
 
 
+# --- the typed report with connection status -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("connected", "session", "smartphone_connected", "expected"),
+    [
+        pytest.param(True, True, True, "connected", id="all-up"),
+        pytest.param(True, None, True, "connected", id="no-session-field-zapi"),
+        pytest.param(True, True, False, "phone_offline", id="phone-offline"),
+        pytest.param(False, False, True, "session_lost", id="phone-up-not-connected"),
+        pytest.param(True, False, True, "session_lost", id="connected-without-session"),
+        pytest.param(True, False, False, "session_lost", id="no-session-and-phone-down"),
+        pytest.param(False, False, False, "disconnected", id="all-down"),
+        pytest.param(False, None, False, "disconnected", id="all-down-no-session-field"),
+    ],
+)
+def test_connection_state(
+    connected: bool, session: bool | None, smartphone_connected: bool, expected: str
+) -> None:
+    assert connection_state(connected, session, smartphone_connected) == expected
+    assert expected in CONNECTION_STATES
+
+
+@pytest.mark.parametrize(
+    ("result", "xcom", "describe"),
+    [
+        pytest.param(
+            StatusResult.of(InstanceStatus(connected=True, session=True, smartphone_connected=True)),
+            {
+                "state": "connected",
+                "connected": True,
+                "session": True,
+                "smartphone_connected": True,
+                "reason": None,
+            },
+            "connected",
+            id="connected",
+        ),
+        pytest.param(
+            StatusResult.of(InstanceStatus(False, False, True, "You need to restore the session.")),
+            {
+                "state": "session_lost",
+                "connected": False,
+                "session": False,
+                "smartphone_connected": True,
+                "reason": "You need to restore the session.",
+            },
+            "SESSION LOST (You need to restore the session.)",
+            id="session-lost",
+        ),
+        pytest.param(
+            StatusResult.of(InstanceStatus(True, None, False)),
+            {
+                "state": "phone_offline",
+                "connected": True,
+                "session": None,
+                "smartphone_connected": False,
+                "reason": None,
+            },
+            "PHONE OFFLINE",
+            id="phone-offline-without-reason",
+        ),
+        pytest.param(
+            StatusResult.failure("plugz_x", PlugzServerError("Plugz says: HTTP 503")),
+            {"error_class": "PlugzServerError", "message": "Plugz says: HTTP 503"},
+            "status ERROR PlugzServerError: Plugz says: HTTP 503",
+            id="failed",
+        ),
+    ],
+)
+def test_status_result_to_xcom_and_describe(
+    result: StatusResult, xcom: dict[str, Any], describe: str
+) -> None:
+    assert result.to_xcom() == xcom
+    assert list(result.to_xcom()) == list(xcom)
+    assert result.describe() == describe
+    assert result.state == xcom.get("state")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({}, id="neither-answer-nor-error"),
+        pytest.param({"connected": True, "smartphone_connected": 1}, id="flag-not-bool"),
+        pytest.param(
+            {"connected": True, "smartphone_connected": True, "session": "yes"}, id="session-not-bool"
+        ),
+        pytest.param(
+            {"connected": True, "smartphone_connected": True, "message": "x"}, id="answer-with-message"
+        ),
+        pytest.param({"error_class": "PlugzServerError"}, id="error-without-message"),
+        pytest.param({"error_class": "", "message": "x"}, id="empty-error-class"),
+        pytest.param({"error_class": "PlugzServerError", "message": "x", "connected": True}, id="both"),
+        pytest.param(
+            {"error_class": "PlugzServerError", "message": "x", "reason": "y"}, id="error-with-reason"
+        ),
+    ],
+)
+def test_status_result_refuses_inconsistent_fields(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="StatusResult"):
+        StatusResult(**fields)
+
+
+def _status_fails_with_the_url() -> None:
+    raise RuntimeError(f"GET https://api.plugzapi.com.br/instances/x/token/{instance_token(1)}/status")
+
+
+def test_an_unexpected_status_error_keeps_only_its_class_and_where_it_was_raised() -> None:
+    try:
+        _status_fails_with_the_url()
+    except RuntimeError as err:
+        result = StatusResult.failure("plugz_1", err)
+    assert result.error_class == "RuntimeError"
+    assert result.message is not None
+    assert result.message.startswith(
+        "unexpected RuntimeError in test_audit._status_fails_with_the_url while reading the status of "
+        "connection 'plugz_1'; this is not a Plugz error"
+    )
+    assert instance_token(1) not in result.message
+
+
+CONNECTED = StatusResult.of(InstanceStatus(True, True, True))
+SESSION_LOST = StatusResult.of(InstanceStatus(False, False, True, "You need to restore the session."))
+STATUS_FAILED = StatusResult.failure("x", PlugzServerError("HTTP 503"))
+
+
+@pytest.mark.parametrize(
+    ("result", "xcom", "severity"),
+    [
+        pytest.param(
+            CheckResult.pin(True, status=CONNECTED),
+            {"has_code": True, "status": CONNECTED.to_xcom()},
+            2,
+            id="pin-and-connected",
+        ),
+        pytest.param(
+            CheckResult.pin(True, status=SESSION_LOST),
+            {"has_code": True, "status": SESSION_LOST.to_xcom()},
+            1,
+            id="pin-but-session-lost",
+        ),
+        pytest.param(
+            CheckResult.pin(False, status=STATUS_FAILED),
+            {"has_code": False, "status": {"error_class": "PlugzServerError", "message": "HTTP 503"}},
+            0,
+            id="no-pin-kept-when-the-status-failed",
+        ),
+        pytest.param(
+            CheckResult.failure("x", PlugzInstanceNotSupportedError("mobile only"), status=CONNECTED),
+            {
+                "error_class": "PlugzInstanceNotSupportedError",
+                "message": "mobile only",
+                "status": CONNECTED.to_xcom(),
+            },
+            0,
+            id="web-instance-with-status",
+        ),
+        pytest.param(
+            CheckResult.failure("x", PlugzNotFoundError("unknown instance")),
+            {"error_class": "PlugzNotFoundError", "message": "unknown instance", "status": None},
+            0,
+            id="status-not-read",
+        ),
+    ],
+)
+def test_check_result_with_status_to_xcom(result: CheckResult, xcom: dict[str, Any], severity: int) -> None:
+    assert result.to_xcom(with_status=True) == xcom
+    assert list(result.to_xcom(with_status=True)) == list(xcom)
+    assert result.to_xcom() == {k: v for k, v in xcom.items() if k != "status"}  # as without check_status
+    assert result.severity == severity
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param(
+            {"error_class": "PlugzTimeoutError", "message": "x", "timed_out": True, "status": CONNECTED},
+            id="timed-out-with-status",
+        ),
+        pytest.param({"has_code": True, "status": {"state": "connected"}}, id="status-not-a-status-result"),
+    ],
+)
+def test_check_result_refuses_an_inconsistent_status(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="CheckResult"):
+        CheckResult(**fields)
+
+
+def test_report_with_status_from_a_fleet_run_counts_each_state() -> None:
+    phone_offline = InstanceStatus(True, True, False, "The phone is offline.")
+    run: FleetRun[PinAndStatus] = FleetRun(
+        conn_ids=("a", "b", "c", "d", "e", "f", "g", "h"),
+        max_concurrency=2,
+        values={
+            "a": PinAndStatus(PinStatus(has_code=True), InstanceStatus(True, True, True)),
+            "b": PinAndStatus(
+                PinStatus(has_code=False), InstanceStatus(False, False, False, "You are not connected.")
+            ),
+            "c": PinAndStatus(
+                PinStatus(has_code=True), InstanceStatus(False, False, True, "Restore the session.")
+            ),
+            "d": PinAndStatus(PinStatus(has_code=True), phone_offline),
+            "e": PinAndStatus(PinStatus(has_code=False), PlugzServerError("HTTP 503")),
+            "f": PinAndStatus(
+                PlugzInstanceNotSupportedError("mobile only"), InstanceStatus(True, True, True)
+            ),
+        },
+        errors={"g": PlugzNotFoundError("unknown instance")},
+        cancelled=("h",),
+    )
+    report = AuditReport.from_run(run, deadline_seconds=60, status_checked=True)
+
+    xcom = report.to_xcom()
+    assert list(xcom) == [
+        "total", "with_pin", "without_pin", "errors", "timed_out", *STATUS_COUNTS, "results"
+    ]  # fmt: skip
+    assert {k: v for k, v in xcom.items() if k != "results"} == {
+        "total": 8,
+        "with_pin": 3,
+        "without_pin": 2,
+        "errors": 3,
+        "timed_out": 1,
+        "connected": 2,
+        "disconnected": 1,
+        "session_lost": 1,
+        "phone_offline": 1,
+        "status_errors": 3,  # e failed; g and h were not read
+    }
+    assert sum(xcom[name] for name in STATUS_COUNTS) == xcom["total"]
+    assert {c: state(r) for c, r in xcom["results"].items()} == {
+        "a": "connected",
+        "b": "disconnected",
+        "c": "session_lost",
+        "d": "phone_offline",
+        "e": None,
+        "f": "connected",
+        "g": None,
+        "h": None,
+    }
+    assert xcom["results"]["e"] == {
+        "has_code": False,
+        "status": {"error_class": "PlugzServerError", "message": "HTTP 503"},
+    }
+    assert xcom["results"]["g"]["status"] is None
+    assert xcom["results"]["h"]["status"] is None
+    assert xcom["results"]["h"]["error_class"] == "PlugzTimeoutError"
+    assert (report.not_connected, report.status_failed) == (["b", "c", "d"], ["e"])
+    assert (report.missing_pin, report.failed) == (["b", "e"], ["f", "g", "h"])
+    assert json.loads(json.dumps(xcom)) == xcom
+    assert repr(report) == (
+        "AuditReport(total=8, with_pin=3, without_pin=2, errors=3, timed_out=1, connected=2, "
+        "disconnected=1, session_lost=1, phone_offline=1, status_errors=3)"
+    )
+
+
+def test_a_report_without_status_checked_holds_no_status() -> None:
+    with pytest.raises(ValueError, match="status_checked=True"):
+        AuditReport({"a": CheckResult.pin(True, status=CONNECTED)})
+    report = AuditReport({"a": CheckResult.pin(True)})
+    assert (report.connected, report.status_errors) == (0, 0)
+    assert "status" not in report.to_xcom()["results"]["a"]
+
+
 # --- the report, end to end ----------------------------------------------------------------------
 
 
@@ -295,14 +640,28 @@ class RecordingLog:
     info = warning = error = debug = _record
 
 
+@pytest.mark.parametrize(
+    "status_options",
+    [
+        pytest.param({}, id="pin-only"),
+        pytest.param({"check_status": True, "fail_if_disconnected": True}, id="with-status"),
+    ],
+)
 def test_report_log_and_failure_hold_no_secret(
-    fleet: Fleet, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    fleet: Fleet,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    status_options: dict[str, bool],
 ) -> None:
     recorded = RecordingLog()
     monkeypatch.setattr(PlugzPinAuditOperator, "log", property(lambda self: recorded))
     ti = FakeTaskInstance()
     operator = PlugzPinAuditOperator(
-        task_id="audit", plugz_conn_ids=fleet.conn_ids, fail_if_missing_pin=True, fail_on_error=True
+        task_id="audit",
+        plugz_conn_ids=fleet.conn_ids,
+        fail_if_missing_pin=True,
+        fail_on_error=True,
+        **status_options,
     )
     with pytest.raises(PlugzAuditError) as caught:
         operator.execute({"ti": ti})  # type: ignore[arg-type]
@@ -370,6 +729,297 @@ def test_max_concurrency_bounds_checks_and_connections(fleet: Fleet, max_concurr
     assert fleet.sandbox.request_count >= FLEET_SIZE
 
 
+# --- connection status (check_status), end to end --------------------------------------------------
+
+
+def test_check_status_reports_each_numbers_state_beside_its_pin(fleet: Fleet) -> None:
+    report, ti = run_audit([*fleet.conn_ids, UNDEFINED_CONN_ID], check_status=True)
+
+    assert list(report) == [
+        "total", "with_pin", "without_pin", "errors", "timed_out", *STATUS_COUNTS, "results"
+    ]  # fmt: skip
+    results = report["results"]
+    assert list(results) == [*fleet.conn_ids, UNDEFINED_CONN_ID]
+    # The PIN side is what it is without check_status.
+    assert {c: outcome(r) for c, r in results.items()} == {
+        **fleet.expected,
+        UNDEFINED_CONN_ID: {"error_class": "AirflowNotFoundException"},
+    }
+    assert (report["total"], report["with_pin"], report["without_pin"], report["errors"]) == (31, 18, 8, 5)
+    assert {c: state(r) for c, r in results.items()} == {**fleet.states, UNDEFINED_CONN_ID: None}
+    for n, sandbox_state in SANDBOX_STATES.items():
+        assert same_status(results[f"plugz_{n}"]["status"], sandbox_state)
+    assert same_status(results["plugz_0"]["status"], "connected")
+    for n in BROKEN:  # the PIN check failed as the status call would: not asked
+        assert results[f"plugz_{n}"]["status"] is None
+    assert {name: report[name] for name in STATUS_COUNTS} == {
+        "connected": 22,
+        "disconnected": 2,
+        "session_lost": 1,
+        "phone_offline": 1,
+        "status_errors": 5,  # the four broken numbers and the undefined connection
+    }
+    assert ti.pushed == {REPORT_XCOM_KEY: report}
+    assert json.loads(json.dumps(report)) == report
+
+
+def test_check_status_asks_pin_then_status_of_each_number(fleet: Fleet) -> None:
+    run_audit(fleet.conn_ids, check_status=True)
+    for n in range(FLEET_SIZE):
+        if n in BROKEN:
+            assert "status" not in fleet.requests_of(n)
+        else:
+            assert fleet.requests_of(n) == ["pin", "status"], n
+
+
+def test_without_check_status_the_report_and_the_requests_are_as_before(fleet: Fleet) -> None:
+    report, _ = run_audit(fleet.conn_ids)
+
+    assert list(report) == ["total", "with_pin", "without_pin", "errors", "timed_out", "results"]
+    assert all("status" not in r for r in report["results"].values())
+    assert {c: outcome(r) for c, r in report["results"].items()} == fleet.expected
+    assert not any(r.path.endswith("/status") for r in fleet.sandbox.requests)
+    assert fleet.requests_of(0) == ["pin"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_class", "says"),
+    [
+        pytest.param(Fault.status(503), "PlugzServerError", "HTTP 503", id="503-after-retries"),
+        pytest.param(
+            Fault.malformed(body=b'{"connected": tr'), "PlugzMalformedResponseError", "JSON", id="malformed"
+        ),
+    ],
+)
+def test_a_failing_status_call_is_an_error_of_that_number_and_keeps_its_pin_answer(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch, fault: Fault, error_class: str, says: str
+) -> None:
+    """The fault is queued as plugz_1 (no PIN) asks for its status, so it hits that call only."""
+    real = PlugzHook.aget_instance_status
+
+    async def aget_instance_status(self: PlugzHook, **kwargs: Any) -> InstanceStatus:
+        if self.plugz_conn_id == "plugz_1":
+            fleet.sandbox.inject(fault, times=20, instance_id=instance_id(1))  # outlasts retries
+        return await real(self, **kwargs)
+
+    monkeypatch.setattr(PlugzHook, "aget_instance_status", aget_instance_status)
+    ti = FakeTaskInstance()
+    operator = PlugzPinAuditOperator(
+        task_id="audit",
+        plugz_conn_ids=["plugz_0", "plugz_1", "plugz_2"],
+        check_status=True,
+        fail_if_missing_pin=True,
+        fail_on_error=True,
+    )
+    with pytest.raises(PlugzAuditError) as caught:
+        operator.execute({"ti": ti})  # type: ignore[arg-type]
+
+    report = ti.pushed[REPORT_XCOM_KEY]
+    entry = report["results"]["plugz_1"]
+    assert entry["has_code"] is False  # kept: a missing PIN is never hidden by a status failure
+    assert set(entry["status"]) == {"error_class", "message"}
+    assert entry["status"]["error_class"] == error_class
+    assert says in entry["status"]["message"]
+    assert "instance status check" in entry["status"]["message"]
+    assert "plugz_1" in entry["status"]["message"]
+    assert (report["without_pin"], report["errors"], report["status_errors"], report["connected"]) == (
+        1,
+        0,
+        1,
+        2,
+    )
+    message = str(caught.value)
+    assert "1 WhatsApp number(s) have NO PIN: plugz_1" in message
+    assert f"1 connection(s) could not be checked: plugz_1 (status: {error_class})" in message
+
+
+def test_a_web_instance_has_no_pin_answer_but_its_status_is_read(fleet: Fleet) -> None:
+    fleet.sandbox.add_instance(instance_id(4), instance_token(4), kind="web", state="session-lost")
+    report, _ = run_audit(["plugz_4", "plugz_5"], check_status=True)
+
+    entry = report["results"]["plugz_4"]
+    assert entry["error_class"] == PlugzInstanceNotSupportedError.__name__
+    assert same_status(entry["status"], "session-lost")
+    assert fleet.requests_of(4) == ["pin", "status"]
+    assert (report["errors"], report["session_lost"], report["connected"], report["status_errors"]) == (
+        1,
+        1,
+        1,
+        0,
+    )
+
+
+def test_an_unexpected_status_error_is_logged_and_reported_without_its_text(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = RecordingLog()
+    monkeypatch.setattr(PlugzPinAuditOperator, "log", property(lambda self: recorded))
+    real = PlugzHook.aget_instance_status
+
+    async def aget_instance_status(self: PlugzHook, **kwargs: Any) -> InstanceStatus:
+        if self.plugz_conn_id == "plugz_1":
+            _status_fails_with_the_url()
+        return await real(self, **kwargs)
+
+    monkeypatch.setattr(PlugzHook, "aget_instance_status", aget_instance_status)
+    report, _ = run_audit(["plugz_0", "plugz_1"], check_status=True)
+
+    entry = report["results"]["plugz_1"]
+    assert entry["has_code"] is False
+    assert entry["status"]["error_class"] == "RuntimeError"
+    assert "this is not a Plugz error" in entry["status"]["message"]
+    assert state(report["results"]["plugz_0"]) == "connected"
+    [line] = [line for line in recorded.lines if line.startswith("Plugz PIN audit: unexpected")]
+    assert line == (
+        "Plugz PIN audit: unexpected RuntimeError for connection 'plugz_1' (status check) in "
+        "test_audit._status_fails_with_the_url"
+    )
+    assert instance_token(1) not in json.dumps(report)
+
+
+def test_the_log_summary_counts_the_states_and_lists_problems_first(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = RecordingLog()
+    monkeypatch.setattr(PlugzPinAuditOperator, "log", property(lambda self: recorded))
+    run_audit(fleet.conn_ids, check_status=True)
+
+    assert any(
+        line.startswith("Plugz PIN audit of 30 connection(s) and their connection status, max_concurrency=32")
+        for line in recorded.lines
+    )
+    [summary] = [line for line in recorded.lines if " could not be read." in line]
+    assert summary.endswith(
+        ": 18 with PIN, 8 WITHOUT PIN, 4 could not be checked (0 of them not within the deadline). "
+        "Connection status: 22 connected, 2 DISCONNECTED, 1 SESSION LOST, 1 PHONE OFFLINE, "
+        "4 could not be read."
+    )
+    [table] = [line for line in recorded.lines if line.startswith("Plugz PIN audit results")]
+    rows = {row.split()[0]: " ".join(row.split()[1:]) for row in table.splitlines()[1:]}
+    assert rows["plugz_10"] == "PIN set; SESSION LOST (You need to restore the session.)"
+    assert rows["plugz_6"] == "PIN set; DISCONNECTED (You are not connected.)"
+    assert rows["plugz_0"] == "PIN set; connected"
+    assert rows["plugz_1"] == "NO PIN; connected"
+    order = list(rows)
+    # Could not be checked, then problems (no PIN, not connected), then the numbers all well.
+    assert order.index("plugz_3") < order.index("plugz_1") < order.index("plugz_0")
+    assert order.index("plugz_14") < order.index("plugz_0")
+
+
+@pytest.mark.parametrize(
+    ("check_status", "last_line"),
+    [
+        # Shown: the 4 broken numbers, then 6 of the 8 without a PIN; hidden: 2 more of those and
+        # the 18 with a PIN.
+        pytest.param(False, "... and 20 more (18 with PIN, 2 problem(s))", id="pin-only"),
+        # Shown: the 4 broken, then 6 of the 12 problems (8 without a PIN, 4 not connected);
+        # hidden: 6 more problems and the 14 numbers all well.
+        pytest.param(True, "... and 20 more (14 with PIN and connected, 6 problem(s))", id="with-status"),
+    ],
+)
+def test_the_log_table_is_bounded_and_counts_what_it_leaves_out(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch, check_status: bool, last_line: str
+) -> None:
+    recorded = RecordingLog()
+    monkeypatch.setattr(PlugzPinAuditOperator, "log", property(lambda self: recorded))
+    monkeypatch.setattr(PlugzPinAuditOperator, "max_log_rows", 10)
+    run_audit(fleet.conn_ids, check_status=check_status)
+
+    [table] = [line for line in recorded.lines if line.startswith("Plugz PIN audit results")]
+    rows = table.splitlines()[1:]
+    assert len(rows) == 11
+    assert rows[-1].strip() == f"{last_line}; the full report is in XCom 'report'."
+
+
+@pytest.mark.parametrize(
+    ("options", "named", "not_named"),
+    [
+        pytest.param(
+            {"fail_if_disconnected": True},
+            [
+                "4 WhatsApp number(s) are not connected: plugz_6 (disconnected), plugz_10 (session_lost), "
+                "plugz_14 (phone_offline), plugz_18 (disconnected)"
+            ],
+            ["plugz_1 ", "plugz_3", "NO PIN", "could not be checked"],
+            id="disconnected",
+        ),
+        pytest.param(
+            {"fail_if_disconnected": True, "fail_on_error": True, "fail_if_missing_pin": True},
+            ["are not connected: plugz_6", "plugz_3 (PlugzNotFoundError)", "have NO PIN: plugz_1, plugz_5"],
+            [],
+            id="all-three",
+        ),
+    ],
+)
+def test_fail_if_disconnected_raises_after_pushing_the_report(
+    fleet: Fleet, options: dict[str, bool], named: list[str], not_named: list[str]
+) -> None:
+    ti = FakeTaskInstance()
+    operator = PlugzPinAuditOperator(
+        task_id="audit", plugz_conn_ids=fleet.conn_ids, check_status=True, **options
+    )
+    with pytest.raises(PlugzAuditError) as caught:
+        operator.execute({"ti": ti})  # type: ignore[arg-type]
+    message = str(caught.value)
+    for text in named:
+        assert text in message
+    for text in not_named:
+        assert text not in message
+    pushed = ti.pushed[REPORT_XCOM_KEY]
+    assert (pushed["total"], pushed["connected"], pushed["disconnected"]) == (FLEET_SIZE, 22, 2)
+
+
+@pytest.mark.parametrize(
+    "sandbox_state",
+    [
+        pytest.param(None, id="all-connected-never-fails"),
+        pytest.param("disconnected", id="disconnected"),
+        pytest.param("session-lost", id="session-lost"),
+        pytest.param("phone-offline", id="phone-offline"),
+    ],
+)
+def test_fail_if_disconnected_on_a_healthy_fleet_fails_when_one_number_drops(
+    healthy_fleet: Fleet, sandbox_state: str | None
+) -> None:
+    if sandbox_state is not None:
+        healthy_fleet.sandbox.set_state(instance_id(5), sandbox_state)
+    ti = FakeTaskInstance()
+    operator = PlugzPinAuditOperator(
+        task_id="audit",
+        plugz_conn_ids=healthy_fleet.conn_ids,
+        check_status=True,
+        fail_if_disconnected=True,
+        fail_if_missing_pin=True,
+        fail_on_error=True,
+    )
+    if sandbox_state is None:
+        report = operator.execute({"ti": ti})  # type: ignore[arg-type]
+        assert (report["connected"], report["status_errors"]) == (FLEET_SIZE, 0)
+        return
+    reported = STATUS_OF[sandbox_state]["state"]
+    with pytest.raises(
+        PlugzAuditError, match=rf"1 WhatsApp number\(s\) are not connected: plugz_5 \({reported}\)\."
+    ):
+        operator.execute({"ti": ti})  # type: ignore[arg-type]
+    assert ti.pushed[REPORT_XCOM_KEY][reported] == 1
+
+
+@pytest.mark.parametrize("max_concurrency", [pytest.param(1, id="1"), pytest.param(4, id="4")])
+def test_check_status_keeps_the_concurrency_bound_and_one_request_at_a_time_per_worker(
+    healthy_fleet: Fleet, max_concurrency: int
+) -> None:
+    """Two requests per number, but never more than ``max_concurrency`` in flight or connected:
+    each worker asks PIN then status, one after the other, on its own kept-alive connection."""
+    healthy_fleet.sandbox.latency = 0.02  # so that checks overlap in the sandbox
+    report, _ = run_audit(healthy_fleet.conn_ids, max_concurrency=max_concurrency, check_status=True)
+
+    assert (report["total"], report["connected"]) == (FLEET_SIZE, FLEET_SIZE)
+    assert healthy_fleet.sandbox.request_count == 2 * FLEET_SIZE
+    assert healthy_fleet.sandbox.max_in_flight == max_concurrency
+    assert healthy_fleet.sandbox.connections_accepted <= max_concurrency
+    assert all(healthy_fleet.requests_of(n) == ["pin", "status"] for n in range(FLEET_SIZE))
+
+
 # --- the deadline --------------------------------------------------------------------------------
 
 
@@ -412,6 +1062,37 @@ def test_deadline_reports_unfinished_numbers_as_timed_out(
     finished = {c: outcome(r) for c, r in results.items() if c not in timed_out}
     assert finished == {c: e for c, e in fleet.expected.items() if c not in timed_out}
     assert ti.pushed == {REPORT_XCOM_KEY: report}
+
+
+def test_a_status_call_past_the_deadline_times_the_whole_number_out(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As without check_status: a number whose check has not finished (here its status call
+    hangs, after its PIN was answered) is timed out as a whole; the others keep both answers."""
+    real = PlugzHook.aget_instance_status
+
+    async def aget_instance_status(self: PlugzHook, **kwargs: Any) -> InstanceStatus:
+        if self.plugz_conn_id == "plugz_0":
+            fleet.sandbox.inject(Fault.slow(60), instance_id=instance_id(0))
+        return await real(self, **kwargs)
+
+    monkeypatch.setattr(PlugzHook, "aget_instance_status", aget_instance_status)
+    started = time.monotonic()
+    report, _ = run_audit(["plugz_0", "plugz_1", "plugz_6"], check_status=True, audit_timeout=1)
+
+    assert time.monotonic() - started < 10
+    assert fleet.requests_of(0) == ["pin", "status"]
+    entry = report["results"]["plugz_0"]
+    assert (entry["error_class"], entry["status"]) == ("PlugzTimeoutError", None)
+    assert entry["message"].startswith(
+        "not checked within the audit's 1 s deadline; its check was still running"
+    )
+    assert (report["timed_out"], report["errors"], report["status_errors"]) == (1, 1, 1)
+    assert outcome(report["results"]["plugz_1"]) == {"has_code": False}
+    assert (state(report["results"]["plugz_1"]), state(report["results"]["plugz_6"])) == (
+        "connected",
+        "disconnected",
+    )
 
 
 @pytest.mark.parametrize(
@@ -653,10 +1334,19 @@ def test_conn_id_list_refuses(value: Any, says: str) -> None:
         pytest.param({"plugz_conn_ids": ["a"], "audit_timeout": True}, id="bool-timeout"),
         pytest.param({"plugz_conn_ids": ["a"], "audit_timeout": "30"}, id="text-timeout"),
         pytest.param({"plugz_conn_ids": ["a"], "audit_timeout": None}, id="none-timeout"),
+        pytest.param(
+            {"plugz_conn_ids": ["a"], "fail_if_disconnected": True}, id="disconnected-without-status"
+        ),
+        pytest.param({"plugz_conn_ids": ["a"], "check_status": "yes"}, id="text-check-status"),
+        pytest.param({"plugz_conn_ids": ["a"], "fail_on_error": "false"}, id="text-fail-option"),
     ],
 )
 def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match=r"plugz_conn_ids|max_concurrency|audit_timeout must"):
+    with pytest.raises(
+        ValueError,
+        match=r"plugz_conn_ids|max_concurrency|audit_timeout must|fail_if_disconnected=True needs "
+        r"check_status=True|(check_status|fail_on_error) must be True or False",
+    ):
         PlugzPinAuditOperator(task_id="audit", **kwargs)
 
 
@@ -739,10 +1429,15 @@ def test_fleet_audit_alerts_on_the_numbers_that_need_attention(
         **fleet.expected,
         UNDEFINED_CONN_ID: {"error_class": "AirflowNotFoundException"},
     }
+    # audit_pins runs with check_status=True: each number's state beside its PIN.
+    assert {c: state(r) for c, r in audit["results"].items()} == {**fleet.states, UNDEFINED_CONN_ID: None}
+    assert [audit[name] for name in STATUS_COUNTS] == [22, 2, 1, 1, 5]
     alert = report.xcom_value("alert")
-    assert alert.startswith(f"13 of {FLEET_SIZE + 1} WhatsApp number(s) need attention")
+    not_connected = {c for c, s in fleet.states.items() if s not in (None, "connected")}
+    attention = {*fleet.problems, UNDEFINED_CONN_ID, *not_connected}
+    assert alert.startswith(f"{len(attention)} of {FLEET_SIZE + 1} WhatsApp number(s) need attention")
     named = {line.split(":")[0].removeprefix("- ") for line in alert.splitlines()[1:]}
-    assert named == {*fleet.problems, UNDEFINED_CONN_ID}
+    assert named == attention  # one line per number, whatever needs attention
     assert_no_secrets(json.dumps(report.xcom), secrets=tuple(fleet.secrets))
 
 

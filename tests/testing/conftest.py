@@ -76,6 +76,20 @@ def read_response(stream: BinaryIO, *, head_only: bool = False) -> tuple[int, di
     return status, headers, stream.read(int(headers.get("content-length", "0")))
 
 
+def send_texts(sb: PlugzSandbox, count: int, instance: str = "inst-1", token: str = "tok-1") -> list[int]:
+    """POST ``count`` send-text requests pipelined on one connection (fast); their statuses."""
+    body = b'{"phone": "5511999999999", "message": "alert"}'
+    extra = f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    request = raw_request(f"/instances/{instance}/token/{token}/send-text", method="POST", extra=extra) + body
+    statuses: list[int] = []
+    with socket.create_connection((sb.host, sb.port), timeout=10) as sock, sock.makefile("rb") as stream:
+        while len(statuses) < count:
+            batch = min(100, count - len(statuses))  # our reads keep pace: neither side's buffer fills
+            sock.sendall(request * batch)
+            statuses += [read_response(stream)[0] for _ in range(batch)]
+    return statuses
+
+
 def exchange_until_close(sb: PlugzSandbox, data: bytes, timeout: float = 5) -> bytes:
     """Send ``data`` and read until the server closes the connection."""
     with socket.create_connection((sb.host, sb.port), timeout=timeout) as sock:

@@ -13,6 +13,8 @@ from tests.testing.conftest import AUTH, JSON_CT, NOT_FOUND, pin_url
 if TYPE_CHECKING:
     import requests
 
+    from airflow_provider_plugz.testing.sandbox import InstanceState
+
 
 @pytest.mark.parametrize(
     ("instance", "token", "has_code"),
@@ -40,9 +42,80 @@ def test_pin_flip_is_visible_to_a_polling_client(sb: PlugzSandbox, http: request
     assert http.get(pin_url(sb), headers=AUTH).json()["hasCode"] is False
 
 
-def test_status_endpoint(sb: PlugzSandbox, http: requests.Session) -> None:
-    response = http.get(pin_url(sb, endpoint="status"), headers=AUTH)
-    assert (response.status_code, response.json()) == (200, {"connected": True, "smartphoneConnected": True})
+NOT_CONNECTED = "You are not connected."
+OFF = {"connected": False, "session": False}
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        pytest.param("connected", {"connected": True, "session": True, "smartphoneConnected": True},
+                     id="connected"),
+        pytest.param("disconnected",
+                     {**OFF, "smartphoneConnected": False, "error": NOT_CONNECTED},
+                     id="disconnected"),
+        pytest.param("session-lost",
+                     {**OFF, "smartphoneConnected": True, "error": "You need to restore the session."},
+                     id="session-lost"),
+        pytest.param("phone-offline",
+                     {"connected": True, "session": True, "smartphoneConnected": False,
+                      "error": NOT_CONNECTED},
+                     id="phone-offline"),
+    ],
+)  # fmt: skip
+def test_status_answers_the_instance_state(
+    sb: PlugzSandbox, http: requests.Session, state: InstanceState, expected: dict[str, object]
+) -> None:
+    """The same state set at creation or changed later; the PIN endpoints answer in every state."""
+    sb.add_instance("born", "tok-born", state=state)
+    sb.set_state("inst-1", state)
+    for instance, token in (("born", "tok-born"), ("inst-1", "tok-1")):
+        response = http.get(pin_url(sb, instance, token, "status"), headers=AUTH)
+        assert (response.status_code, response.json()) == (200, expected)
+        assert http.get(pin_url(sb, instance, token), headers=AUTH).json()["hasCode"] is False
+    assert sb.instance("inst-1").state == state
+
+
+def test_status_follows_state_changes(sb: PlugzSandbox, http: requests.Session) -> None:
+    url = pin_url(sb, endpoint="status")
+    assert http.get(url, headers=AUTH).json()["connected"] is True
+    sb.set_state("inst-1", "disconnected")
+    assert http.get(url, headers=AUTH).json()["connected"] is False
+    sb.set_state("inst-1", "connected")
+    assert "error" not in http.get(url, headers=AUTH).json()
+
+
+DEVICE = {
+    "wa_version": "2.24.1.6",
+    "mcc": "724",
+    "mnc": "05",
+    "os_version": "14",
+    "device_manufacturer": "Sandbox",
+    "device_model": "Plugz Sandbox Phone",
+    "osbuildnumber": "UP1A.231005.007",
+    "platform": "android",
+}
+
+
+@pytest.mark.parametrize(
+    ("instance_id", "phone", "expected"),
+    [
+        pytest.param("inst-9", None, "5511000505657", id="made-up-from-the-id"),
+        pytest.param("a-much-longer-instance-id", None, "5511567091550", id="last-nine-digits"),
+        pytest.param("inst-9", "5521987654321", "5521987654321", id="given"),
+    ],
+)
+def test_device_answers_the_instance_phone(
+    sb: PlugzSandbox, http: requests.Session, instance_id: str, phone: str | None, expected: str
+) -> None:
+    instance = sb.add_instance(instance_id, "tok", phone=phone)
+    assert instance.phone == expected
+    response = http.get(pin_url(sb, instance_id, "tok", "device"), headers=AUTH)
+    assert (response.status_code, response.json()) == (
+        200,
+        {"phone": expected, "imgUrl": None, "device": DEVICE},
+    )
+    assert expected not in repr(instance)
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,12 @@ def _read_lines(proc: subprocess.Popen[str], count: int, timeout: float = 15) ->
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_command_line_serves_until_signalled(http: requests.Session, stop_signal: signal.Signals) -> None:
     argv = [sys.executable, "-m", "airflow_provider_plugz.testing.sandbox", "--port", "0"]
-    argv += ["--instance", "pin-1:tok-a:pin", "--instance", "web.2:tok-b:web"]
+    argv += [
+        "--instance",
+        "pin-1:tok-a:pin",
+        "--instance",
+        "web.2:tok-b:web:phone-offline:phone=5521987654321",
+    ]
     argv += ["--fault", '{"kind": "status", "status": 503, "instance_id": "web.2"}']
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
@@ -70,6 +75,15 @@ def test_command_line_serves_until_signalled(http: requests.Session, stop_signal
             web_url = f"{base_url}/instances/web.2/token/tok-b/security/two-fa-code"
             assert http.get(web_url, headers=AUTH).status_code == 503  # the --fault
             assert http.get(web_url, headers=AUTH).status_code == 400
+            web = f"{base_url}/instances/web.2/token/tok-b"
+            status = http.get(f"{web}/status", headers=AUTH).json()
+            assert (status["connected"], status["smartphoneConnected"]) == (True, False)
+            assert http.get(f"{web}/device", headers=AUTH).json()["phone"] == "5521987654321"
+            assert http.get(f"{base_url}/instances/pin-1/token/tok-a/status", headers=AUTH).json() == {
+                "connected": True,
+                "session": True,
+                "smartphoneConnected": True,
+            }
         finally:
             proc.send_signal(stop_signal)
         assert proc.wait(timeout=15) == 0
@@ -83,6 +97,15 @@ def test_command_line_serves_until_signalled(http: requests.Session, stop_signal
         pytest.param(["--host", "0.0.0.0"], "refusing to listen on 0.0.0.0", id="non-loopback"),
         pytest.param(["--instance", "only-id"], "ID:TOKEN", id="bad-instance"),
         pytest.param(["--instance", "a:b:gold"], "unknown instance flag", id="bad-flag"),
+        pytest.param(["--instance", "a:b:offline"], "unknown instance flag(s) ['offline']", id="bad-state"),
+        pytest.param(["--instance", "a:b:disconnected:session-lost"], "at most one state", id="two-states"),
+        pytest.param(
+            ["--instance", "a:b:phone=1:phone=2"], "at most one state and one phone=", id="two-phones"
+        ),
+        pytest.param(
+            ["--instance", "a:b:phone=+5511988887777"], "phone must be 8 to 15 digits", id="bad-phone"
+        ),
+        pytest.param(["--instance", "a:b:phone="], "phone must be 8 to 15 digits", id="empty-phone"),
         pytest.param(["--latency", "-1"], "--latency", id="negative-latency"),
         pytest.param(["--fault", "drop"], "expected a JSON object", id="fault-not-json"),
         pytest.param(
@@ -126,5 +149,6 @@ def test_command_line_options(capsys: pytest.CaptureFixture[str]) -> None:
     usage = capsys.readouterr().out
     for option in ("--host", "--port", "--client-token", "--instance", "--latency", "--fault"):
         assert option in usage
+    assert "ID:TOKEN[:pin][:web][:expired][:STATE][:phone=DIGITS]" in usage
     assert "--idle-timeout SECONDS" in usage
     assert "--max-connections N" in usage

@@ -12,24 +12,81 @@ from airflow_provider_plugz.testing import Fault, PlugzSandbox
 from tests.testing.conftest import AUTH, WRITE, pin_url, read_response
 
 
+def _listed(instance_id: str, phone: str, **changes: object) -> dict[str, object]:
+    base = {"instance_id": instance_id, "has_code": False, "kind": "mobile", "expired": False}
+    return {**base, "state": "connected", "phone": phone, **changes}
+
+
 def test_control_lists_instances_without_tokens(sb: PlugzSandbox, http: requests.Session) -> None:
+    """Phones are masked to their last 4 digits, as anything listing personal data should."""
+    sb.set_state("web", "phone-offline")
     response = http.get(f"{sb.base_url}/_sandbox/instances")
     assert response.status_code == 200
     assert response.json() == [
-        {"instance_id": "inst-1", "has_code": False, "kind": "mobile", "expired": False},
-        {"instance_id": "inst-2", "has_code": True, "kind": "mobile", "expired": False},
-        {"instance_id": "old", "has_code": False, "kind": "mobile", "expired": True},
-        {"instance_id": "web", "has_code": False, "kind": "web", "expired": False},
+        _listed("inst-1", "•••5659"),
+        _listed("inst-2", "•••5650", has_code=True),
+        _listed("old", "•••0180", expired=True),
+        _listed("web", "•••0918", kind="web", state="phone-offline"),
     ]
     assert b"tok-" not in response.content
+    assert sb.instance("inst-1").phone.encode() not in response.content
 
 
-def test_control_adds_an_instance(sb: PlugzSandbox, http: requests.Session) -> None:
-    body = {"instance_id": "new", "token": "tok-new", "has_code": True}
-    response = http.post(f"{sb.base_url}/_sandbox/instances", json=body)
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param({"has_code": True}, _listed("new", "•••0019", has_code=True), id="pin"),
+        pytest.param({"state": "session-lost"}, _listed("new", "•••0019", state="session-lost"), id="state"),
+        pytest.param({"phone": "5521987654321"}, _listed("new", "•••4321"), id="phone"),
+        pytest.param({"phone": None}, _listed("new", "•••0019"), id="phone-null-is-made-up"),
+    ],
+)  # fmt: skip
+def test_control_adds_an_instance(
+    sb: PlugzSandbox, http: requests.Session, body: dict[str, Any], expected: dict[str, object]
+) -> None:
+    response = http.post(
+        f"{sb.base_url}/_sandbox/instances", json={"instance_id": "new", "token": "tok-new", **body}
+    )
     assert response.status_code == 201
-    assert response.json() == {"instance_id": "new", "has_code": True, "kind": "mobile", "expired": False}
-    assert http.get(pin_url(sb, "new", "tok-new"), headers=AUTH).json()["hasCode"] is True
+    assert response.json() == expected
+    assert sb.instance("new").state == expected["state"]
+    assert http.get(pin_url(sb, "new", "tok-new"), headers=AUTH).json()["hasCode"] is expected["has_code"]
+    device = http.get(pin_url(sb, "new", "tok-new", "device"), headers=AUTH).json()
+    assert device["phone"] == (body.get("phone") or "5511000000019")
+
+
+@pytest.mark.parametrize("state", ["disconnected", "session-lost", "phone-offline", "connected"])
+def test_control_sets_a_state(sb: PlugzSandbox, http: requests.Session, state: str) -> None:
+    response = http.put(f"{sb.base_url}/_sandbox/instances/inst-1/state", json={"state": state})
+    assert (response.status_code, response.json()) == (200, _listed("inst-1", "•••5659", state=state))
+    assert sb.instance("inst-1").state == state
+
+
+def test_control_lists_and_clears_messages(sb: PlugzSandbox, http: requests.Session) -> None:
+    """The tester's view: every field in clear (loopback only, and the data is the test's own)."""
+    sb.set_state("inst-2", "disconnected")
+    sent = [
+        http.post(pin_url(sb, i, t, "send-text"), headers={**AUTH, **WRITE}, json={"phone": p, "message": m})
+        for i, t, p, m in (
+            ("inst-1", "tok-1", "5511988887777", "one"),
+            ("inst-2", "tok-2", "5511911112222", "two"),
+        )
+    ]
+    ids = [r.json() for r in sent]
+    response = http.get(f"{sb.base_url}/_sandbox/messages")
+    assert response.status_code == 200
+    assert response.json() == [
+        {"instance_id": "inst-1", "phone": "5511988887777", "message": "one", "zaap_id": ids[0]["zaapId"],
+         "message_id": ids[0]["messageId"], "delivered": True},
+        {"instance_id": "inst-2", "phone": "5511911112222", "message": "two", "zaap_id": ids[1]["zaapId"],
+         "message_id": ids[1]["messageId"], "delivered": False},
+    ]  # fmt: skip
+    http.put(f"{sb.base_url}/_sandbox/instances/inst-2/state", json={"state": "connected"})
+    assert [m["delivered"] for m in http.get(f"{sb.base_url}/_sandbox/messages").json()] == [True, True]
+    response = http.delete(f"{sb.base_url}/_sandbox/messages", headers=WRITE)
+    assert (response.status_code, response.content) == (204, b"")
+    assert http.get(f"{sb.base_url}/_sandbox/messages").json() == []
+    assert sb.messages == []
 
 
 def test_control_sets_a_pin(sb: PlugzSandbox, http: requests.Session) -> None:
@@ -101,6 +158,21 @@ def test_control_clears_faults(sb: PlugzSandbox, http: requests.Session) -> None
         pytest.param("POST", "instances", b'{"instance_id": "x", "token": "t", "kind": 1}', 400, id="kind"),
         pytest.param("POST", "instances", b'{"instance_id": "x", "token": "t", "expired": 0}', 400, id="b"),
         pytest.param("POST", "instances", b"not json", 400, id="instance-not-json"),
+        pytest.param("POST", "instances", b'{"instance_id": "x", "token": "t", "state": "asleep"}', 400,
+                     id="instance-state"),
+        pytest.param("POST", "instances", b'{"instance_id": "x", "token": "t", "state": 1}', 400,
+                     id="instance-state-int"),
+        pytest.param("POST", "instances", b'{"instance_id": "x", "token": "t", "phone": "+5511988887777"}',
+                     400, id="instance-phone-plus"),
+        pytest.param("POST", "instances", b'{"instance_id": "x", "token": "t", "phone": 5511988887777}', 400,
+                     id="instance-phone-int"),
+        pytest.param("PUT", "instances/inst-1/state", b'{"state": "offline"}', 400, id="state-unknown"),
+        pytest.param("PUT", "instances/inst-1/state", b'{"state": null}', 400, id="state-null"),
+        pytest.param("PUT", "instances/inst-1/state", b"{}", 400, id="state-missing"),
+        pytest.param("PUT", "instances/inst-1/state", b'"connected"', 400, id="state-not-object"),
+        pytest.param("PUT", "instances/ghost/state", b'{"state": "connected"}', 404, id="state-ghost"),
+        pytest.param("POST", "messages", b"{}", 405, id="messages-post"),
+        pytest.param("GET", "instances/inst-1/state", None, 405, id="state-get"),
         pytest.param("PUT", "instances/inst-1/pin", b'{"has_code": 1}', 400, id="pin-not-bool"),
         pytest.param("PUT", "instances/ghost/pin", b'{"has_code": true}', 404, id="pin-unknown"),
         pytest.param("POST", "faults", b'{"kind": "explode"}', 400, id="fault-kind"),
@@ -141,6 +213,8 @@ def test_control_errors(
     assert response.status_code == status
     assert "error" in response.json()
     assert sb.pending_faults == []
+    assert [i.instance_id for i in sb.instances] == ["inst-1", "inst-2", "old", "web"]
+    assert sb.instance("inst-1").state == "connected"
     if status == 405:
         assert response.headers["Allow"]
 
@@ -205,6 +279,17 @@ CROSS_SITE = [
                  "PUT /_sandbox/instances/inst-1/pin " + NEEDS_JSON, id="put-text-plain"),
     pytest.param("DELETE", "faults", {}, None, 415, "DELETE /_sandbox/faults " + NEEDS_JSON,
                  id="delete-without-content-type"),
+    pytest.param("PUT", "instances/inst-1/state", {"Content-Type": "text/plain"},
+                 b'{"state": "session-lost"}', 415, "PUT /_sandbox/instances/inst-1/state " + NEEDS_JSON,
+                 id="state-text-plain"),
+    pytest.param("PUT", "instances/inst-1/state", {**WRITE, "Origin": "https://evil.example"},
+                 b'{"state": "disconnected"}', 403, FOREIGN_ORIGIN, id="state-foreign-origin"),
+    pytest.param("DELETE", "messages", {}, None, 415, "DELETE /_sandbox/messages " + NEEDS_JSON,
+                 id="delete-messages-without-content-type"),
+    pytest.param("DELETE", "messages", {**WRITE, "Host": "evil.example"}, None, 403, FOREIGN_HOST,
+                 id="delete-messages-rebinding"),
+    pytest.param("GET", "messages", {"Origin": "https://evil.example"}, None, 403, FOREIGN_ORIGIN,
+                 id="messages-foreign-origin-read"),
     pytest.param("POST", "faults", {"Content-Type": "Application/JSON; charset=utf-8"}, FAULT, 201, None,
                  id="json-with-charset"),
 ]  # fmt: skip
@@ -223,6 +308,9 @@ def test_control_api_refuses_cross_site_requests(
 ) -> None:
     """A page in a browser can reach 127.0.0.1 but cannot forge a loopback Host (DNS rebinding
     shows its own), hide its Origin, or send application/json cross-site without a preflight."""
+    sb.set_state("inst-2", "disconnected")
+    assert http.post(pin_url(sb, "inst-2", "tok-2", "send-text"), headers={**AUTH, **WRITE},
+                     json={"phone": "5511988887777", "message": "queued"}).status_code == 200  # fmt: skip
     sb.inject(Fault.status(503))  # a queued fault, which a write would add to or clear
     response = http.request(method, f"{sb.base_url}/_sandbox/{path}", headers=headers, data=body)
     assert response.status_code == status, response.text
@@ -232,6 +320,10 @@ def test_control_api_refuses_cross_site_requests(
     assert response.json()["error"].startswith(error)
     assert sb.pending_faults == [(Fault.status(503), 1, None)]  # nothing changed
     assert sb.instance("inst-1").has_code is False
+    assert sb.instance("inst-1").state == "connected"
+    assert [m.message for m in sb.messages] == ["queued"]
+    if method == "GET":
+        assert b"queued" not in response.content
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
@@ -13,6 +14,9 @@ import requests
 from airflow_provider_plugz.testing import Fault, PlugzSandbox
 from airflow_provider_plugz.testing.sandbox import Headers
 from tests.testing.conftest import AUTH, CT, PIN_PATH, pin_url, raw_request, read_response
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def test_requests_are_recorded(sb: PlugzSandbox, http: requests.Session) -> None:
@@ -112,12 +116,16 @@ def test_headers_lookup_ignores_case() -> None:
 
 
 def test_reset_forgets_everything(sb: PlugzSandbox, http: requests.Session) -> None:
+    sb.set_state("inst-1", "disconnected")
+    send_body = {"phone": "5511988887777", "message": "x"}
+    assert http.post(pin_url(sb, endpoint="send-text"), headers=AUTH, json=send_body).status_code == 200
     sb.inject(Fault.drop())
     sb.inject(Fault.status(500))
     with pytest.raises(requests.ConnectionError):
         http.get(pin_url(sb), headers=AUTH)
     sb.reset()
     assert (sb.requests, sb.request_count, sb.pending_faults, sb.instances) == ([], 0, [], [])
+    assert sb.messages == []
     assert http.get(pin_url(sb), headers=AUTH).json() == {"error": "Instance not found"}
     with pytest.raises(KeyError):
         sb.instance("inst-1")
@@ -137,6 +145,48 @@ def test_instance_state_helpers(sb: PlugzSandbox) -> None:
         sb.add_instance("", "y")
     with pytest.raises(ValueError):  # noqa: PT011
         sb.latency = -1
+
+
+STATES = ("connected", "disconnected", "session-lost", "phone-offline")
+
+
+def test_set_state_returns_the_new_snapshot(sb: PlugzSandbox) -> None:
+    before = sb.instance("inst-2")
+    after = sb.set_state("inst-2", "session-lost")
+    assert (after.state, after.has_code, after.phone) == ("session-lost", True, before.phone)
+    assert before.state == "connected"  # snapshots do not change
+    assert sb.instance("inst-2") == after
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        pytest.param(lambda sb: sb.set_state("inst-1", "offline"), ValueError,
+                     f"state must be one of {', '.join(STATES)}; got 'offline'",
+                     id="unknown-state"),
+        pytest.param(lambda sb: sb.set_state("inst-1", None), ValueError, "state must be one of", id="none"),
+        pytest.param(lambda sb: sb.set_state("ghost", "connected"), KeyError, "ghost", id="unknown-instance"),
+        pytest.param(lambda sb: sb.add_instance("x", "y", state="Connected"), ValueError,
+                     "state must be one of", id="add-state-case"),
+        pytest.param(lambda sb: sb.add_instance("x", "y", phone="+5511988887777"), ValueError,
+                     "phone must be 8 to 15 digits", id="add-phone-plus"),
+        pytest.param(lambda sb: sb.add_instance("x", "y", phone="55 11 98888"), ValueError,
+                     "phone must be 8 to 15 digits", id="add-phone-spaces"),
+        pytest.param(lambda sb: sb.add_instance("x", "y", phone="1234567"), ValueError,
+                     "phone must be 8 to 15 digits", id="add-phone-short"),
+        pytest.param(lambda sb: sb.add_instance("x", "y", phone="٥٥١١٩٨٨٨٨٧٧٧٧"), ValueError,
+                     "phone must be 8 to 15 digits", id="add-phone-non-ascii-digits"),
+        pytest.param(lambda sb: sb.add_instance("x", "y", phone=""), ValueError,
+                     "phone must be 8 to 15 digits", id="add-phone-empty"),
+    ],
+)  # fmt: skip
+def test_bad_states_and_phones_are_refused(
+    sb: PlugzSandbox, call: Callable[[PlugzSandbox], object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        call(sb)
+    assert sb.instance("inst-1").state == "connected"
+    assert "x" not in {i.instance_id for i in sb.instances}
 
 
 @pytest.mark.parametrize(

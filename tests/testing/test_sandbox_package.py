@@ -30,9 +30,11 @@ PUBLIC = {
     "FaultKind",
     "Headers",
     "InstanceKind",
+    "InstanceState",
     "PlugzSandbox",
     "RecordedRequest",
     "SandboxInstance",
+    "SentText",
     "main",
 }
 
@@ -76,7 +78,7 @@ def test_importing_the_package_starts_nothing() -> None:
         "import airflow_provider_plugz.testing as t\n"
         "assert 'asyncio' not in sys.modules, 'asyncio imported eagerly'\n"
         "assert 'airflow_provider_plugz.testing.sandbox' not in sys.modules\n"
-        "assert t.PlugzSandbox and t.Fault and t.SandboxInstance\n"
+        "assert t.PlugzSandbox and t.Fault and t.SandboxInstance and t.SentText\n"
         "heavy = {m.split('.')[0] for m in sys.modules} & {'airflow', 'requests', 'urllib3', 'httpx'}\n"
         "assert not heavy, heavy\n"
     )
@@ -121,7 +123,8 @@ def test_lazy_exports_reject_unknown_names() -> None:
 
     with pytest.raises(AttributeError):
         _ = testing.Nothing
-    assert {"Fault", "PlugzSandbox", "SandboxInstance"} <= set(dir(testing))
+    assert {"Fault", "PlugzSandbox", "SandboxInstance", "SentText"} <= set(dir(testing))
+    assert testing.SentText is sandbox_package.SentText
 
 
 def test_plugz_sandbox_fixture(plugz_sandbox: PlugzSandbox, http: requests.Session) -> None:

@@ -117,7 +117,8 @@ def test_pipelined_requests_are_answered_in_order(sb: PlugzSandbox) -> None:
     with socket.create_connection((sb.host, sb.port), timeout=5) as sock, sock.makefile("rb") as stream:
         sock.sendall(raw_request(PIN_PATH) + raw_request(status_path) + raw_request(PIN_PATH))
         answers = [read_response(stream)[::2] for _ in range(3)]
-    assert answers == [(200, NO_PIN), (200, b'{"connected":true,"smartphoneConnected":true}'), (200, NO_PIN)]
+    connected = b'{"connected":true,"session":true,"smartphoneConnected":true}'
+    assert answers == [(200, NO_PIN), (200, connected), (200, NO_PIN)]
     assert [r.path for r in sb.requests] == [PIN_PATH, status_path, PIN_PATH]
 
 

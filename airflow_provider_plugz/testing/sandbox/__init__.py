@@ -11,7 +11,8 @@ The public API is what this package exports; its modules are private:
 
 - ``_models``: the fixture credentials and the value types a test reads back
 - ``_faults``: :class:`Fault` and its JSON form
-- ``_state``: instances, queued faults, latency and the bounded request record, under one lock
+- ``_state``: instances, queued faults, latency, the bounded request record and the outbox of
+  sent messages, under one lock
 - ``_http``: requests, answers and route tables shared by the APIs and the wire
 - ``_api``: the Plugz API, a route table keyed by ``(method, path)``
 - ``_control``: the control API under ``/_sandbox/``, refusing cross-site requests
@@ -31,8 +32,10 @@ from airflow_provider_plugz.testing.sandbox._models import (
     DEFAULT_INSTANCE_TOKEN,
     Headers,
     InstanceKind,
+    InstanceState,
     RecordedRequest,
     SandboxInstance,
+    SentText,
 )
 from airflow_provider_plugz.testing.sandbox._server import PlugzSandbox
 
@@ -44,8 +47,10 @@ __all__ = [
     "FaultKind",
     "Headers",
     "InstanceKind",
+    "InstanceState",
     "PlugzSandbox",
     "RecordedRequest",
     "SandboxInstance",
+    "SentText",
     "main",
 ]

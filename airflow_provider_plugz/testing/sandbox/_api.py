@@ -4,6 +4,9 @@ Every API call first passes the checks the real API makes, in its order: a known
 an allowed method (405), the account's Client-Token (400 when missing, 403 echoing a wrong one),
 a known instance with its token (404), a live subscription (400), and for mobile-only routes a
 mobile instance (400). Then the route's handler answers. Adding an endpoint is one route.
+
+An instance's state (connected, disconnected, session-lost, phone-offline) shapes ``/status``;
+``send-text`` works in every state, but only a connected instance delivers: the others queue.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from airflow_provider_plugz.testing.sandbox._http import (
     is_json_media,
     json_bytes,
 )
+from airflow_provider_plugz.testing.sandbox._state import QueueFullError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -40,7 +44,36 @@ _UNSUPPORTED_MEDIA = json_bytes(
 )
 _HAS_CODE = {flag: json_bytes({"success": True, "hasCode": flag}) for flag in (True, False)}
 _SUCCESS = json_bytes({"success": True})
-_STATUS_OK = json_bytes({"connected": True, "smartphoneConnected": True})
+_NOT_CONNECTED = "You are not connected."
+# What GET .../status answers in each state: the error text is state, not a failure.
+_STATUS: dict[str, bytes] = {
+    "connected": json_bytes({"connected": True, "session": True, "smartphoneConnected": True}),
+    "disconnected": json_bytes(
+        {"connected": False, "session": False, "smartphoneConnected": False, "error": _NOT_CONNECTED}
+    ),
+    "session-lost": json_bytes(
+        {
+            "connected": False,
+            "session": False,
+            "smartphoneConnected": True,
+            "error": "You need to restore the session.",
+        }
+    ),
+    "phone-offline": json_bytes(
+        {"connected": True, "session": True, "smartphoneConnected": False, "error": _NOT_CONNECTED}
+    ),
+}
+_QUEUE_FULL = json_bytes({"error": "The message queue is full"})
+_DEVICE = {
+    "wa_version": "2.24.1.6",
+    "mcc": "724",
+    "mnc": "05",
+    "os_version": "14",
+    "device_manufacturer": "Sandbox",
+    "device_model": "Plugz Sandbox Phone",
+    "osbuildnumber": "UP1A.231005.007",
+    "platform": "android",
+}
 
 INSTANCE_PREFIX = "/instances/{instance_id}/token/{token}"
 
@@ -66,6 +99,19 @@ def get_pin_status(call: Call) -> Answer:
     return Answer(200, _HAS_CODE[call.instance.has_code])
 
 
+def _json_object(request: Request) -> dict[str, object] | Answer:
+    """The body of a JSON write as an object, or the 415/400 answer the real API gives instead."""
+    if not is_json_media(request.headers.get("content-type")):
+        return Answer(415, _UNSUPPORTED_MEDIA)
+    try:
+        payload = json.loads(request.body)
+    except ValueError:
+        return error(400, "Invalid JSON body")
+    if not isinstance(payload, dict):
+        return error(400, "The body must be a JSON object")
+    return payload
+
+
 def set_pin(call: Call) -> Answer:
     """``POST .../security/two-fa-code`` with ``{"code": "123456"}``: register a PIN."""
     if not is_json_media(call.request.headers.get("content-type")):
@@ -85,24 +131,55 @@ def set_pin(call: Call) -> Answer:
 
 
 def get_status(call: Call) -> Answer:
-    """``GET .../status``: the number is connected."""
-    return Answer(200, _STATUS_OK)
+    """``GET .../status``: whether the number, its session and its phone are connected."""
+    return Answer(200, _STATUS[call.instance.state])
 
 
 def get_device(call: Call) -> Answer:
-    """``GET .../device``: the phone behind the instance (a made-up number derived from its id)."""
-    digits = "".join(str(ord(ch) % 10) for ch in call.instance.instance_id)[-9:].rjust(9, "0")
-    device = {
-        "wa_version": "2.24.1.6",
-        "mcc": "724",
-        "mnc": "05",
-        "os_version": "14",
-        "device_manufacturer": "Sandbox",
-        "device_model": "Plugz Sandbox Phone",
-        "osbuildnumber": "UP1A.231005.007",
-        "platform": "android",
-    }
-    return Answer(200, json_bytes({"phone": f"5511{digits}", "imgUrl": None, "device": device}))
+    """``GET .../device``: the phone behind the instance and a made-up Android device."""
+    return Answer(200, json_bytes({"phone": call.instance.phone, "imgUrl": None, "device": _DEVICE}))
+
+
+def _send_text_problem(payload: dict[str, object]) -> str | None:
+    """Why a send-text body is refused (the texts say which field to fix), else None."""
+    for key in ("phone", "message"):
+        value = payload.get(key)
+        if not isinstance(value, str) or not value.strip():
+            shown = "missing" if value is None else "empty" if isinstance(value, str) else "not a string"
+            return f"{key} is {shown}: send {key} as a non-empty string"
+    reply_to = payload.get("messageId")
+    if reply_to is not None and (not isinstance(reply_to, str) or not reply_to):
+        return "messageId must be the id (a non-empty string) of the message to reply to"
+    for key in ("delayMessage", "delayTyping"):
+        delay = payload.get(key)
+        if delay is not None and (
+            isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 1 <= delay <= 15
+        ):
+            return f"{key} must be a number of seconds from 1 to 15"
+    return None
+
+
+def send_text(call: Call) -> Answer:
+    """``POST .../send-text`` with ``{"phone", "message", ...}``: queue a WhatsApp message.
+
+    It lands in the outbox, delivered at once if the instance is connected, else queued until it
+    connects (up to 1,000 messages; then the instance refuses more with a 400).
+    """
+    payload = _json_object(call.request)
+    if isinstance(payload, Answer):
+        return payload
+    problem = _send_text_problem(payload)
+    if problem is not None:
+        return error(400, problem)
+    try:
+        sent = call.state.send_text(call.instance.instance_id, str(payload["phone"]), str(payload["message"]))
+    except KeyError:  # removed meanwhile
+        return Answer(404, _INSTANCE_NOT_FOUND)
+    except QueueFullError:
+        return Answer(400, _QUEUE_FULL)
+    return Answer(
+        200, json_bytes({"zaapId": sent.zaap_id, "messageId": sent.message_id, "id": sent.message_id})
+    )
 
 
 ROUTES: dict[tuple[str, str], Endpoint] = {
@@ -110,6 +187,7 @@ ROUTES: dict[tuple[str, str], Endpoint] = {
     ("POST", f"{INSTANCE_PREFIX}/security/two-fa-code"): Endpoint(set_pin, mobile_only=True),
     ("GET", f"{INSTANCE_PREFIX}/status"): Endpoint(get_status),
     ("GET", f"{INSTANCE_PREFIX}/device"): Endpoint(get_device),
+    ("POST", f"{INSTANCE_PREFIX}/send-text"): Endpoint(send_text),
 }
 
 

@@ -7,7 +7,7 @@ import shlex
 import signal
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from airflow_provider_plugz.testing.sandbox._faults import Fault, json_object, queued_fault_from_json
 from airflow_provider_plugz.testing.sandbox._http import loopback_host
@@ -15,26 +15,54 @@ from airflow_provider_plugz.testing.sandbox._models import (
     DEFAULT_CLIENT_TOKEN,
     DEFAULT_INSTANCE_ID,
     DEFAULT_INSTANCE_TOKEN,
+    INSTANCE_STATES,
     InstanceKind,
+    InstanceState,
 )
 from airflow_provider_plugz.testing.sandbox._server import PlugzSandbox
+from airflow_provider_plugz.testing.sandbox._state import check_phone
 from airflow_provider_plugz.testing.sandbox._wire import DEFAULT_IDLE_TIMEOUT
 
 if TYPE_CHECKING:
     from types import FrameType
 
 
-def _instance_spec(spec: str) -> tuple[str, str, bool, InstanceKind, bool]:
-    """Parse ``ID:TOKEN[:pin][:web][:expired]`` into add_instance arguments."""
+_SPEC = "ID:TOKEN[:pin][:web][:expired][:STATE][:phone=DIGITS]"
+
+
+class InstanceSpec(NamedTuple):
+    """One ``--instance``: :meth:`PlugzSandbox.add_instance`'s arguments."""
+
+    instance_id: str
+    token: str
+    has_code: bool = False
+    kind: InstanceKind = "mobile"
+    expired: bool = False
+    state: InstanceState = "connected"
+    phone: str | None = None
+
+
+def _instance_spec(spec: str) -> InstanceSpec:
+    """Parse ``ID:TOKEN[:pin][:web][:expired][:STATE][:phone=DIGITS]`` (STATE: connected,
+    disconnected, session-lost or phone-offline) into add_instance arguments."""
     parts = spec.split(":")
     if len(parts) < 2 or not parts[0] or not parts[1]:
-        raise argparse.ArgumentTypeError(f"expected ID:TOKEN[:pin][:web][:expired], got {spec!r}")
-    flags = set(parts[2:])
-    unknown = flags - {"pin", "web", "mobile", "expired"}
+        raise argparse.ArgumentTypeError(f"expected {_SPEC}, got {spec!r}")
+    flags = {part for part in parts[2:] if not part.startswith("phone=")}
+    phones = [part.removeprefix("phone=") for part in parts[2:] if part.startswith("phone=")]
+    unknown = flags - {"pin", "web", "mobile", "expired", *INSTANCE_STATES}
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown instance flag(s) {sorted(unknown)} in {spec!r}")
+    states = [state for state in INSTANCE_STATES if state in flags]
+    if len(states) > 1 or len(phones) > 1:
+        raise argparse.ArgumentTypeError(f"give at most one state and one phone= in {spec!r}")
+    try:
+        phone = check_phone(phones[0]) if phones else None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (in {spec!r})") from None
     kind: InstanceKind = "web" if "web" in flags else "mobile"
-    return parts[0], parts[1], "pin" in flags, kind, "expired" in flags
+    state: InstanceState = states[0] if states else "connected"
+    return InstanceSpec(parts[0], parts[1], "pin" in flags, kind, "expired" in flags, state, phone)
 
 
 def _fault_spec(text: str) -> tuple[Fault, int, str | None]:
@@ -73,8 +101,9 @@ def _parser() -> argparse.ArgumentParser:
         "--instance",
         action="append",
         type=_instance_spec,
-        metavar="ID:TOKEN[:pin][:web][:expired]",
-        help=f"an instance to serve; repeatable (default: {DEFAULT_INSTANCE_ID}:{DEFAULT_INSTANCE_TOKEN})",
+        metavar=_SPEC,
+        help="an instance to serve; STATE is connected (default), disconnected, session-lost or "
+        f"phone-offline; repeatable (default: {DEFAULT_INSTANCE_ID}:{DEFAULT_INSTANCE_TOKEN})",
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every API answer")
     parser.add_argument(
@@ -118,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--idle-timeout must be a number of seconds > 0")
     if args.max_connections is not None and args.max_connections < 1:
         parser.error("--max-connections must be >= 1")
-    specs = args.instance or [(DEFAULT_INSTANCE_ID, DEFAULT_INSTANCE_TOKEN, False, "mobile", False)]
+    specs: list[InstanceSpec] = args.instance or [InstanceSpec(DEFAULT_INSTANCE_ID, DEFAULT_INSTANCE_TOKEN)]
 
     stop = threading.Event()
 
@@ -142,16 +171,24 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"Plugz sandbox cannot listen on {host} port {args.port}: {reason}\n")
             return 1
         with sandbox:
-            for instance_id, token, has_code, kind, expired in specs:
-                sandbox.add_instance(instance_id, token, has_code=has_code, kind=kind, expired=expired)
+            for spec in specs:
+                sandbox.add_instance(
+                    spec.instance_id,
+                    spec.token,
+                    has_code=spec.has_code,
+                    kind=spec.kind,
+                    expired=spec.expired,
+                    state=spec.state,
+                    phone=spec.phone,
+                )
             for fault, times, fault_instance in args.fault:
                 sandbox.inject(fault, times=times, instance_id=fault_instance)
             out = sys.stdout
             out.write(f"# Plugz sandbox listening on {sandbox.base_url} (Ctrl-C to stop)\n")
             out.write(f"export PLUGZ_SANDBOX_URL={sandbox.base_url}\n")
-            for index, (instance_id, *_) in enumerate(specs):
-                env = _conn_env_name(instance_id, index == 0)
-                out.write(f"export {env}={shlex.quote(sandbox.connection_json(instance_id))}\n")
+            for index, spec in enumerate(specs):
+                env = _conn_env_name(spec.instance_id, index == 0)
+                out.write(f"export {env}={shlex.quote(sandbox.connection_json(spec.instance_id))}\n")
             for fault, times, fault_instance in args.fault:
                 scope = f" on {fault_instance}" if fault_instance is not None else ""
                 out.write(f"# queued a {fault.kind} fault for the next {times} call(s){scope}\n")

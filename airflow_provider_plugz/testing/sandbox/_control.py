@@ -23,7 +23,8 @@ from airflow_provider_plugz.testing.sandbox._http import (
     is_loopback_authority,
     json_bytes,
 )
-from airflow_provider_plugz.testing.sandbox._state import SandboxState
+from airflow_provider_plugz.testing.sandbox._models import INSTANCE_STATES
+from airflow_provider_plugz.testing.sandbox._state import SandboxState, check_phone, check_state
 
 PREFIX = "/_sandbox"
 
@@ -77,7 +78,8 @@ def list_instances(state: SandboxState, request: Request, params: tuple[str, ...
 
 
 def add_instance(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
-    """``POST /_sandbox/instances`` with ``{"instance_id", "token", "has_code"?, "kind"?, "expired"?}``."""
+    """``POST /_sandbox/instances`` with ``{"instance_id", "token", "has_code"?, "kind"?, "expired"?,
+    "state"?, "phone"?}``."""
     payload = json_object(request.body)
     if payload is None:
         return error(400, "body must be a JSON object")
@@ -93,7 +95,18 @@ def add_instance(state: SandboxState, request: Request, params: tuple[str, ...])
         return error(400, "has_code and expired must be booleans")
     if kind not in ("mobile", "web"):
         return error(400, "kind must be 'mobile' or 'web'")
-    instance = state.add_instance(instance_id, token, has_code=has_code, kind=kind, expired=expired)
+    try:
+        instance = state.add_instance(
+            instance_id,
+            token,
+            has_code=has_code,
+            kind=kind,
+            expired=expired,
+            state=check_state(payload.get("state", "connected")),
+            phone=None if payload.get("phone") is None else check_phone(payload.get("phone")),
+        )
+    except ValueError as exc:
+        return error(400, str(exc))
     return Answer(201, json_bytes(instance.public()))
 
 
@@ -107,6 +120,34 @@ def set_pin(state: SandboxState, request: Request, params: tuple[str, ...]) -> A
     except KeyError:
         return error(404, "Instance not found")
     return Answer(200, json_bytes(instance.public()))
+
+
+def set_state(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
+    """``PUT /_sandbox/instances/{id}/state`` with ``{"state": "connected"|"disconnected"|...}``.
+
+    Connecting delivers the instance's queued messages.
+    """
+    payload = json_object(request.body)
+    if payload is None or "state" not in payload:
+        return error(400, f'body must be {{"state": ...}}, one of {", ".join(INSTANCE_STATES)}')
+    try:
+        instance = state.update(params[0], state=check_state(payload["state"]))
+    except ValueError as exc:
+        return error(400, str(exc))
+    except KeyError:
+        return error(404, "Instance not found")
+    return Answer(200, json_bytes(instance.public()))
+
+
+def list_messages(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
+    """``GET /_sandbox/messages``: the outbox, oldest first, every field (the tester's own data)."""
+    return Answer(200, json_bytes([sent.as_json() for sent in state.messages]))
+
+
+def clear_messages(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
+    """``DELETE /_sandbox/messages``: empty the outbox and every instance's queue."""
+    state.clear_messages()
+    return Answer(204)
 
 
 def add_fault(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
@@ -132,6 +173,9 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", f"{PREFIX}/instances"): list_instances,
     ("POST", f"{PREFIX}/instances"): add_instance,
     ("PUT", f"{PREFIX}/instances/{{instance_id}}/pin"): set_pin,
+    ("PUT", f"{PREFIX}/instances/{{instance_id}}/state"): set_state,
+    ("GET", f"{PREFIX}/messages"): list_messages,
+    ("DELETE", f"{PREFIX}/messages"): clear_messages,
     ("POST", f"{PREFIX}/faults"): add_fault,
     ("DELETE", f"{PREFIX}/faults"): clear_faults,
 }

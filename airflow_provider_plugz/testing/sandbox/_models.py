@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Literal, TypeVar, overload
+from typing import Literal, TypeVar, get_args, overload
 
 DEFAULT_CLIENT_TOKEN = "sandbox-client-token"  # noqa: S105 - a published fixture value
 DEFAULT_INSTANCE_ID = "sandbox-instance"
 DEFAULT_INSTANCE_TOKEN = "sandbox-token"  # noqa: S105 - a published fixture value
 
 InstanceKind = Literal["mobile", "web"]
+#: An instance's connection state, as ``GET .../status`` reports it. Only ``connected`` sends;
+#: in the others messages wait in the instance's queue.
+InstanceState = Literal["connected", "disconnected", "session-lost", "phone-offline"]
+INSTANCE_STATES: tuple[InstanceState, ...] = get_args(InstanceState)
 
 _T = TypeVar("_T")
 
@@ -34,24 +38,72 @@ class Headers(dict[str, str]):
         return super().get(key.lower(), default)
 
 
+def made_up_phone(instance_id: str) -> str:
+    """The phone number an instance gets unless given one: ``5511`` and nine digits from its id.
+
+    Stable (the same id always gives the same number); two ids may share one, which nothing in
+    the sandbox minds.
+    """
+    digits = "".join(str(ord(ch) % 10) for ch in instance_id)[-9:].rjust(9, "0")
+    return f"5511{digits}"
+
+
+def mask_phone(phone: str) -> str:
+    """A phone number as the control API lists it: its last 4 digits (``•••1234``)."""
+    return f"•••{phone[-4:]}" if len(phone) > 4 else "•••"
+
+
 @dataclasses.dataclass(frozen=True)
 class SandboxInstance:
-    """A snapshot of one fake instance; change it through :class:`PlugzSandbox` methods."""
+    """A snapshot of one fake instance; change it through :class:`PlugzSandbox` methods.
+
+    ``phone`` is the number behind it (``GET .../device``), :func:`made_up_phone` of the id
+    unless given; it is personal data in a real account, so reprs leave it out.
+    """
 
     instance_id: str
     token: str = dataclasses.field(repr=False)
     has_code: bool = False
     kind: InstanceKind = "mobile"
     expired: bool = False
+    state: InstanceState = "connected"
+    phone: str = dataclasses.field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.phone:
+            object.__setattr__(self, "phone", made_up_phone(self.instance_id))
 
     def public(self) -> dict[str, object]:
-        """Describe the instance without its token (what the control API lists)."""
+        """Describe the instance without its token, its phone masked (what the control API lists)."""
         return {
             "instance_id": self.instance_id,
             "has_code": self.has_code,
             "kind": self.kind,
             "expired": self.expired,
+            "state": self.state,
+            "phone": mask_phone(self.phone),
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class SentText:
+    """One message an instance accepted with ``POST .../send-text``, as the outbox keeps it.
+
+    ``delivered`` is False while it waits in the queue of an instance that is not connected; it
+    turns True when the instance connects. ``zaap_id`` and ``message_id`` are the ids the answer
+    gave. ``phone`` (the recipient) and ``message`` are personal data: reprs leave them out.
+    """
+
+    instance_id: str
+    phone: str = dataclasses.field(repr=False)
+    message: str = dataclasses.field(repr=False)
+    zaap_id: str
+    message_id: str
+    delivered: bool
+
+    def as_json(self) -> dict[str, object]:
+        """Every field, for the control API (the tester's own test data, served on loopback)."""
+        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)

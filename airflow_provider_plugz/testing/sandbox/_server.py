@@ -15,9 +15,11 @@ from airflow_provider_plugz.testing.sandbox._faults import check_seconds
 from airflow_provider_plugz.testing.sandbox._http import loopback_host
 from airflow_provider_plugz.testing.sandbox._models import DEFAULT_CLIENT_TOKEN
 from airflow_provider_plugz.testing.sandbox._state import (
+    DEFAULT_OUTBOX_LIMIT,
     DEFAULT_RECORD_BYTES,
     DEFAULT_RECORD_LIMIT,
     SandboxState,
+    check_state,
 )
 from airflow_provider_plugz.testing.sandbox._wire import (
     DEFAULT_IDLE_TIMEOUT,
@@ -29,7 +31,13 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from airflow_provider_plugz.testing.sandbox._faults import Fault
-    from airflow_provider_plugz.testing.sandbox._models import InstanceKind, RecordedRequest, SandboxInstance
+    from airflow_provider_plugz.testing.sandbox._models import (
+        InstanceKind,
+        InstanceState,
+        RecordedRequest,
+        SandboxInstance,
+        SentText,
+    )
 
 log = logging.getLogger("airflow_provider_plugz.testing.sandbox")
 
@@ -56,9 +64,10 @@ class PlugzSandbox:
 
     Bounded, so it is safe to leave running: it remembers the last ``record_limit`` API requests
     and at most ``record_bytes`` of them (targets, headers and bodies; :attr:`request_count` counts
-    all); it closes a connection that sends no complete request for ``idle_timeout`` seconds;
-    it serves at most ``max_connections`` connections at once (default 1,024, or half the
-    file-descriptor limit if lower) and answers more with a 503.
+    all) and the last ``outbox_limit`` messages sent (an instance that is not connected queues at
+    most 1,000 and refuses more); it closes a connection that sends no complete request for
+    ``idle_timeout`` seconds; it serves at most ``max_connections`` connections at once (default
+    1,024, or half the file-descriptor limit if lower) and answers more with a 503.
     """
 
     def __init__(
@@ -70,6 +79,7 @@ class PlugzSandbox:
         port: int = 0,
         record_limit: int = DEFAULT_RECORD_LIMIT,
         record_bytes: int = DEFAULT_RECORD_BYTES,
+        outbox_limit: int = DEFAULT_OUTBOX_LIMIT,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_connections: int | None = None,
     ) -> None:
@@ -82,7 +92,11 @@ class PlugzSandbox:
         if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
             raise ValueError(f"max_connections must be an int >= 1, got {max_connections!r}")
         self._state = SandboxState(
-            client_token, latency=latency, record_limit=record_limit, record_bytes=record_bytes
+            client_token,
+            latency=latency,
+            record_limit=record_limit,
+            record_bytes=record_bytes,
+            outbox_limit=outbox_limit,
         )
         self._app = SandboxApp(self._state)
         self._server = HttpServer(
@@ -230,12 +244,21 @@ class PlugzSandbox:
         has_code: bool = False,
         kind: InstanceKind = "mobile",
         expired: bool = False,
+        state: InstanceState = "connected",
+        phone: str | None = None,
     ) -> SandboxInstance:
-        """Create (or replace) a fake instance and return its snapshot."""
-        return self._state.add_instance(instance_id, token, has_code=has_code, kind=kind, expired=expired)
+        """Create (or replace) a fake instance and return its snapshot.
+
+        ``state`` is what ``GET .../status`` reports (see :meth:`set_state`); ``phone`` is the
+        number ``GET .../device`` answers (8 to 15 digits), by default one made up from the id.
+        ValueError for a bad value.
+        """
+        return self._state.add_instance(
+            instance_id, token, has_code=has_code, kind=kind, expired=expired, state=state, phone=phone
+        )
 
     def remove_instance(self, instance_id: str) -> None:
-        """Forget an instance (KeyError if unknown)."""
+        """Forget an instance and its queue (KeyError if unknown); the outbox keeps what it sent."""
         self._state.remove_instance(instance_id)
 
     def set_has_code(self, instance_id: str, has_code: bool) -> SandboxInstance:
@@ -245,6 +268,16 @@ class PlugzSandbox:
     def set_expired(self, instance_id: str, expired: bool) -> SandboxInstance:
         """Set whether the instance's subscription has expired (KeyError if unknown)."""
         return self._state.update(instance_id, expired=bool(expired))
+
+    def set_state(self, instance_id: str, state: InstanceState) -> SandboxInstance:
+        """Set the instance's connection state (KeyError if unknown, ValueError for a bad state).
+
+        ``"connected"``: connected, session held, phone online; messages are delivered.
+        ``"disconnected"``, ``"session-lost"``, ``"phone-offline"``: ``GET .../status`` says so
+        (with Plugz's ``error`` text) and sent messages wait in the queue; becoming
+        ``"connected"`` delivers them.
+        """
+        return self._state.update(instance_id, state=check_state(state))
 
     def instance(self, instance_id: str) -> SandboxInstance:
         """The current snapshot of one instance (KeyError if unknown)."""
@@ -281,8 +314,20 @@ class PlugzSandbox:
         """API requests received since start (or the last :meth:`reset`), recorded or not."""
         return self._state.request_count
 
+    @property
+    def messages(self) -> list[SentText]:
+        """The outbox: messages accepted by ``POST .../send-text``, oldest first (the last ``outbox_limit``).
+
+        ``delivered`` is False for a message still queued because its instance is not connected.
+        """
+        return self._state.messages
+
+    def clear_messages(self) -> None:
+        """Empty the outbox and every instance's queue of undelivered messages."""
+        self._state.clear_messages()
+
     def reset(self) -> None:
-        """Forget instances, queued faults, recorded requests and the request count."""
+        """Forget instances, queued faults, recorded requests, the request count and messages."""
         self._state.reset()
 
     # ---------------------------------------------------------------- counters

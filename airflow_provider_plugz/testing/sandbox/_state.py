@@ -1,4 +1,5 @@
-"""The sandbox's state: the fake account's instances, queued faults, latency, recorded requests.
+"""The sandbox's state: the fake account's instances, queued faults, latency, recorded requests,
+and the outbox of messages sent.
 
 One lock guards it all: the test thread changes it while the server's event loop thread reads it.
 """
@@ -7,13 +8,29 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import uuid
 from collections import deque
 
 from airflow_provider_plugz.testing.sandbox._faults import Fault, check_seconds
-from airflow_provider_plugz.testing.sandbox._models import InstanceKind, RecordedRequest, SandboxInstance
+from airflow_provider_plugz.testing.sandbox._models import (
+    INSTANCE_STATES,
+    InstanceKind,
+    InstanceState,
+    RecordedRequest,
+    SandboxInstance,
+    SentText,
+)
 
 DEFAULT_RECORD_LIMIT = 10_000
 DEFAULT_RECORD_BYTES = 16 * 1024 * 1024
+#: The most messages the outbox keeps by default (the oldest go first).
+DEFAULT_OUTBOX_LIMIT = 10_000
+#: The most messages Plugz queues for an instance that is not connected; it refuses more.
+QUEUE_LIMIT = 1_000
+
+
+class QueueFullError(Exception):
+    """The sending instance is not connected and already has :data:`QUEUE_LIMIT` messages queued."""
 
 
 @dataclasses.dataclass
@@ -26,6 +43,24 @@ class _PendingFault:
 def _record_size(request: RecordedRequest) -> int:
     """Bytes a record holds: target, header names and values, body (what the budget counts)."""
     return len(request.path) + len(request.body) + sum(len(k) + len(v) for k, v in request.headers.items())
+
+
+def check_state(state: object) -> InstanceState:
+    """``state`` if it is one of :data:`INSTANCE_STATES`, else ValueError."""
+    for known in INSTANCE_STATES:
+        if state == known and isinstance(state, str):
+            return known
+    raise ValueError(f"state must be one of {', '.join(INSTANCE_STATES)}; got {state!r}")
+
+
+def check_phone(phone: object) -> str:
+    """``phone`` if it is a phone number as Plugz writes it (8 to 15 ASCII digits), else ValueError."""
+    if not isinstance(phone, str) or not 8 <= len(phone) <= 15 or not phone.isascii() or not phone.isdigit():
+        raise ValueError(
+            "phone must be 8 to 15 digits, country and area code included, no '+' or spaces "
+            "(e.g. 5511999999999)"
+        )
+    return phone
 
 
 def _check_count(name: str, value: int) -> int:
@@ -44,6 +79,7 @@ class SandboxState:
         latency: float = 0.0,
         record_limit: int = DEFAULT_RECORD_LIMIT,
         record_bytes: int = DEFAULT_RECORD_BYTES,
+        outbox_limit: int = DEFAULT_OUTBOX_LIMIT,
     ) -> None:
         self.client_token = client_token
         self.lock = threading.Lock()
@@ -55,6 +91,9 @@ class SandboxState:
         self._recorded: deque[tuple[RecordedRequest, int]] = deque()
         self._recorded_bytes = 0
         self._request_count = 0
+        self.outbox_limit = _check_count("outbox_limit", outbox_limit)
+        self._outbox: deque[SentText] = deque(maxlen=self.outbox_limit)
+        self._queued: dict[str, int] = {}
 
     # ---------------------------------------------------------------- instances
 
@@ -67,7 +106,15 @@ class SandboxState:
         self._latency = check_seconds("latency", seconds)
 
     def add_instance(
-        self, instance_id: str, token: str, *, has_code: bool, kind: InstanceKind, expired: bool
+        self,
+        instance_id: str,
+        token: str,
+        *,
+        has_code: bool,
+        kind: InstanceKind,
+        expired: bool,
+        state: InstanceState = "connected",
+        phone: str | None = None,
     ) -> SandboxInstance:
         if not isinstance(instance_id, str) or not instance_id:
             raise ValueError("instance_id must be a non-empty string")
@@ -75,28 +122,60 @@ class SandboxState:
             raise ValueError("token must be a non-empty string")
         if kind not in ("mobile", "web"):
             raise ValueError(f"kind must be 'mobile' or 'web', got {kind!r}")
-        instance = SandboxInstance(instance_id, token, bool(has_code), kind, bool(expired))
+        instance = SandboxInstance(
+            instance_id,
+            token,
+            bool(has_code),
+            kind,
+            bool(expired),
+            check_state(state),
+            "" if phone is None else check_phone(phone),
+        )
         with self.lock:
-            self._instances[instance_id] = instance
+            self._store(instance)
         return instance
 
     def remove_instance(self, instance_id: str) -> None:
+        """Forget an instance and its queue (the outbox keeps what it sent)."""
         with self.lock:
             del self._instances[instance_id]
+            self._queued.pop(instance_id, None)
 
     def update(
-        self, instance_id: str, *, has_code: bool | None = None, expired: bool | None = None
+        self,
+        instance_id: str,
+        *,
+        has_code: bool | None = None,
+        expired: bool | None = None,
+        state: InstanceState | None = None,
     ) -> SandboxInstance:
-        """Set an instance's PIN and/or expiry flag (KeyError if unknown)."""
+        """Set an instance's PIN, expiry flag and/or state (KeyError if unknown)."""
+        if state is not None:
+            state = check_state(state)
         with self.lock:
             instance = self._instances[instance_id]
             instance = dataclasses.replace(
                 instance,
                 has_code=instance.has_code if has_code is None else has_code,
                 expired=instance.expired if expired is None else expired,
+                state=instance.state if state is None else state,
             )
-            self._instances[instance_id] = instance
+            self._store(instance)
         return instance
+
+    def _store(self, instance: SandboxInstance) -> None:
+        # Caller holds self.lock. A connected instance sends what its queue held.
+        self._instances[instance.instance_id] = instance
+        if instance.state == "connected" and self._queued.pop(instance.instance_id, 0):
+            self._outbox = deque(
+                (
+                    dataclasses.replace(sent, delivered=True)
+                    if sent.instance_id == instance.instance_id and not sent.delivered
+                    else sent
+                    for sent in self._outbox
+                ),
+                maxlen=self.outbox_limit,
+            )
 
     def instance(self, instance_id: str) -> SandboxInstance:
         with self.lock:
@@ -110,6 +189,43 @@ class SandboxState:
     def instances(self) -> list[SandboxInstance]:
         with self.lock:
             return list(self._instances.values())
+
+    # ---------------------------------------------------------------- messages
+
+    def send_text(self, instance_id: str, phone: str, message: str) -> SentText:
+        """Put a message in the outbox: delivered if the instance is connected, else queued.
+
+        KeyError if the instance is gone; :class:`QueueFullError` if its queue is full.
+        """
+        with self.lock:
+            instance = self._instances[instance_id]
+            delivered = instance.state == "connected"
+            if not delivered:
+                queued = self._queued.get(instance_id, 0)
+                if queued >= QUEUE_LIMIT:
+                    raise QueueFullError(instance_id)
+                self._queued[instance_id] = queued + 1
+            sent = SentText(
+                instance_id,
+                phone,
+                message,
+                zaap_id=uuid.uuid4().hex.upper(),
+                message_id="3EB0" + uuid.uuid4().hex[:16].upper(),
+                delivered=delivered,
+            )
+            self._outbox.append(sent)
+        return sent
+
+    @property
+    def messages(self) -> list[SentText]:
+        with self.lock:
+            return list(self._outbox)
+
+    def clear_messages(self) -> None:
+        """Empty the outbox and every instance's queue."""
+        with self.lock:
+            self._outbox.clear()
+            self._queued.clear()
 
     # ---------------------------------------------------------------- faults
 
@@ -177,3 +293,5 @@ class SandboxState:
             self._recorded.clear()
             self._recorded_bytes = 0
             self._request_count = 0
+            self._outbox.clear()
+            self._queued.clear()

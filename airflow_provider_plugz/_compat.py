@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # type-checked against the newest Airflow
         PokeReturnValue,
         Variable,
     )
+    from airflow.sdk.bases.notifier import BaseNotifier
     from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
     from airflow.sdk.log import mask_secret
 else:
@@ -43,6 +44,10 @@ else:
             from airflow.providers.standard.operators.branch import BaseBranchOperator
         except ImportError:  # Airflow 2
             from airflow.operators.branch import BaseBranchOperator
+    try:  # Airflow 3
+        from airflow.sdk.bases.notifier import BaseNotifier
+    except ImportError:  # Airflow 2
+        from airflow.notifications.basenotifier import BaseNotifier
     try:  # Airflow 3.1+
         from airflow.sdk.log import mask_secret
     except ImportError:
@@ -159,6 +164,7 @@ __all__ = [
     "AirflowSensorTimeout",
     "BaseBranchOperator",
     "BaseHook",
+    "BaseNotifier",
     "BaseOperator",
     "BaseSensorOperator",
     "PokeReturnValue",

@@ -52,6 +52,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_plugz.triggers.plugz"],
             }
         ],
+        "notifications": ["airflow_provider_plugz.notifications.plugz.PlugzNotifier"],
         "connection-types": [
             {
                 "connection-type": "plugz",

@@ -163,6 +163,41 @@ async def trigger_events(trigger: Any, timeout: float = 10) -> list[dict[str, An
     return await asyncio.wait_for(collect(), timeout)
 
 
+class _CurrentStdout:
+    """Writes to whatever sys.stdout is now, so pytest's capture sees Airflow's root handler."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+@pytest.fixture
+def captured_logs(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Everything logged or printed while the test runs: fd-level output and every log record."""
+    import logging
+
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:
+            monkeypatch.setattr(handler, "stream", _CurrentStdout())
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(f"{record.getMessage()} {record.exc_text or ''} {record.args!r}")
+
+    keep = Keep(level=logging.DEBUG)
+    logging.getLogger().addHandler(keep)
+
+    def read() -> str:
+        out, err = capfd.readouterr()
+        return "\n".join([out, err, *records])
+
+    yield read
+    logging.getLogger().removeHandler(keep)
+
+
 def make_connection(conn_id: str = "plugz_default", **fields: Any) -> Any:
     """An Airflow SDK ``Connection`` of type plugz with valid defaults, overridable per field."""
     from tests.airflow_compat import Connection

@@ -108,3 +108,33 @@ def test_hook_form_widgets_agree_with_the_declaration() -> None:
         assert widgets[name].args[0] == spec["label"]
         is_password = widgets[name].field_class is wtforms.PasswordField
         assert is_password == (spec["schema"].get("format") == "password"), name
+
+
+def test_notifier_is_listed_and_is_an_airflow_notifier() -> None:
+    from airflow_provider_plugz._compat import BaseNotifier
+    from airflow_provider_plugz.notifications.plugz import PlugzNotifier
+
+    (path,) = get_provider_info()["notifications"]
+    assert path == "airflow_provider_plugz.notifications.plugz.PlugzNotifier"
+    module, _, name = path.rpartition(".")
+    assert getattr(importlib.import_module(module), name) is PlugzNotifier
+    assert issubclass(PlugzNotifier, BaseNotifier)
+
+
+def test_provider_info_is_valid_for_this_airflows_schema() -> None:
+    """Airflow validates provider info against the schema it ships when it discovers providers."""
+    import json
+    from importlib.resources import files
+
+    import jsonschema
+
+    schema = json.loads(files("airflow").joinpath("provider_info.schema.json").read_text())
+    jsonschema.validate(get_provider_info(), schema)
+    with pytest.raises(jsonschema.ValidationError):  # the schema really checks the list
+        jsonschema.validate({**get_provider_info(), "notifications": [{"class": "PlugzNotifier"}]}, schema)
+
+
+def test_airflow_providers_manager_lists_the_notifier() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    assert "airflow_provider_plugz.notifications.plugz.PlugzNotifier" in ProvidersManager().notification

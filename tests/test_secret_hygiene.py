@@ -4,9 +4,7 @@ distinctive secrets, capture everything a person or system could see, and look f
 from __future__ import annotations
 
 import json
-import logging
 import re
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -37,39 +35,6 @@ SECRETS = {
 _NOISE = re.compile(
     r"\d{2}:\d{2}:\d{2}[.,]\d{6}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 )
-
-
-class _CurrentStdout:
-    """Writes to whatever sys.stdout is now, so pytest's capture sees Airflow's root handler."""
-
-    def write(self, text: str) -> int:
-        return sys.stdout.write(text)
-
-    def flush(self) -> None:
-        sys.stdout.flush()
-
-
-@pytest.fixture
-def captured_logs(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Everything logged or printed while the test runs: fd-level output and every log record."""
-    for handler in logging.getLogger().handlers:
-        if type(handler) is logging.StreamHandler:
-            monkeypatch.setattr(handler, "stream", _CurrentStdout())
-    records: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(f"{record.getMessage()} {record.exc_text or ''} {record.args!r}")
-
-    keep = Keep(level=logging.DEBUG)
-    logging.getLogger().addHandler(keep)
-
-    def read() -> str:
-        out, err = capfd.readouterr()
-        return "\n".join([out, err, *records])
-
-    yield read
-    logging.getLogger().removeHandler(keep)
 
 
 def everything_visible(report: DagRunReport, logs: str) -> dict[str, str]:

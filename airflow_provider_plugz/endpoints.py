@@ -19,6 +19,7 @@ from airflow_provider_plugz._protocol import Answer, BadArgument, Body, Endpoint
 from airflow_provider_plugz._redaction import Secret
 
 __all__ = [
+    "CONNECTION_STATES",
     "DEVICE",
     "INSTANCE_STATUS",
     "PIN_STATUS",
@@ -28,6 +29,7 @@ __all__ = [
     "InstanceStatus",
     "PinStatus",
     "SentMessage",
+    "connection_state",
     "mask_phone",
 ]
 
@@ -55,6 +57,32 @@ class InstanceStatus:
     session: bool | None
     smartphone_connected: bool
     error: str | None = None
+
+    @property
+    def state(self) -> str:
+        """The connection state, one of :data:`CONNECTION_STATES` (see :func:`connection_state`)."""
+        return connection_state(self.connected, self.session, self.smartphone_connected)
+
+
+#: The connection states a ``GET .../status`` answer describes (:func:`connection_state`).
+CONNECTION_STATES = ("connected", "phone_offline", "session_lost", "disconnected")
+
+
+def connection_state(connected: bool, session: bool | None, smartphone_connected: bool) -> str:
+    """The one rule for what a ``GET .../status`` answer means, shared by sensors and the audit.
+
+    - ``connected``: connected to Plugz, session held (or not reported) and the phone online;
+      messages go out.
+    - ``phone_offline``: connected, but the phone is offline; messages wait in the queue.
+    - ``session_lost``: not connected while the phone is online ("You need to restore the
+      session."), or connected without a session; restoring the session fixes it.
+    - ``disconnected``: not connected and the phone offline ("You are not connected.").
+    """
+    if not connected:
+        return "session_lost" if smartphone_connected else "disconnected"
+    if session is False:
+        return "session_lost"
+    return "connected" if smartphone_connected else "phone_offline"
 
 
 @dataclass(frozen=True)

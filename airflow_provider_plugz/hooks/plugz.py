@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import heapq
 import http.client
@@ -60,6 +62,8 @@ from airflow_provider_plugz.endpoints import (
 from airflow_provider_plugz.exceptions import PlugzConfigurationError, PlugzError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import httpx
 
     from airflow_provider_plugz._protocol import PlugzRequest
@@ -302,7 +306,7 @@ class PlugzHook(BaseHook):
         if request.secrets and channel_answers_through_this_loop():
             _mask_values(request.secrets)  # see aget_config: a thread would wait on this loop
         elif request.secrets:
-            await asyncio.to_thread(_mask_values, request.secrets)
+            await _off_loop(_mask_values, request.secrets)
         retrying = (retry or self.retry or config.retry).start(idempotent=endpoint.idempotent)
         while True:
             try:
@@ -314,15 +318,57 @@ class PlugzHook(BaseHook):
             await _asleep(delay)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check the connection the way the PIN tasks use it, for the UI's Test button."""
-        try:
-            status = self.get_pin_status()
-        except PlugzError as err:
+        """Check the connection the way the tasks use it, for the UI's Test button.
+
+        One call per fact: the number's connection state (``GET .../status``), then its PIN
+        (``GET .../security/two-fa-code``). A number that is not connected is reported, not a
+        failure (the credentials work); a web instance has no PIN state (mobile-only endpoints).
+        A failing call ends the test with its error, which names the check that failed; after
+        an unusable status answer (malformed, refused as a bad request) the PIN is still read.
+        """
+        from airflow_provider_plugz.exceptions import (
+            PlugzBadRequestError,
+            PlugzInstanceNotSupportedError,
+            PlugzMalformedResponseError,
+        )
+
+        def failure(err: PlugzError) -> str:
             # The UI tests a copy of the connection under a random id: naming it only confuses.
-            message = str(err).replace(f" for connection {self.plugz_conn_id!r}", "")
-            return False, f"{type(err).__name__}: {message}"
-        pin = "has a PIN set" if status.has_code else "has NO PIN set"
-        return True, f"Connected to Plugz at {self.config.base_url}; the WhatsApp account {pin}."
+            return f"{type(err).__name__}: " + str(err).replace(f" for connection {self.plugz_conn_id!r}", "")
+
+        def connection_state(status: InstanceStatus) -> str:
+            reason = f" ({status.error})" if status.error else ""
+            if not status.connected:
+                lost = ": its WhatsApp session was lost, restore it" if status.smartphone_connected else ""
+                return f"the number is NOT connected{lost}{reason}"
+            if status.session is False:
+                return f"the number is connected but holds NO WhatsApp session{reason}"
+            if not status.smartphone_connected:
+                return f"the number is connected but its phone is OFFLINE{reason}"
+            return "the number is connected (phone online)"
+
+        facts: list[str] = []
+        status_error: PlugzError | None = None
+        try:
+            facts.append(connection_state(self.get_instance_status()))
+        except (PlugzMalformedResponseError, PlugzBadRequestError) as err:
+            status_error = err  # this answer was unusable; the PIN call may still tell the rest
+        except PlugzError as err:
+            return False, failure(err)
+        try:
+            pin = self.get_pin_status()
+        except PlugzInstanceNotSupportedError:
+            facts.append("it is a web (QR-code) instance, so it has no PIN status (mobile-only)")
+        except PlugzError as err:
+            if status_error is not None:
+                return False, failure(status_error)
+            return False, f"{failure(err)} The instance status check worked: {facts[0]}."
+        else:
+            facts.append(f"the WhatsApp account {'has a PIN set' if pin.has_code else 'has NO PIN set'}")
+        reached = f"Connected to Plugz at {self.config.base_url}; {'; '.join(facts)}"
+        if status_error is not None:
+            return False, f"{failure(status_error)} The PIN status check worked: {reached}."
+        return True, f"{reached}."
 
     async def aget_config(self) -> PlugzConfig:
         """:attr:`config`, read without blocking the event loop.
@@ -340,8 +386,8 @@ class PlugzHook(BaseHook):
                     conn = await aget_connection(self.plugz_conn_id)
                     self.__dict__["config"] = self._parse_and_mask(conn)
                 else:
-                    self.__dict__["config"] = await asyncio.to_thread(self._read_config)
-            self.__dict__["_async_tls"] = await asyncio.to_thread(_prepare_async_transport, self.config)
+                    self.__dict__["config"] = await _off_loop(self._read_config)
+            self.__dict__["_async_tls"] = await _off_loop(_prepare_async_transport, self.config)
         return self.config
 
     def _read_config(self) -> PlugzConfig:
@@ -442,6 +488,19 @@ class PlugzHook(BaseHook):
                 if not reader.feed(chunk):
                     break
             return response.status_code, response.headers, reader.body, reader.problem
+
+
+# Blocking work of the async paths (connection reads, Airflow's masker, first imports) runs
+# here. Two threads, not asyncio's default pool: the masker's work is CPU-bound, and every
+# thread that competes for the GIL takes turns away from the event loop (with six, the fleet
+# audit's loop stalled for most of a cold run); two still overlap a secrets backend's I/O.
+_BLOCKING = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="plugz-blocking")
+
+
+async def _off_loop(function: Callable[..., T], *args: Any) -> T:
+    """Run ``function(*args)`` in the blocking-work threads, keeping context variables."""
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(_BLOCKING, context.run, function, *args)
 
 
 def _prepare_async_transport(config: PlugzConfig) -> ssl.SSLContext:

@@ -64,20 +64,11 @@ _SEPARATORS = re.compile(r"[\s,]+")
 
 
 def connection_state(connected: bool, session: bool | None, smartphone_connected: bool) -> str:
-    """The state a ``GET .../status`` answer describes, one of :data:`CONNECTION_STATES`.
+    """:func:`airflow_provider_plugz.endpoints.connection_state`, imported when first used
+    (DAG files import this module on every parse)."""
+    from airflow_provider_plugz.endpoints import connection_state as rule
 
-    - ``connected``: connected to Plugz, session held (or not reported) and the phone online;
-      messages go out.
-    - ``phone_offline``: connected, but the phone is offline; messages wait in the queue.
-    - ``session_lost``: not connected while the phone is online ("You need to restore the
-      session."), or connected without a session; restoring the session fixes it.
-    - ``disconnected``: not connected and the phone offline ("You are not connected.").
-    """
-    if not connected:
-        return "session_lost" if smartphone_connected else "disconnected"
-    if session is False:
-        return "session_lost"
-    return "connected" if smartphone_connected else "phone_offline"
+    return rule(connected, session, smartphone_connected)
 
 
 @dataclass(frozen=True)

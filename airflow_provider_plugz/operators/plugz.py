@@ -1,4 +1,4 @@
-"""Operators that read a Plugz instance's PIN status.
+"""Operators that read a Plugz instance's PIN status and connection state, and set its PIN.
 
 Cheap to import: DAG files import this on every parse, so the hook (and ``requests``)
 is loaded only when a task runs.
@@ -52,6 +52,46 @@ class PlugzPinStatusOperator(BaseOperator):
         has_code = self.hook.get_pin_status().has_code
         self.log.info("Plugz connection %r: PIN set = %s", self.plugz_conn_id, has_code)
         return has_code
+
+
+class PlugzInstanceStatusOperator(BaseOperator):
+    """Read whether the number is connected (``GET .../status``) and push that to XCom.
+
+    Returns (XCom ``return_value``) a JSON-safe dict: ``{"connected": bool, "session": bool |
+    None, "smartphone_connected": bool, "error": str | None}``. ``session`` is None where the
+    server does not send it; ``error`` is the server's reason when something is not connected
+    (e.g. "You need to restore the session."): state, not a failure. A disconnected number does
+    not fail the task (it logs a WARNING): branch on the value, or wait for a state with
+    ``PlugzInstanceStatusSensor``.
+
+    :param plugz_conn_id: the Plugz connection (templated).
+    """
+
+    template_fields: Sequence[str] = ("plugz_conn_id",)
+    ui_color = "#25d366"
+
+    def __init__(self, *, plugz_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plugz_conn_id = plugz_conn_id
+
+    @cached_property
+    def hook(self) -> PlugzHook:
+        from airflow_provider_plugz.hooks.plugz import PlugzHook
+
+        return PlugzHook(plugz_conn_id=self.plugz_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        import dataclasses
+
+        status = dataclasses.asdict(self.hook.get_instance_status())
+        healthy = status["connected"] and status["smartphone_connected"] and status["session"] is not False
+        line = "Plugz connection %r: connected = %s, session = %s, phone online = %s"
+        facts = (self.plugz_conn_id, status["connected"], status["session"], status["smartphone_connected"])
+        if healthy:
+            self.log.info(line, *facts)
+        else:  # state, not a failure: the task succeeds, the log says so
+            self.log.warning(line + " (%s)", *facts, status["error"] or "no reason given")
+        return status
 
 
 class PlugzPinBranchOperator(BaseBranchOperator):

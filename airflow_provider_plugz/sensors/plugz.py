@@ -1,9 +1,23 @@
-"""``PlugzPinStatusSensor``: wait until a PIN is set (or removed), in any sensor mode."""
+"""Sensors that wait until a Plugz instance is in a wanted state, in any sensor mode.
+
+- :class:`PlugzPinStatusSensor`: until a PIN is set (or removed);
+- :class:`PlugzInstanceStatusSensor`: until the number is connected (or disconnected, ...).
+
+Both are thin subclasses of :class:`PlugzPollingSensor`, which does the waiting: poke and
+reschedule modes, deferring (one check in the worker first), transient errors, the templated
+``poke_interval`` and the validation of the trigger's event. What is polled and what is waited
+for is described by the sensor's trigger (:mod:`airflow_provider_plugz.triggers.plugz`), used
+in the worker too, so a poke and the triggerer decide alike.
+
+Cheap to import: DAG files import this on every parse, so the hook, the endpoints and the
+triggers are loaded only when a task runs.
+"""
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Collection
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -19,25 +33,33 @@ from airflow_provider_plugz.connection import DEFAULT_CONN_ID
 
 _MAX_INTERVAL = 86400.0
 
+#: The connection states of a number (``GET .../status``), as the fleet audit names them; see
+#: :func:`airflow_provider_plugz.triggers.plugz.instance_state`. ``-`` may stand for ``_``.
+INSTANCE_STATES = ("connected", "disconnected", "session_lost", "phone_offline")
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
 
     from airflow_provider_plugz.hooks.plugz import PlugzHook
+    from airflow_provider_plugz.triggers.plugz import PlugzPollingTrigger
 
 
-class PlugzPinStatusSensor(BaseSensorOperator):
-    """Wait until the instance's PIN state equals ``expected``; push ``has_code`` to XCom.
+class PlugzPollingSensor(BaseSensorOperator):
+    """The waiting every Plugz sensor does; a base class (use one of its subclasses).
 
     Works with ``mode="poke"``, ``mode="reschedule"`` and ``deferrable=True`` (the wait then
     runs in the triggerer, costing no worker slot; the default comes from Airflow's
-    ``[operators] default_deferrable``). While waiting, transient errors (network, 429, 5xx)
-    are logged and the wait goes on; any other ``PlugzError`` (configuration, credentials,
-    unknown instance, bad request, malformed answer) fails the task at once.
+    ``[operators] default_deferrable``). A deferrable sensor checks once in the worker first
+    and defers only when it is not done yet. While waiting, transient errors (network, 429,
+    5xx) are logged and the wait goes on; any other ``PlugzError`` (configuration,
+    credentials, unknown instance, bad request, malformed answer) fails the task at once.
     ``timeout``, ``soft_fail`` and ``poke_interval`` mean what they mean on every sensor.
 
-    :param expected: ``True`` waits for a PIN to be set, ``False`` for it to be removed.
+    A subclass says what it waits for by building its trigger (:meth:`_trigger`) and may shape
+    its XCom value (:meth:`_xcom`).
+
     :param plugz_conn_id: the Plugz connection (templated).
     :param deferrable: wait in the triggerer instead of a worker.
     :param poke_interval: seconds between checks, as on every sensor; here it may also be a
@@ -51,7 +73,6 @@ class PlugzPinStatusSensor(BaseSensorOperator):
     def __init__(
         self,
         *,
-        expected: bool = True,
         plugz_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool | None = None,
         poke_interval: float | timedelta | str = 60,
@@ -61,9 +82,6 @@ class PlugzPinStatusSensor(BaseSensorOperator):
         super().__init__(poke_interval=60 if isinstance(poke_interval, str) else poke_interval, **kwargs)
         if isinstance(poke_interval, str):
             self.poke_interval = poke_interval  # type: ignore[assignment]
-        if not isinstance(expected, bool):
-            raise TypeError("expected must be True (wait for a PIN) or False (wait for no PIN)")
-        self.expected = expected
         self.plugz_conn_id = plugz_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
@@ -73,16 +91,28 @@ class PlugzPinStatusSensor(BaseSensorOperator):
 
         return PlugzHook(plugz_conn_id=self.plugz_conn_id)
 
+    def _trigger(self, *, poll_interval: float = 60.0, deadline: float | None = None) -> PlugzPollingTrigger:
+        """The trigger that waits for what this sensor waits for (also its condition in a poke)."""
+        raise NotImplementedError(f"{type(self).__name__} must say what it waits for (_trigger)")
+
+    def _xcom(self, observation: dict[str, Any]) -> Any:
+        """The XCom value of an observation; by default the observation itself (JSON-safe)."""
+        return observation
+
     def poke(self, context: Context) -> PokeReturnValue:
+        wait = self._trigger()
         try:
-            has_code = self.hook.get_pin_status().has_code
+            observation = wait.observe(self.hook.call(wait.endpoint()))
         except exceptions.PlugzTransientError as err:
-            self.log.warning("Plugz PIN check failed, will try again: %s", err)
+            self.log.warning("Plugz %s failed, will try again: %s", wait.check, err)
             return PokeReturnValue(is_done=False)
         self.log.info(
-            "Plugz connection %r: PIN set = %s (waiting for %s)", self.plugz_conn_id, has_code, self.expected
+            "Plugz connection %r: %s (waiting for %s)",
+            self.plugz_conn_id,
+            wait.describe(observation),
+            wait.wanted(),
         )
-        return PokeReturnValue(is_done=has_code == self.expected, xcom_value=has_code)
+        return PokeReturnValue(is_done=wait.matches(observation), xcom_value=self._xcom(observation))
 
     def execute(self, context: Context) -> Any:
         self.poke_interval = _seconds(self.poke_interval)
@@ -92,30 +122,28 @@ class PlugzPinStatusSensor(BaseSensorOperator):
         first = self.poke(context)
         if first.is_done:
             return first.xcom_value
-        from airflow_provider_plugz.triggers.plugz import PlugzPinStatusTrigger
-
         self.defer(
-            trigger=PlugzPinStatusTrigger(
-                plugz_conn_id=self.plugz_conn_id,
-                expected=self.expected,
-                poll_interval=float(self.poke_interval),
-                deadline=time.time() + self.timeout,
+            trigger=self._trigger(
+                poll_interval=float(self.poke_interval), deadline=time.time() + self.timeout
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )
 
-    def execute_complete(self, context: Context, event: Any = None) -> bool:
-        """Validate the trigger's event before trusting it; return ``has_code``."""
+    def execute_complete(self, context: Context, event: Any = None) -> Any:
+        """Validate the trigger's event before trusting it; return what a poke would push."""
         from airflow_provider_plugz.triggers.plugz import EVENT_ERROR, EVENT_SUCCESS, EVENT_TIMEOUT
 
+        wait = self._trigger()
         status = event.get("status") if isinstance(event, dict) else None
-        if status == EVENT_SUCCESS and event.get("has_code") is self.expected:
-            self.log.info("Plugz connection %r: PIN set = %s", self.plugz_conn_id, self.expected)
-            return bool(event["has_code"])
-        if status == EVENT_TIMEOUT:
+        if status == EVENT_SUCCESS:
+            observation = wait.observation_from_event(event)
+            if observation is not None and wait.matches(observation):
+                self.log.info("Plugz connection %r: %s", self.plugz_conn_id, wait.describe(observation))
+                return self._xcom(observation)
+        elif status == EVENT_TIMEOUT:
             raise AirflowSensorTimeout(f"Plugz connection {self.plugz_conn_id!r}: {event.get('message')}")
-        if status == EVENT_ERROR:
+        elif status == EVENT_ERROR:
             error_class = getattr(exceptions, str(event.get("error_class")), None)
             if not (isinstance(error_class, type) and issubclass(error_class, exceptions.PlugzError)):
                 error_class = exceptions.PlugzError
@@ -124,6 +152,162 @@ class PlugzPinStatusSensor(BaseSensorOperator):
             f"Plugz connection {self.plugz_conn_id!r}: the trigger sent an event this sensor does not "
             "understand; this is a bug in airflow-provider-plugz, please report it."
         )
+
+
+class PlugzPinStatusSensor(PlugzPollingSensor):
+    """Wait until the instance's PIN state equals ``expected``; push ``has_code`` to XCom.
+
+    Waits as every :class:`PlugzPollingSensor` does (poke, reschedule, deferrable through
+    :class:`~airflow_provider_plugz.triggers.plugz.PlugzPinStatusTrigger`).
+
+    :param expected: ``True`` waits for a PIN to be set, ``False`` for it to be removed.
+    :param plugz_conn_id: the Plugz connection (templated).
+    :param deferrable: wait in the triggerer instead of a worker.
+    :param poke_interval: seconds between checks, or a template of them.
+    """
+
+    def __init__(
+        self,
+        *,
+        expected: bool = True,
+        plugz_conn_id: str = DEFAULT_CONN_ID,
+        deferrable: bool | None = None,
+        poke_interval: float | timedelta | str = 60,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            plugz_conn_id=plugz_conn_id, deferrable=deferrable, poke_interval=poke_interval, **kwargs
+        )
+        if not isinstance(expected, bool):
+            raise TypeError("expected must be True (wait for a PIN) or False (wait for no PIN)")
+        self.expected = expected
+
+    def _trigger(self, *, poll_interval: float = 60.0, deadline: float | None = None) -> PlugzPollingTrigger:
+        from airflow_provider_plugz.triggers.plugz import PlugzPinStatusTrigger
+
+        return PlugzPinStatusTrigger(
+            plugz_conn_id=self.plugz_conn_id,
+            expected=self.expected,
+            poll_interval=poll_interval,
+            deadline=deadline,
+        )
+
+    def _xcom(self, observation: dict[str, Any]) -> bool:
+        return bool(observation["has_code"])
+
+
+class PlugzInstanceStatusSensor(PlugzPollingSensor):
+    """Wait until the number is in a connection state; push its status to XCom.
+
+    By default it waits until the number is ``connected`` (connected to Plugz, session held and
+    phone online: messages go out). Give either a named ``state`` (or a list of them: any one
+    will do), or a condition over the status fields, where ``None`` means "don't care":
+
+    ================  ====================================================================
+    ``state``         what ``GET .../status`` says
+    ================  ====================================================================
+    ``connected``     connected, session held (or not reported), phone online
+    ``phone_offline`` connected, phone offline: messages wait in Plugz's queue
+    ``session_lost``  not connected while the phone is online (or no session): restore it
+    ``disconnected``  not connected, phone offline
+    ================  ====================================================================
+
+    ``PlugzInstanceStatusSensor(task_id="wait_for_connection")``,
+    ``PlugzInstanceStatusSensor(task_id="alert_when_down", state=["disconnected", "session_lost"])``,
+    ``PlugzInstanceStatusSensor(task_id="phone_back", connected=True, smartphone_connected=True)``.
+
+    Returns (XCom ``return_value``) the status it saw when done, as
+    ``PlugzInstanceStatusOperator`` does: ``{"connected", "session", "smartphone_connected",
+    "error"}``. Waits as every :class:`PlugzPollingSensor` does (poke, reschedule, deferrable
+    through :class:`~airflow_provider_plugz.triggers.plugz.PlugzInstanceStatusTrigger`).
+
+    :param state: a state of the table above (``-`` may stand for ``_``), or a list of them.
+    :param connected: wait for this ``connected`` value (``None``: don't care).
+    :param session: wait for this ``session`` value (``None``: don't care).
+    :param smartphone_connected: wait for this ``smartphone_connected`` value (``None``: don't care).
+    :param plugz_conn_id: the Plugz connection (templated).
+    :param deferrable: wait in the triggerer instead of a worker.
+    :param poke_interval: seconds between checks, or a template of them.
+    """
+
+    def __init__(
+        self,
+        *,
+        state: str | Collection[str] | None = None,
+        connected: bool | None = None,
+        session: bool | None = None,
+        smartphone_connected: bool | None = None,
+        plugz_conn_id: str = DEFAULT_CONN_ID,
+        deferrable: bool | None = None,
+        poke_interval: float | timedelta | str = 60,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            plugz_conn_id=plugz_conn_id, deferrable=deferrable, poke_interval=poke_interval, **kwargs
+        )
+        self.expected = instance_status_condition(
+            state, connected=connected, session=session, smartphone_connected=smartphone_connected
+        )
+
+    def _trigger(self, *, poll_interval: float = 60.0, deadline: float | None = None) -> PlugzPollingTrigger:
+        from airflow_provider_plugz.triggers.plugz import PlugzInstanceStatusTrigger
+
+        return PlugzInstanceStatusTrigger(
+            plugz_conn_id=self.plugz_conn_id,
+            expected=self.expected,
+            poll_interval=poll_interval,
+            deadline=deadline,
+        )
+
+
+def instance_status_condition(
+    state: str | Collection[str] | None = None,
+    *,
+    connected: bool | None = None,
+    session: bool | None = None,
+    smartphone_connected: bool | None = None,
+) -> dict[str, Any]:
+    """What :class:`PlugzInstanceStatusSensor` waits for, as the JSON-safe dict its trigger keeps.
+
+    ``{"state": [...]}`` for named states (default ``["connected"]``), else the fields that are
+    not ``None``: ``{"connected": True, "smartphone_connected": False}``.
+
+    :raises PlugzConfigurationError: an unknown state, a field that is not a bool or None, or
+        both a state and fields.
+    """
+    fields = {"connected": connected, "session": session, "smartphone_connected": smartphone_connected}
+    for name, value in fields.items():
+        if value is not None and not isinstance(value, bool):
+            raise exceptions.PlugzConfigurationError(
+                f"Plugz instance status condition: {name} must be True, False or None (don't care), "
+                f"not a {type(value).__name__}."
+            )
+    chosen = {name: value for name, value in fields.items() if value is not None}
+    if chosen and state is not None:
+        raise exceptions.PlugzConfigurationError(
+            "Plugz instance status condition: give either state=... or connected= / session= / "
+            "smartphone_connected=, not both (a state already fixes those fields)."
+        )
+    if chosen:
+        return chosen
+    return {"state": _states("connected" if state is None else state)}
+
+
+def _states(state: object) -> list[str]:
+    given = [state] if isinstance(state, str) else state
+    if not isinstance(given, Collection) or isinstance(given, (bytes, dict)) or not given:
+        given = [given]
+    states: list[str] = []
+    for one in given:
+        name = one.replace("-", "_") if isinstance(one, str) else None
+        if name not in INSTANCE_STATES:
+            raise exceptions.PlugzConfigurationError(
+                f"Plugz instance status condition: state must be one of {', '.join(INSTANCE_STATES)} "
+                f"(or a list of them), not {str(one)[:40]!r}."
+            )
+        if name not in states:
+            states.append(name)
+    return states
 
 
 def _seconds(value: object) -> float:

@@ -1,45 +1,74 @@
-"""``PlugzPinStatusTrigger``: waits in the triggerer until a PIN is (or is no longer) set."""
+"""Triggers that wait in the triggerer until a Plugz instance is in a wanted state.
+
+:class:`PlugzPollingTrigger` is the machinery of every such wait: it polls one endpoint
+(``hook.acall(endpoint)``), turns each answer into a JSON-safe *observation* (a dict) and
+compares it with the *expected* condition; transient failures are logged and polling goes on,
+any other ``PlugzError`` or the deadline ends the wait with one event. The sensors in
+:mod:`airflow_provider_plugz.sensors.plugz` use the same trigger object as the description of
+their wait, so a poke in a worker and a poll in the triggerer decide alike.
+
+- :class:`PlugzPinStatusTrigger`: until the PIN is (or is no longer) set.
+- :class:`PlugzInstanceStatusTrigger`: until the number is connected, or in another state.
+
+Both keep their classpath here: Airflow stores a deferred task's trigger by classpath and
+kwargs, and loads it again after an upgrade.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_plugz.exceptions import PlugzError, PlugzTransientError
+from airflow_provider_plugz.sensors.plugz import instance_status_condition
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-# Event payload keys and statuses: the contract between this trigger and the sensor.
+    from airflow_provider_plugz._protocol import Endpoint
+
+# Event payload keys and statuses: the contract between these triggers and the sensors.
 EVENT_SUCCESS = "success"
 EVENT_ERROR = "error"
 EVENT_TIMEOUT = "timeout"
 
+_NONE = type(None)
 
-class PlugzPinStatusTrigger(BaseTrigger):
-    """Poll the PIN status until ``has_code == expected``, then fire exactly one event.
 
-    Only JSON-safe, non-secret values are serialized; the connection is read inside the
-    triggerer. Transient failures (network, 429, 5xx) are logged and polling goes on;
-    any other ``PlugzError`` ends the wait with an ``error`` event.
+class PlugzPollingTrigger(BaseTrigger):
+    """Poll one Plugz endpoint until its observation matches ``expected``; fire exactly one event.
 
-    Events: ``{"status": "success", "has_code": bool}``,
+    A base class: a subclass names the endpoint (:attr:`endpoint_name`, resolved when it runs),
+    the fields of its observation (:attr:`observation_types`) and how ``expected`` reads as a
+    condition over them (:meth:`condition`, :meth:`facts`). Only JSON-safe, non-secret values
+    are serialized; the connection is read inside the triggerer.
+
+    Events: ``{"status": "success", "observation": {...}}`` (a subclass may shape it),
     ``{"status": "error", "error_class": "PlugzNotFoundError", "message": "..."}``,
     ``{"status": "timeout", "message": "..."}``.
 
     :param plugz_conn_id: the Airflow connection to use.
-    :param expected: the ``has_code`` value to wait for.
+    :param expected: what to wait for (JSON-safe; its form is the subclass's).
     :param poll_interval: seconds between two checks.
     :param deadline: a Unix timestamp after which the wait ends with a ``timeout`` event.
     """
 
+    #: The endpoint's name in :mod:`airflow_provider_plugz.endpoints`.
+    endpoint_name: ClassVar[str]
+    #: What one poll is called in log lines ("Plugz <check> failed, will try again").
+    check: ClassVar[str]
+    #: The observation's fields and the exact types each may have (``True`` is not ``1``).
+    observation_types: ClassVar[Mapping[str, tuple[type, ...]]]
+
     def __init__(
         self,
         plugz_conn_id: str,
-        expected: bool = True,
+        expected: Any,
         poll_interval: float = 60.0,
         deadline: float | None = None,
     ) -> None:
@@ -60,6 +89,37 @@ class PlugzPinStatusTrigger(BaseTrigger):
             },
         )
 
+    # --- the wait: shared by every subclass
+
+    def endpoint(self) -> Endpoint[Any]:
+        """The endpoint polled (imported on use: DAG files never load it through a sensor)."""
+        from airflow_provider_plugz import endpoints
+
+        endpoint: Endpoint[Any] = getattr(endpoints, self.endpoint_name)
+        return endpoint
+
+    def observe(self, result: Any) -> dict[str, Any]:
+        """One answer (a frozen result of :mod:`..endpoints`) as a JSON-safe dict."""
+        return dataclasses.asdict(result)
+
+    def matches(self, observation: Mapping[str, Any]) -> bool:
+        """Whether ``observation`` meets the condition: each of its keys equal, strictly (a bool
+        is only ever equal to a bool), or one of its values when the condition gives a list."""
+        facts = self.facts(observation)
+        for key, wanted in self.condition().items():
+            choices = wanted if isinstance(wanted, list) else [wanted]
+            value = facts.get(key)
+            if not any(type(value) is type(choice) and value == choice for choice in choices):
+                return False
+        return True
+
+    def observation_from_event(self, event: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The observation a success event carries, or None when it is not a well-formed one."""
+        return self._checked(event.get("observation"))
+
+    def success_event(self, observation: dict[str, Any]) -> dict[str, Any]:
+        return {"status": EVENT_SUCCESS, "observation": observation}
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_plugz.hooks.plugz import PlugzHook
 
@@ -70,24 +130,188 @@ class PlugzPinStatusTrigger(BaseTrigger):
             await hook.aclose()
 
     async def _wait(self, hook: Any) -> dict[str, Any]:
+        endpoint = self.endpoint()
         while True:
             try:
-                status = await hook.aget_pin_status()
+                observation = self.observe(await hook.acall(endpoint))
             except PlugzTransientError as err:
-                self.log.warning("Plugz PIN check failed, will try again: %s", err)
+                self.log.warning("Plugz %s failed, will try again: %s", self.check, err)
             except PlugzError as err:
                 return {"status": EVENT_ERROR, "error_class": type(err).__name__, "message": str(err)}
             else:
-                if status.has_code == self.expected:
-                    return {"status": EVENT_SUCCESS, "has_code": status.has_code}
-                self.log.info("PIN set: %s; waiting for %s.", status.has_code, self.expected)
+                if self.matches(observation):
+                    return self.success_event(observation)
+                self._log_waiting(observation)
             delay = self.poll_interval
             if self.deadline is not None:
                 remaining = self.deadline - time.time()
                 if remaining <= 0:
-                    return {
-                        "status": EVENT_TIMEOUT,
-                        "message": f"the PIN state did not become has_code={self.expected} in time",
-                    }
+                    return {"status": EVENT_TIMEOUT, "message": self.timeout_message()}
                 delay = min(delay, remaining)
             await asyncio.sleep(delay)
+
+    def _checked(self, observation: object) -> dict[str, Any] | None:
+        types = self.observation_types
+        if not isinstance(observation, dict) or set(observation) != set(types):
+            return None
+        if not all(type(observation[key]) in allowed for key, allowed in types.items()):
+            return None
+        return observation
+
+    def _log_waiting(self, observation: Mapping[str, Any]) -> None:
+        self.log.info("%s; waiting for %s.", self.describe(observation), self.wanted())
+
+    # --- what a subclass says
+
+    def condition(self) -> Mapping[str, Any]:
+        """``expected`` as ``{fact: value or list of values}``; by default ``expected`` itself."""
+        condition: Mapping[str, Any] = self.expected
+        return condition
+
+    def facts(self, observation: Mapping[str, Any]) -> Mapping[str, Any]:
+        """What the condition is checked against: the observation, plus anything derived from it."""
+        return observation
+
+    def describe(self, observation: Mapping[str, Any]) -> str:
+        """The observation in a few words, for log lines."""
+        return ", ".join(f"{key} = {value}" for key, value in observation.items())
+
+    def wanted(self) -> str:
+        """The condition in a few words, for log lines and the timeout message."""
+        return ", ".join(f"{key}={value}" for key, value in self.condition().items())
+
+    def timeout_message(self) -> str:
+        return f"the {self.check} did not show {self.wanted()} in time"
+
+
+class PlugzPinStatusTrigger(PlugzPollingTrigger):
+    """Poll the PIN status until ``has_code == expected``, then fire exactly one event.
+
+    Only JSON-safe, non-secret values are serialized; the connection is read inside the
+    triggerer. Transient failures (network, 429, 5xx) are logged and polling goes on;
+    any other ``PlugzError`` ends the wait with an ``error`` event.
+
+    Events: ``{"status": "success", "has_code": bool}``,
+    ``{"status": "error", "error_class": "PlugzNotFoundError", "message": "..."}``,
+    ``{"status": "timeout", "message": "..."}``.
+
+    :param plugz_conn_id: the Airflow connection to use.
+    :param expected: the ``has_code`` value to wait for.
+    :param poll_interval: seconds between two checks.
+    :param deadline: a Unix timestamp after which the wait ends with a ``timeout`` event.
+    """
+
+    endpoint_name = "PIN_STATUS"
+    check = "PIN check"
+    observation_types: ClassVar[Mapping[str, tuple[type, ...]]] = {"has_code": (bool,)}
+
+    def __init__(
+        self,
+        plugz_conn_id: str,
+        expected: bool = True,
+        poll_interval: float = 60.0,
+        deadline: float | None = None,
+    ) -> None:
+        super().__init__(plugz_conn_id, expected, poll_interval, deadline)
+
+    def condition(self) -> Mapping[str, Any]:
+        return {"has_code": self.expected}
+
+    # The event keeps its first shape: sensors deferred before the shared machinery read it.
+    def success_event(self, observation: dict[str, Any]) -> dict[str, Any]:
+        return {"status": EVENT_SUCCESS, "has_code": observation["has_code"]}
+
+    def observation_from_event(self, event: Mapping[str, Any]) -> dict[str, Any] | None:
+        return self._checked({"has_code": event.get("has_code")})
+
+    def describe(self, observation: Mapping[str, Any]) -> str:
+        return f"PIN set = {observation['has_code']}"
+
+    def wanted(self) -> str:
+        return str(self.expected)
+
+    def timeout_message(self) -> str:
+        return f"the PIN state did not become has_code={self.expected} in time"
+
+    def _log_waiting(self, observation: Mapping[str, Any]) -> None:
+        self.log.info("PIN set: %s; waiting for %s.", observation["has_code"], self.expected)
+
+
+def instance_state(observation: Mapping[str, Any]) -> str:
+    """The connection state a ``GET .../status`` observation describes (the rule of
+    :func:`airflow_provider_plugz.endpoints.connection_state`, shared with the fleet audit)."""
+    from airflow_provider_plugz.endpoints import connection_state
+
+    return connection_state(
+        observation["connected"], observation["session"], observation["smartphone_connected"]
+    )
+
+
+class PlugzInstanceStatusTrigger(PlugzPollingTrigger):
+    """Poll ``GET .../status`` until the number is in the wanted connection state; fire one event.
+
+    ``expected`` is the condition :func:`~airflow_provider_plugz.sensors.plugz.instance_status_condition`
+    builds, e.g. ``{"state": ["connected"]}`` (the default) or
+    ``{"connected": True, "smartphone_connected": False}``; it is checked when the trigger is built.
+
+    Events: ``{"status": "success", "observation": {"connected": bool, "session": bool | None,
+    "smartphone_connected": bool, "error": str | None}}``, and ``error`` / ``timeout`` events as
+    :class:`PlugzPollingTrigger`'s.
+
+    :param plugz_conn_id: the Airflow connection to use.
+    :param expected: the condition to wait for; default: the number is connected.
+    :param poll_interval: seconds between two checks.
+    :param deadline: a Unix timestamp after which the wait ends with a ``timeout`` event.
+    """
+
+    endpoint_name = "INSTANCE_STATUS"
+    check = "instance status check"
+    observation_types: ClassVar[Mapping[str, tuple[type, ...]]] = {
+        "connected": (bool,),
+        "session": (bool, _NONE),
+        "smartphone_connected": (bool,),
+        "error": (str, _NONE),
+    }
+
+    def __init__(
+        self,
+        plugz_conn_id: str,
+        expected: Mapping[str, Any] | None = None,
+        poll_interval: float = 60.0,
+        deadline: float | None = None,
+    ) -> None:
+        super().__init__(plugz_conn_id, _checked_condition(expected), poll_interval, deadline)
+
+    def facts(self, observation: Mapping[str, Any]) -> Mapping[str, Any]:
+        return {**observation, "state": instance_state(observation)}
+
+    def describe(self, observation: Mapping[str, Any]) -> str:
+        state = instance_state(observation)
+        label = "connected" if state == "connected" else state.replace("_", " ").upper()
+        reason = observation.get("error")
+        return f"{label} ({reason})" if reason and state != "connected" else label
+
+    def wanted(self) -> str:
+        states = self.condition().get("state")
+        if states is not None:
+            return "state " + " or ".join(states)
+        return super().wanted()
+
+    def timeout_message(self) -> str:
+        return f"the number did not reach {self.wanted()} in time"
+
+
+def _checked_condition(expected: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A serialized condition, checked again: trigger kwargs may come from an older release."""
+    from airflow_provider_plugz.exceptions import PlugzConfigurationError
+
+    if expected is None:
+        return instance_status_condition()
+    fields = {"state", "connected", "session", "smartphone_connected"}
+    if not isinstance(expected, Mapping) or not expected or not set(expected) <= fields:
+        raise PlugzConfigurationError(
+            "PlugzInstanceStatusTrigger: expected must be a condition such as {'state': ['connected']} "
+            "or {'connected': True}, with keys among " + ", ".join(sorted(fields)) + "; build it with "
+            "PlugzInstanceStatusSensor(state=... or connected=..., smartphone_connected=...)."
+        )
+    return instance_status_condition(**dict(expected))

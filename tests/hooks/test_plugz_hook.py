@@ -153,10 +153,15 @@ def test_transport_errors_are_wrapped_without_the_url(
     assert info.value.__context__ is None
 
 
+STATUS_URL = URL.replace("/security/two-fa-code", "/status")
+
+
 def test_test_connection_success(mock: rm.Mocker) -> None:
+    mock.get(STATUS_URL, json={"connected": True, "session": True, "smartphoneConnected": True})
     mock.get(URL, json={"success": True, "hasCode": False})
     ok, message = PlugzHook().test_connection()
     assert ok is True
+    assert "the number is connected (phone online)" in message
     assert "has NO PIN set" in message
     assert "https://api.plugzapi.com.br" in message
 
@@ -172,10 +177,11 @@ def test_test_connection_success(mock: rm.Mocker) -> None:
 def test_test_connection_failure_says_what_to_do(
     mock: rm.Mocker, status: int, body: dict[str, str] | None, fragment: str
 ) -> None:
-    mock.get(URL, status_code=status, json=body)
+    mock.get(STATUS_URL, status_code=status, json=body)  # the first call the test makes
     ok, message = PlugzHook().test_connection()
     assert ok is False
     assert fragment in message
+    assert "instance status check" in message
     assert_no_secret(message)
 
 

@@ -122,8 +122,8 @@ def test_connection_refused(sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPat
 
 def test_fixtures_point_plugz_default_at_the_sandbox(plugz_connection: PlugzSandbox) -> None:
     assert PlugzHook().get_pin_status().has_code is False
-    assert PlugzHook().test_connection()[0] is True
-    assert plugz_connection.request_count == 2
+    assert PlugzHook().test_connection()[0] is True  # GET .../status, then the PIN
+    assert plugz_connection.request_count == 3
 
 
 def test_uri_connection_reaches_the_sandbox(sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch) -> None:

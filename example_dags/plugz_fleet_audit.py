@@ -1,4 +1,5 @@
-"""Fleet audit: every day, check the PIN of every WhatsApp number in one task, then alert."""
+"""Fleet audit: every day, check the PIN and connection of every WhatsApp number in one task,
+then WhatsApp the on-call phone one summary of the numbers that need attention."""
 
 from __future__ import annotations
 
@@ -8,13 +9,37 @@ from typing import Any
 import pendulum
 
 try:  # Airflow 3
-    from airflow.sdk import DAG, Param, task
+    from airflow.sdk import DAG, Param, Variable, task
 except ImportError:  # Airflow 2.10 / 2.11
     from airflow import DAG
     from airflow.decorators import task
+    from airflow.models import Variable
     from airflow.models.param import Param
 
+from airflow_provider_plugz.notifications.plugz import PlugzNotifier
 from airflow_provider_plugz.operators.audit import REPORT_XCOM_KEY, PlugzPinAuditOperator
+
+#: The Airflow Variable holding the on-call phone (digits with country and area code, or a group id).
+ONCALL_VARIABLE = "plugz_oncall_phone"
+
+
+def send_to_oncall(message: str, context: Any) -> None:
+    """WhatsApp ``message`` to the on-call phone from the ``plugz_alerts`` number.
+
+    ``notify()`` sends the text as it is: it holds what Plugz answered, which must never be
+    rendered as a Jinja template (as a notifier's templated ``message`` would be).
+    """
+    from airflow_provider_plugz.exceptions import PlugzConfigurationError
+
+    phone = Variable.get(ONCALL_VARIABLE, None)
+    if not phone:
+        raise PlugzConfigurationError(
+            f"Plugz fleet audit: the Variable {ONCALL_VARIABLE!r} (the phone alerts go to) is not "
+            "set; set it to digits with country and area code, e.g. 5511999999999 (Admin > "
+            "Variables or AIRFLOW_VAR_PLUGZ_ONCALL_PHONE)."
+        )
+    PlugzNotifier(phone=str(phone), message=message).notify(context)
+
 
 with DAG(
     dag_id="plugz_fleet_audit",
@@ -41,9 +66,16 @@ PIN — dozens or thousands of numbers, one Airflow connection of type **Plugz**
 single task (`audit_pins`) that runs the checks concurrently (at most 32 at a time, over
 pooled HTTP connections). Then it branches:
 
-- some number has **no PIN** or **could not be checked** -> `alert` prints which ones and why
-  (replace its body with your pager, Slack or e-mail call);
+- some number has **no PIN**, is **not connected** or **could not be checked** -> `alert`
+  sends **one** WhatsApp message listing those numbers and why, to the on-call phone in the
+  Variable `plugz_oncall_phone`, from the connection `plugz_alerts` (a number of its own: an
+  alert that a number is disconnected cannot go out from that number); it returns the text;
 - otherwise -> `all_good`.
+
+A missing `plugz_alerts` connection or `plugz_oncall_phone` Variable fails `alert` with a
+message saying what to set. Plugz *queues* messages: while `plugz_alerts` is disconnected the
+summary waits and goes out when it reconnects (the task log warns). Logs show the phone masked,
+the text's length and the connection ids listed, never the text.
 
 **Which numbers.** The connection ids come from the Airflow Variable `plugz_fleet_conn_ids`,
 a JSON list such as `["plugz_sales", "plugz_support"]`: edit it in Admin > Variables as the
@@ -101,9 +133,10 @@ status call that failed) on `audit_pins`: the report is still pushed first.
         not_connected = report["total"] - report.get("connected", report["total"])
         return "alert" if report["without_pin"] or report["errors"] or not_connected else "all_good"
 
-    @task
-    def alert(report: dict[str, Any]) -> str:
-        lines = []
+    # The text goes to a person: XCom keeps it; the log shows its length and the phone masked only.
+    @task(show_return_value_in_logs=False)
+    def alert(report: dict[str, Any], **context: Any) -> str:
+        lines, needing = [], []
         for conn_id, result in report["results"].items():
             issues = []
             if result.get("has_code") is False:
@@ -116,9 +149,11 @@ status call that failed) on `audit_pins`: the report is still pushed first.
             elif "error_class" in status:
                 issues.append(f"connection state unknown ({status['error_class']})")
             if issues:
+                needing.append(conn_id)
                 lines.append(f"- {conn_id}: " + "; ".join(issues))
         message = f"{len(lines)} of {report['total']} WhatsApp number(s) need attention:\n" + "\n".join(lines)
-        print(message)
+        send_to_oncall(message, context)
+        print(f"Sent the on-call phone one summary of {len(lines)} number(s): {', '.join(needing)}")
         return message
 
     @task

@@ -1,4 +1,5 @@
-"""Onboarding: wait (in the triggerer, for days if need be) until a new number has a PIN."""
+"""Onboarding: wait (in the triggerer, for days if need be) until a new number is connected,
+then until it has a PIN."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ except ImportError:  # Airflow 2.10 / 2.11
     from airflow.decorators import task
     from airflow.models.param import Param
 
-from airflow_provider_plugz.sensors.plugz import PlugzPinStatusSensor
+from airflow_provider_plugz.sensors.plugz import PlugzInstanceStatusSensor, PlugzPinStatusSensor
 
 with DAG(
     dag_id="plugz_onboarding",
@@ -27,27 +28,45 @@ with DAG(
             type="number",
             exclusiveMinimum=0,
             maximum=86400,
-            description="Seconds between two PIN checks while waiting (shorten it to try the DAG out).",
+            description=(
+                "Seconds between two checks (connection, then PIN) while waiting; shorten it to try "
+                "the DAG out."
+            ),
         )
     },
     doc_md="""
 ### Plugz onboarding
 
-Trigger this DAG when a new WhatsApp number is connected to Plugz. `wait_for_pin` waits
-until the number has a two-step-verification PIN; as a **deferrable** sensor it waits in
-the triggerer, so days of waiting cost no worker slot. It checks every `poll_interval`
-seconds (a DAG param, default 300: 5 minutes; it feeds the sensor's `poke_interval`) and
-gives up after 7 days (`timeout`). To try the DAG out, trigger it with
-`{"poll_interval": 5}`.
+Trigger this DAG when a new WhatsApp number is added to Plugz. Two **deferrable** sensors
+wait in the triggerer, so days of waiting cost no worker slot:
 
-When the PIN is there, `announce_ready` runs: replace it with the next onboarding steps
-(welcome message, CRM update, ...). `wait_for_pin` pushes `has_code` (`True`) to XCom.
+1. `wait_for_connection` waits until the number is **connected** (connected to Plugz, session
+   held, phone online: scan the QR code in the Plugz panel); it pushes the status it saw
+   (`{"connected", "session", "smartphone_connected", "error"}`) to XCom;
+2. then `wait_for_pin` waits until it has a two-step-verification **PIN**; it pushes
+   `has_code` (`True`) to XCom.
+
+Both check every `poll_interval` seconds (a DAG param, default 300: 5 minutes; it feeds the
+sensors' `poke_interval`) and give up after 7 days each (`timeout`). To try the DAG out,
+trigger it with `{"poll_interval": 5}`. A number that is already connected, or already has its
+PIN, passes its sensor at the first check, without deferring.
+
+When both are there, `announce_ready` runs: replace it with the next onboarding steps
+(welcome message, CRM update, ...).
 
 Set up: an Airflow connection `plugz_default` of type **Plugz** for the new number
-(see the provider README). Credential or configuration errors fail `wait_for_pin` at once;
+(see the provider README). Credential or configuration errors fail the waiting sensor at once;
 network trouble and Plugz outages only delay it.
 """,
 ) as dag:
+    wait_for_connection = PlugzInstanceStatusSensor(
+        task_id="wait_for_connection",
+        plugz_conn_id="plugz_default",
+        state="connected",
+        deferrable=True,
+        poke_interval="{{ params.poll_interval }}",
+        timeout=timedelta(days=7),
+    )
     wait_for_pin = PlugzPinStatusSensor(
         task_id="wait_for_pin",
         plugz_conn_id="plugz_default",
@@ -63,4 +82,5 @@ network trouble and Plugz outages only delay it.
         print(message)
         return message
 
+    wait_for_connection >> wait_for_pin
     announce_ready(wait_for_pin.output)

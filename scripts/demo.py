@@ -16,10 +16,13 @@ from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_ID, INSTANCE_TOKEN = "demo-instance", "demo-instance-token"
+ALERTS_ID, ALERTS_TOKEN = "demo-alerts", "demo-alerts-token"
+ONCALL_PHONE = "5511900001234"  # made up: the sandbox sends nothing anywhere
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from airflow_provider_plugz.testing import PlugzSandbox
     from airflow_provider_plugz.testing.dag_run import DagRunReport
 
 
@@ -44,20 +47,31 @@ def output_to(path: Path) -> Iterator[None]:
 
 
 def describe(report: DagRunReport, seconds: float) -> list[str]:
-    has_code = report.xcom_value("check_pin", "has_code")
+    has_code, status = report.xcom_value("check_pin"), report.xcom_value("check_connection")
     taken = [task for task in ("alert", "ok") if report.task_states.get(task) == "success"]
     skipped = [task for task in ("alert", "ok") if report.task_states.get(task) == "skipped"]
     lines = [f"  DAG run {report.state} in {seconds:.1f} s"]
-    if has_code is None:
-        lines.append(f"  check_pin: {report.task_states.get('check_pin')}: {report.errors.get('check_pin')}")
+    if has_code is None or status is None:
+        for task in ("check_pin", "check_connection"):
+            lines.append(f"  {task}: {report.task_states.get(task)}: {report.errors.get(task)}")
         return lines
     lines.append(
-        f"  check_pin: PIN set = {has_code} -> branch taken: {', '.join(taken) or 'none'}"
-        f" (skipped: {', '.join(skipped) or 'none'})"
+        f"  check_pin: PIN set = {has_code}; check_connection: connected = {status['connected']}"
+        f" -> branch taken: {', '.join(taken) or 'none'} (skipped: {', '.join(skipped) or 'none'})"
     )
-    for task in taken:
-        lines.append(f"  {task}: {report.xcom_value(task)}")
+    if "ok" in taken:
+        lines.append(f"  ok: {report.xcom_value('ok')}")
+    if "alert" in taken:
+        lines.append("  alert: sent a WhatsApp message to the on-call phone (see the outbox below)")
     return lines
+
+
+def outbox(sandbox: PlugzSandbox) -> list[str]:
+    """The sandbox's outbox, a line per message: sender instance, recipient (masked), text."""
+    return [
+        f"  {m.instance_id} -> ***{m.phone[-4:]}: {' / '.join(m.message.splitlines())}"
+        for m in sandbox.messages
+    ]
 
 
 def run() -> tuple[DagRunReport, float]:
@@ -82,8 +96,14 @@ def main() -> int:
     print("Plugz provider demo: the plugz_security_check DAG, run by Airflow against the Plugz sandbox")
     with PlugzSandbox(client_token="demo-client-token") as sandbox:
         sandbox.add_instance(INSTANCE_ID, INSTANCE_TOKEN, has_code=False)
+        sandbox.add_instance(ALERTS_ID, ALERTS_TOKEN)
         os.environ["AIRFLOW_CONN_PLUGZ_DEFAULT"] = sandbox.connection_json(INSTANCE_ID)
-        print(f"Sandbox at {sandbox.base_url}; plugz_default -> instance {INSTANCE_ID!r} (no PIN yet)")
+        os.environ["AIRFLOW_CONN_PLUGZ_ALERTS"] = sandbox.connection_json(ALERTS_ID)
+        os.environ["AIRFLOW_VAR_PLUGZ_ONCALL_PHONE"] = ONCALL_PHONE
+        print(
+            f"Sandbox at {sandbox.base_url}; plugz_default -> instance {INSTANCE_ID!r} (no PIN yet),\n"
+            f"plugz_alerts -> instance {ALERTS_ID!r}, plugz_oncall_phone = ***{ONCALL_PHONE[-4:]}"
+        )
         print("Starting Airflow (SQLite metadata, first start takes ~20 s) ...", flush=True)
         with output_to(log_path):
             from airflow_provider_plugz.testing.dag_run import init_metadata_db
@@ -92,6 +112,9 @@ def main() -> int:
             first = run()
         print("\nRun 1 (the number has no PIN):")
         print("\n".join(describe(*first)))
+        first_outbox = outbox(sandbox)
+        print("The sandbox's outbox (what WhatsApp would deliver):")
+        print("\n".join(first_outbox) or "  (empty)")
 
         sandbox.set_has_code(INSTANCE_ID, True)
         with output_to(log_path):
@@ -99,6 +122,7 @@ def main() -> int:
         print("\nRun 2 (after a PIN was set on the number):")
         print("\n".join(describe(*second)))
         calls = sandbox.request_count
+        sent_after_second = len(sandbox.messages)
 
     print(f"\nThe sandbox answered {calls} API call(s). Airflow's full log: {log_path}")
     print(
@@ -106,6 +130,8 @@ def main() -> int:
         "and give it your credentials (Plugz panel: instance id, instance token, account security token):\n"
         '  export AIRFLOW_CONN_PLUGZ_DEFAULT=\'{"conn_type": "plugz", "login": "<instance id>",\n'
         '    "password": "<instance token>", "extra": {"client_token": "<Client-Token>"}}\'\n'
+        "  export AIRFLOW_CONN_PLUGZ_ALERTS='...'  # the same, for the number alerts are sent from\n"
+        "  export AIRFLOW_VAR_PLUGZ_ONCALL_PHONE=5511999999999  # who gets them\n"
         "  airflow dags test plugz_security_check"
     )
     expected = (
@@ -113,6 +139,8 @@ def main() -> int:
         and first[0].task_states.get("alert") == "success"
         and second[0].state == "success"
         and second[0].task_states.get("ok") == "success"
+        and len(first_outbox) == 1
+        and sent_after_second == 1
     )
     if not expected:
         print(f"\nThe demo did not go as expected; see {log_path}", file=sys.stderr)

@@ -111,6 +111,20 @@ def _fresh_secret_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_redaction, "_KNOWN", _redaction._Index())
 
 
+ALERTS_INSTANCE_ID = "A1ER75NSTANCE00000000000000001"
+ALERTS_TOKEN = "A1ER75T0KEN5ECRET000000000001"
+ONCALL_PHONE = "5511987650123"
+
+
+@pytest.fixture
+def alerts(sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch) -> PlugzSandbox:
+    """``plugz_alerts`` on a second instance of ``sandbox``, and the Variable ``plugz_oncall_phone``."""
+    sandbox.add_instance(ALERTS_INSTANCE_ID, ALERTS_TOKEN)
+    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_ALERTS", sandbox.connection_json(ALERTS_INSTANCE_ID))
+    monkeypatch.setenv("AIRFLOW_VAR_PLUGZ_ONCALL_PHONE", ONCALL_PHONE)
+    return sandbox
+
+
 @pytest.fixture(autouse=True)
 def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Retries never sleep for real in tests; the waits they asked for are recorded here."""

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-def test_demo_runs_the_security_check_both_ways(tmp_path: Path) -> None:
+def test_demo_runs_the_security_check_both_ways_and_shows_the_alert_in_the_outbox(tmp_path: Path) -> None:
     env = {**os.environ, "PLUGZ_DEMO_HOME": str(tmp_path / "home")}
     env.pop("AIRFLOW_CONN_PLUGZ_DEFAULT", None)
     result = subprocess.run(
@@ -26,11 +26,21 @@ def test_demo_runs_the_security_check_both_ways(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "check_pin: PIN set = False -> branch taken: alert (skipped: ok)" in out
-    assert "check_pin: PIN set = True -> branch taken: ok (skipped: alert)" in out
-    assert "The sandbox answered 2 API call(s)" in out
-    assert "AIRFLOW_CONN_PLUGZ_DEFAULT" in out  # how to point it at a real account
+    assert "PIN set = False; check_connection: connected = True -> branch taken: alert (skipped: ok)" in out
+    assert "PIN set = True; check_connection: connected = True -> branch taken: ok (skipped: alert)" in out
+    # The alert arrived in the sandbox's outbox, from plugz_alerts to the masked on-call phone.
+    outbox = out.split("The sandbox's outbox (what WhatsApp would deliver):\n", 1)[1].split("\n\n", 1)[0]
+    assert outbox.splitlines() == [
+        "  demo-alerts -> ***1234: *Plugz security check* / The WhatsApp number of connection plugz_default"
+        " has NO two-step-verification PIN: set one in WhatsApp > Settings."
+    ]
+    assert "5511900001234" not in out
+    assert "The sandbox answered 6 API call(s)" in out  # PIN and status twice; the alert and its check
+    for name in ("AIRFLOW_CONN_PLUGZ_DEFAULT", "AIRFLOW_CONN_PLUGZ_ALERTS", "AIRFLOW_VAR_PLUGZ_ONCALL_PHONE"):
+        assert name in out  # how to point it at a real account
     assert len(out.splitlines()) < 30  # a few readable lines; Airflow's chatter goes to the log
     log = (tmp_path / "home" / "airflow.log").read_text()
     assert "demo-instance-token" not in log
     assert "demo-client-token" not in log
+    assert "demo-alerts-token" not in log
+    assert "5511900001234" not in log  # the on-call phone, masked in the notifier's log line

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_plugz.testing.dag_run import run_dag
-from tests.conftest import EXAMPLE_DAGS, INSTANCE_ID, ROOT
+from tests.conftest import ALERTS_INSTANCE_ID, EXAMPLE_DAGS, INSTANCE_ID, ONCALL_PHONE, ROOT
 
 if TYPE_CHECKING:
     from airflow_provider_plugz.testing import PlugzSandbox
@@ -52,112 +52,248 @@ def test_parsing_a_dag_file_loads_no_hook_http_client_or_sandbox() -> None:
     assert "airflow_provider_plugz.sensors.plugz" in loaded
 
 
+# plugz_alerts: a second number of the sandbox, the one alerts go out from; and the on-call phone.
+def calls_to(sandbox: PlugzSandbox, instance_id: str = INSTANCE_ID) -> int:
+    """API requests ``instance_id`` received (the checked number's, not the alerting one's)."""
+    return sum(1 for r in sandbox.requests if r.instance_id == instance_id)
+
+
+def alerts_sent(sandbox: PlugzSandbox) -> list[str]:
+    """The texts the outbox holds, each checked to have gone from plugz_alerts to the on-call phone."""
+    assert all((m.instance_id, m.phone) == (ALERTS_INSTANCE_ID, ONCALL_PHONE) for m in sandbox.messages)
+    return [m.message for m in sandbox.messages]
+
+
+CHECKED = {"check_pin": "success", "check_connection": "success", "route": "success"}
 SKIPPED_REMEDIATION = {"remediation_enabled": "skipped", "set_pin": "skipped", "confirm_pin": "skipped"}
-PIN_OK = {"check_pin": "success", "alert": "skipped", "ok": "success"} | SKIPPED_REMEDIATION
+ALERTED = CHECKED | {"alert": "success", "ok": "skipped", "remediation_enabled": "success"}
+NOT_REMEDIATED = ALERTED | {"set_pin": "skipped", "confirm_pin": "skipped"}
+PIN_OK = CHECKED | {"alert": "skipped", "ok": "success"} | SKIPPED_REMEDIATION
+NO_PIN = "has NO two-step-verification PIN"
 
 
 @pytest.mark.parametrize(
-    ("has_code", "states"),
+    ("has_code", "state", "states", "problems"),
     [
-        pytest.param(
-            False,
-            {"check_pin": "success", "alert": "success", "ok": "skipped", "remediation_enabled": "success"}
-            | {"set_pin": "skipped", "confirm_pin": "skipped"},
-            id="no-pin-alerts-remediation-off",
-        ),
+        pytest.param(False, "connected", NOT_REMEDIATED, [NO_PIN], id="no-pin-alerts-remediation-off"),
+        pytest.param(True, "connected", PIN_OK, [], id="pin-ok"),
         pytest.param(
             True,
-            {"check_pin": "success", "alert": "skipped", "ok": "success"} | SKIPPED_REMEDIATION,
-            id="pin-ok",
+            "disconnected",
+            NOT_REMEDIATED,
+            ["is disconnected (You are not connected.)"],
+            id="disconnected",
         ),
+        pytest.param(
+            False,
+            "session-lost",
+            NOT_REMEDIATED,
+            [NO_PIN, "has lost its WhatsApp session (You need to restore the session.)"],
+            id="no-pin-and-session-lost",
+        ),
+        pytest.param(True, "phone-offline", NOT_REMEDIATED, ["has its phone offline"], id="phone-offline"),
     ],
 )
-def test_security_check_branches(
-    example_dags: Any, sandbox: PlugzSandbox, has_code: bool, states: dict[str, str]
+def test_security_check_alerts_the_oncall_phone_when_the_pin_is_missing_or_the_number_is_down(
+    example_dags: Any,
+    alerts: PlugzSandbox,
+    has_code: bool,
+    state: Any,
+    states: dict[str, str],
+    problems: list[str],
 ) -> None:
-    sandbox.set_has_code(INSTANCE_ID, has_code)
+    alerts.set_has_code(INSTANCE_ID, has_code)
+    alerts.set_state(INSTANCE_ID, state)
     report = run_dag(example_dags.get_dag("plugz_security_check"))
     assert report.state == "success"
     assert report.task_states == states
-    assert report.xcom_value("check_pin", "has_code") is has_code
-    taken = "ok" if has_code else "alert"
-    assert isinstance(report.xcom_value(taken), str)
-    assert sandbox.request_count == 1
-    assert sandbox.instance(INSTANCE_ID).has_code is has_code  # nothing was changed
+    assert report.xcom_value("check_pin") is has_code
+    assert report.xcom_value("check_connection")["connected"] is (state in ("connected", "phone-offline"))
+    sent = alerts_sent(alerts)
+    if problems:
+        assert sent == [report.xcom_value("alert")]  # ONE message, the text the task returned
+        assert sent[0].startswith("*Plugz security check*\nThe WhatsApp number of connection plugz_default ")
+        assert [problem in sent[0] for problem in problems] == [True] * len(problems)
+        assert (NO_PIN in sent[0]) is not has_code
+    else:
+        assert sent == []
+        assert isinstance(report.xcom_value("ok"), str)
+    assert calls_to(alerts) == 2  # check_pin, check_connection
+    assert calls_to(alerts, ALERTS_INSTANCE_ID) == (2 if problems else 0)  # the send; the sender's check
+    assert alerts.instance(INSTANCE_ID).has_code is has_code  # nothing was changed
 
 
 @pytest.mark.parametrize(
-    ("has_code", "states", "requests"),
+    ("has_code", "state", "states", "requests"),
     [
         pytest.param(
             False,
-            {"check_pin": "success", "alert": "success", "ok": "skipped", "remediation_enabled": "success"}
-            | {"set_pin": "success", "confirm_pin": "success"},
-            5,  # check_pin; set_pin's own check, the POST, its confirmation; confirm_pin
+            "connected",
+            ALERTED | {"set_pin": "success", "confirm_pin": "success"},
+            6,  # check_pin, check_connection; set_pin's own check, the POST, its confirmation; confirm_pin
             id="no-pin-remediated",
         ),
-        pytest.param(
-            True,
-            {"check_pin": "success", "alert": "skipped", "ok": "success"} | SKIPPED_REMEDIATION,
-            1,
-            id="pin-ok",
-        ),
+        pytest.param(True, "connected", PIN_OK, 2, id="pin-ok"),
+        pytest.param(True, "disconnected", NOT_REMEDIATED, 2, id="disconnected-nothing-to-remediate"),
     ],
 )
 def test_security_check_remediates_when_asked(
     example_dags: Any,
-    sandbox: PlugzSandbox,
+    alerts: PlugzSandbox,
     monkeypatch: pytest.MonkeyPatch,
     has_code: bool,
+    state: Any,
     states: dict[str, str],
     requests: int,
 ) -> None:
-    conn = json.loads(sandbox.connection_json(INSTANCE_ID))
+    conn = json.loads(alerts.connection_json(INSTANCE_ID))
     conn["extra"]["pin_secret"] = "482913"  # the documented place: a JSON string under a hidden name
     monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(conn))
-    sandbox.set_has_code(INSTANCE_ID, has_code)
+    alerts.set_has_code(INSTANCE_ID, has_code)
+    alerts.set_state(INSTANCE_ID, state)
     report = run_dag(example_dags.get_dag("plugz_security_check"), run_conf={"remediate": True})
     assert report.state == "success"
     assert report.task_states == states
-    assert sandbox.instance(INSTANCE_ID).has_code is True
+    assert alerts.instance(INSTANCE_ID).has_code is True
     if not has_code:
         assert report.xcom_value("set_pin") == {"changed": True, "has_code": True}
         assert report.xcom_value("confirm_pin") is True
-        posts = [r for r in sandbox.requests if r.method == "POST"]
+        posts = [r for r in alerts.requests if r.method == "POST" and r.instance_id == INSTANCE_ID]
         assert [p.json() for p in posts] == [{"code": "482913"}]
-    assert sandbox.request_count == requests
+    assert calls_to(alerts) == requests
 
 
-def test_security_check_fails_clearly_on_bad_credentials(
-    example_dags: Any, sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch
+def test_security_check_fails_clearly_on_bad_credentials_and_alerts_each_failed_task(
+    example_dags: Any, alerts: PlugzSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from airflow_provider_plugz.exceptions import PlugzAuthenticationError
 
-    conn = json.loads(sandbox.connection_json(INSTANCE_ID))
+    conn = json.loads(alerts.connection_json(INSTANCE_ID))
     conn["extra"]["client_token"] = "REVOKED-CLIENT-TOKEN-0001"
     monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(conn))
     report = run_dag(example_dags.get_dag("plugz_security_check"))
     assert report.state == "failed"
-    assert report.task_states["check_pin"] == "failed"
-    error = report.errors["check_pin"]
-    assert isinstance(error, PlugzAuthenticationError)
-    assert "REVOKED-CLIENT-TOKEN-0001" not in str(error)
-    assert "Client-Token" in str(error)
+    assert {t: report.task_states[t] for t in ("check_pin", "check_connection")} == {
+        "check_pin": "failed",
+        "check_connection": "failed",
+    }
+    assert report.task_states["route"] == "upstream_failed"
+    for task_id in ("check_pin", "check_connection"):
+        error = report.errors[task_id]
+        assert isinstance(error, PlugzAuthenticationError)
+        assert "REVOKED-CLIENT-TOKEN-0001" not in str(error)
+        assert "Client-Token" in str(error)
+    # The DAG's on_failure_callback (default_args): one WhatsApp alert per failed task.
+    sent = sorted(alerts_sent(alerts))
+    assert len(sent) == 2
+    for text, task_id in zip(sent, ("check_connection", "check_pin"), strict=True):
+        assert text.startswith("*Airflow: task failed*\nDAG: plugz_security_check\n")
+        assert f"Task: {task_id}\n" in text
+        assert "Error: PlugzAuthenticationError" in text
+        assert "REVOKED-CLIENT-TOKEN-0001" not in text
+
+
+@pytest.mark.parametrize(
+    ("unset", "error_says"),
+    [
+        pytest.param(
+            "AIRFLOW_CONN_PLUGZ_ALERTS", "the connection 'plugz_alerts' is not defined", id="no-conn"
+        ),
+        pytest.param("AIRFLOW_VAR_PLUGZ_ONCALL_PHONE", "the Variable 'plugz_oncall_phone'", id="no-variable"),
+    ],
+)
+@pytest.mark.parametrize("dag_id", [pytest.param("plugz_security_check"), pytest.param("plugz_fleet_audit")])
+def test_an_alert_that_cannot_be_sent_fails_its_task_saying_what_to_set(
+    example_dags: Any,
+    alerts: PlugzSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    dag_id: str,
+    unset: str,
+    error_says: str,
+) -> None:
+    from airflow_provider_plugz.exceptions import PlugzConfigurationError
+
+    monkeypatch.delenv(unset)
+    alerts.set_has_code(INSTANCE_ID, False)
+    report = run_dag(example_dags.get_dag(dag_id))
+    assert report.state == "failed"
+    assert report.task_states["alert"] == "failed"
+    error = report.errors["alert"]
+    assert isinstance(error, PlugzConfigurationError)
+    assert error_says in str(error)
+    assert unset in str(error)  # how to set it
+    assert ONCALL_PHONE not in str(error)
+    assert alerts.messages == []
+
+
+def test_fleet_audit_sends_one_summary_of_the_numbers_that_need_attention(
+    example_dags: Any, alerts: PlugzSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    healthy, down = "HEA17HY1NSTANCE00000000000001", "D0WN1NSTANCE000000000000000001"
+    alerts.add_instance(healthy, "HEA17HYT0KEN000000000000001", has_code=True)
+    alerts.add_instance(down, "D0WNT0KEN00000000000000000001", has_code=True, state="session-lost")
+    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_HEALTHY", alerts.connection_json(healthy))
+    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DOWN", alerts.connection_json(down))
+    ids = ["plugz_default", "plugz_healthy", "plugz_down"]  # plugz_default: no PIN
+    report = run_dag(example_dags.get_dag("plugz_fleet_audit"), run_conf={"plugz_conn_ids": ids})
+    assert report.state == "success"
+    assert report.task_states == {
+        "audit_pins": "success",
+        "route": "success",
+        "alert": "success",
+        "all_good": "skipped",
+    }
+    assert alerts_sent(alerts) == [report.xcom_value("alert")]
+    lines = alerts.messages[0].message.splitlines()
+    assert lines[0] == "2 of 3 WhatsApp number(s) need attention:"
+    assert lines[1].startswith("- plugz_default: NO two-step-verification PIN")
+    assert lines[2].startswith("- plugz_down: session lost (You need to restore the session.)")
+    assert len(lines) == 3
+
+
+def test_fleet_audit_sends_nothing_when_all_is_well(example_dags: Any, alerts: PlugzSandbox) -> None:
+    alerts.set_has_code(INSTANCE_ID, True)
+    report = run_dag(example_dags.get_dag("plugz_fleet_audit"))
+    assert report.task_states["all_good"] == "success"
+    assert report.task_states["alert"] == "skipped"
+    assert alerts.messages == []
+
+
+SENSORS = ("wait_for_connection", "wait_for_pin")
+ONBOARDED = {"wait_for_connection": "success", "wait_for_pin": "success", "announce_ready": "success"}
 
 
 def fast_onboarding(example_dags: Any) -> Any:
-    """The onboarding DAG with a poll interval and timeout fit for a test."""
+    """The onboarding DAG with poll intervals and timeouts fit for a test."""
     dag = example_dags.get_dag("plugz_onboarding")
-    sensor = dag.get_task("wait_for_pin")
-    sensor.poke_interval = 0.05
-    sensor.timeout = 30
+    for task_id in SENSORS:
+        sensor = dag.get_task(task_id)
+        sensor.poke_interval = 0.05
+        sensor.timeout = 30
     return dag
+
+
+def flip_when(sandbox: PlugzSandbox, calls: int, change: Any) -> threading.Thread:
+    """Run ``change()`` once the checked number has had ``calls`` requests (a sensor is waiting)."""
+
+    def wait_then_change() -> None:
+        deadline = time.monotonic() + 30
+        while calls_to(sandbox) < calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        change()
+
+    flipper = threading.Thread(target=wait_then_change, daemon=True)
+    flipper.start()
+    return flipper
 
 
 def test_onboarding_poll_interval_is_a_param_with_a_production_default(example_dags: Any) -> None:
     dag = example_dags.get_dag("plugz_onboarding")
     assert dag.params["poll_interval"] == 300
-    assert dag.get_task("wait_for_pin").poke_interval == "{{ params.poll_interval }}"
+    for task_id in SENSORS:
+        assert dag.get_task(task_id).poke_interval == "{{ params.poll_interval }}"
+        assert dag.get_task(task_id).deferrable is True
+    assert dag.get_task("wait_for_connection").downstream_task_ids == {"wait_for_pin"}
 
 
 @pytest.mark.parametrize(
@@ -166,35 +302,55 @@ def test_onboarding_poll_interval_is_a_param_with_a_production_default(example_d
 def test_onboarding_deferred_sensor_completes_when_pin_is_set_mid_wait(
     example_dags: Any, sandbox: PlugzSandbox, how: str
 ) -> None:
-    def set_pin_once_waiting() -> None:
-        # 1 check in the worker, then the trigger's polls: 4 calls mean it has been waiting a while.
-        deadline = time.monotonic() + 30
-        while sandbox.request_count < 4 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        sandbox.set_has_code(INSTANCE_ID, True)
-
-    flipper = threading.Thread(target=set_pin_once_waiting, daemon=True)
-    flipper.start()
+    # The connection check, 1 PIN check in the worker, then the trigger's polls: 5 calls mean
+    # it has been waiting a while.
+    flipper = flip_when(sandbox, 5, lambda: sandbox.set_has_code(INSTANCE_ID, True))
     if how == "param":  # as a user trying the DAG out would: no copy, only the run's conf
         report = run_dag(example_dags.get_dag("plugz_onboarding"), run_conf={"poll_interval": 0.05})
     else:
         report = run_dag(fast_onboarding(example_dags))
     flipper.join(5)
     assert report.state == "success"
-    assert report.task_states == {"wait_for_pin": "success", "announce_ready": "success"}
+    assert report.task_states == ONBOARDED
     assert report.xcom_value("wait_for_pin") is True
     assert "PIN set = True" in report.xcom_value("announce_ready")
-    assert sandbox.request_count >= 5  # it really waited in the trigger, then saw the PIN
+    assert calls_to(sandbox) >= 6  # it really waited in the trigger, then saw the PIN
 
 
-def test_onboarding_does_not_defer_when_the_pin_is_already_set(
+@pytest.mark.parametrize(
+    "state", [pytest.param(s, id=s) for s in ("disconnected", "session-lost", "phone-offline")]
+)
+def test_onboarding_waits_for_the_number_to_connect_before_its_pin(
+    example_dags: Any, sandbox: PlugzSandbox, state: Any
+) -> None:
+    sandbox.set_has_code(INSTANCE_ID, True)
+    sandbox.set_state(INSTANCE_ID, state)
+    # 1 status check in the worker, then the trigger's: 3 calls mean it has been waiting.
+    flipper = flip_when(sandbox, 3, lambda: sandbox.set_state(INSTANCE_ID, "connected"))
+    report = run_dag(fast_onboarding(example_dags))
+    flipper.join(5)
+    assert report.state == "success"
+    assert report.task_states == ONBOARDED
+    assert report.xcom_value("wait_for_connection") == {
+        "connected": True,
+        "session": True,
+        "smartphone_connected": True,
+        "error": None,
+    }
+    paths = [r.path.rsplit("/", 1)[-1] for r in sandbox.requests]
+    assert paths.count("status") >= 3
+    assert "two-fa-code" in paths
+    assert "status" not in paths[paths.index("two-fa-code") :]  # the PIN is checked once connected
+
+
+def test_onboarding_does_not_defer_when_connected_with_the_pin_already_set(
     example_dags: Any, sandbox: PlugzSandbox
 ) -> None:
     sandbox.set_has_code(INSTANCE_ID, True)
     report = run_dag(fast_onboarding(example_dags))
     assert report.state == "success"
     assert report.xcom_value("wait_for_pin") is True
-    assert sandbox.request_count == 1
+    assert calls_to(sandbox) == 2  # one status check, one PIN check
 
 
 def test_onboarding_fails_at_once_for_an_unknown_instance(example_dags: Any, sandbox: PlugzSandbox) -> None:
@@ -203,8 +359,12 @@ def test_onboarding_fails_at_once_for_an_unknown_instance(example_dags: Any, san
     sandbox.remove_instance(INSTANCE_ID)
     report = run_dag(fast_onboarding(example_dags))
     assert report.state == "failed"
-    assert report.task_states == {"wait_for_pin": "failed", "announce_ready": "upstream_failed"}
-    assert isinstance(report.errors["wait_for_pin"], PlugzNotFoundError)
+    assert report.task_states == {
+        "wait_for_connection": "failed",
+        "wait_for_pin": "upstream_failed",
+        "announce_ready": "upstream_failed",
+    }
+    assert isinstance(report.errors["wait_for_connection"], PlugzNotFoundError)
     assert sandbox.request_count == 1
 
 
@@ -212,27 +372,26 @@ def test_onboarding_fails_at_once_for_an_unknown_instance(example_dags: Any, san
     ("mode", "deferrable"),
     [pytest.param("poke", False, id="poke"), pytest.param("reschedule", False, id="reschedule")],
 )
-def test_onboarding_sensor_in_worker_modes_waits_for_the_pin(
+def test_onboarding_sensors_in_worker_modes_wait_for_connection_then_pin(
     example_dags: Any, sandbox: PlugzSandbox, mode: str, deferrable: bool
 ) -> None:
     dag = fast_onboarding(example_dags)
-    sensor = dag.get_task("wait_for_pin")
-    sensor.mode, sensor.deferrable = mode, deferrable
+    for task_id in SENSORS:
+        sensor = dag.get_task(task_id)
+        sensor.mode, sensor.deferrable = mode, deferrable
+    sandbox.set_state(INSTANCE_ID, "disconnected")
 
-    def set_pin_after_two_checks() -> None:
-        deadline = time.monotonic() + 30
-        while sandbox.request_count < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        sandbox.set_has_code(INSTANCE_ID, True)
+    def connect_then_set_pin() -> None:
+        sandbox.set_state(INSTANCE_ID, "connected")
+        flip_when(sandbox, calls_to(sandbox) + 2, lambda: sandbox.set_has_code(INSTANCE_ID, True))
 
-    flipper = threading.Thread(target=set_pin_after_two_checks, daemon=True)
-    flipper.start()
+    flipper = flip_when(sandbox, 2, connect_then_set_pin)
     report = run_dag(dag)
     flipper.join(5)
     assert report.state == "success"
-    assert report.task_states == {"wait_for_pin": "success", "announce_ready": "success"}
+    assert report.task_states == ONBOARDED
     assert report.xcom_value("wait_for_pin") is True
-    assert sandbox.request_count >= 3
+    assert calls_to(sandbox) >= 5  # 2+ status checks, then 2+ PIN checks
 
 
 @pytest.mark.parametrize(
@@ -245,18 +404,30 @@ def test_onboarding_sensor_in_worker_modes_waits_for_the_pin(
 @pytest.mark.parametrize(
     "mode", [pytest.param("deferrable", id="deferrable"), pytest.param("poke", id="poke")]
 )
+@pytest.mark.parametrize("waiting", [pytest.param(s, id=s) for s in SENSORS])
 def test_onboarding_sensor_timeout_and_soft_fail(
-    example_dags: Any, sandbox: PlugzSandbox, mode: str, soft_fail: bool, sensor_state: str, next_state: str
+    example_dags: Any,
+    sandbox: PlugzSandbox,
+    waiting: str,
+    mode: str,
+    soft_fail: bool,
+    sensor_state: str,
+    next_state: str,
 ) -> None:
     from airflow_provider_plugz._compat import AirflowSensorTimeout
 
+    if waiting == "wait_for_connection":
+        sandbox.set_state(INSTANCE_ID, "disconnected")
     dag = fast_onboarding(example_dags)
-    sensor = dag.get_task("wait_for_pin")
+    sensor = dag.get_task(waiting)
     sensor.timeout, sensor.soft_fail, sensor.deferrable = 0.3, soft_fail, mode == "deferrable"
     report = run_dag(dag)
-    assert report.task_states == {"wait_for_pin": sensor_state, "announce_ready": next_state}
+    expected = dict.fromkeys(ONBOARDED, next_state) | {waiting: sensor_state}
+    if waiting == "wait_for_pin":
+        expected["wait_for_connection"] = "success"
+    assert report.task_states == expected
     if not soft_fail:
-        assert isinstance(report.errors["wait_for_pin"], AirflowSensorTimeout)
+        assert isinstance(report.errors[waiting], AirflowSensorTimeout)
 
 
 def test_the_readme_lists_every_example_dag(example_dags: Any) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from airflow_provider_plugz.testing import Fault
 from airflow_provider_plugz.testing.dag_run import run_dag
-from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
+from tests.conftest import ALERTS_TOKEN, CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, ONCALL_PHONE
 
 if TYPE_CHECKING:
     from airflow_provider_plugz.testing import PlugzSandbox
@@ -30,6 +30,7 @@ SECRETS = {
     "wrong Client-Token": WRONG_CLIENT_TOKEN,
     "wrong instance token": WRONG_INSTANCE_TOKEN,
     "PIN": PIN,
+    "alerting instance token": ALERTS_TOKEN,
 }
 # A six-digit PIN could turn up by chance inside a timestamp's microseconds or a UUID.
 _NOISE = re.compile(
@@ -70,10 +71,20 @@ def assert_no_secret(places: dict[str, str]) -> None:
     assert leaks == []
 
 
+def assert_no_personal_data(places: dict[str, str], sandbox: PlugzSandbox) -> None:
+    """The on-call phone appears nowhere; the alerts' texts in no log or exception (the masker
+    may have replaced them: the check is for the clear text)."""
+    assert [place for place, text in places.items() if ONCALL_PHONE in text] == []
+    texts = [m.message for m in sandbox.messages]
+    for place in ("task logs", "exception texts"):
+        assert [text for text in texts if text in places[place]] == [], place
+
+
 def onboarding(example_dags: Any) -> Any:
     dag = example_dags.get_dag("plugz_onboarding")
-    dag.get_task("wait_for_pin").poke_interval = 0.05
-    dag.get_task("wait_for_pin").timeout = 30
+    for task_id in ("wait_for_connection", "wait_for_pin"):
+        dag.get_task(task_id).poke_interval = 0.05
+        dag.get_task(task_id).timeout = 30
     return dag
 
 
@@ -82,6 +93,9 @@ SCENARIOS = [
     pytest.param("plugz_security_check", "remediate-bad-pin", None, "failed", id="remediation-bad-pin"),
     pytest.param("plugz_security_check", None, None, "success", id="check-no-pin"),
     pytest.param("plugz_security_check", {"has_code": True}, None, "success", id="check-pin"),
+    pytest.param("plugz_security_check", "disconnected", None, "success", id="check-disconnected"),
+    pytest.param("plugz_fleet_audit", "disconnected", None, "success", id="fleet-audit-alert"),
+    pytest.param("plugz_onboarding", "connect", None, "success", id="onboarding-waits-for-connection"),
     pytest.param("plugz_onboarding", "flip", None, "success", id="onboarding-deferred"),
     pytest.param(
         "plugz_security_check", None, {"extra": {"client_token": "WRONG"}}, "failed", id="wrong-client-token"
@@ -100,6 +114,7 @@ SCENARIOS = [
 ]
 
 
+@pytest.mark.usefixtures("alerts")
 @pytest.mark.parametrize(("dag_id", "server", "conn_changes", "state"), SCENARIOS)
 def test_no_secret_reaches_logs_errors_xcom_rendered_fields_or_triggers(
     example_dags: Any,
@@ -115,11 +130,17 @@ def test_no_secret_reaches_logs_errors_xcom_rendered_fields_or_triggers(
         conn = {**json.loads(sandbox.connection_json(INSTANCE_ID)), **conn_changes}
         monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(conn))
     if isinstance(server, Fault):
-        sandbox.inject(server, times=10)
+        sandbox.inject(server, times=10, instance_id=INSTANCE_ID)
     elif server == {"has_code": True}:
         sandbox.set_has_code(INSTANCE_ID, True)
     elif server == "flip":
         threading.Thread(target=_set_pin_after_polls, args=(sandbox,), daemon=True).start()
+    elif server == "disconnected":
+        sandbox.set_state(INSTANCE_ID, "disconnected")
+    elif server == "connect":
+        sandbox.set_has_code(INSTANCE_ID, True)
+        sandbox.set_state(INSTANCE_ID, "session-lost")
+        threading.Thread(target=_connect_after_polls, args=(sandbox,), daemon=True).start()
     run_conf = None
     if server in ("remediate", "remediate-bad-pin"):
         # The PIN where the example DAG documents it: a string extra Airflow hides by name.
@@ -143,6 +164,20 @@ def test_no_secret_reaches_logs_errors_xcom_rendered_fields_or_triggers(
         assert report.errors, "a failed run must have left an exception to inspect"
         assert all("Plugz" in str(err) for err in report.errors.values())
     assert_no_secret(places)
+    assert_no_personal_data(places, sandbox)
+    # The on-call phone is alerted on a missing PIN, a disconnected number or a failed task.
+    alerted = dag_id != "plugz_onboarding" and (
+        state == "failed" or server in ("disconnected", "remediate", None)
+    )
+    assert bool(sandbox.messages) is alerted  # the alerts checked were really sent
+    assert all(m.phone == ONCALL_PHONE for m in sandbox.messages)
+
+
+def _connect_after_polls(sandbox: PlugzSandbox) -> None:
+    deadline = time.monotonic() + 30
+    while sandbox.request_count < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sandbox.set_state(INSTANCE_ID, "connected")
 
 
 def _set_pin_after_polls(sandbox: PlugzSandbox) -> None:

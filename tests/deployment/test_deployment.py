@@ -40,6 +40,10 @@ RACE_STOP_TIMEOUT = 15.0
 # What Airflow's triggerer logs when it starts a trigger, and ours after a check found no PIN.
 _TRIGGER_STARTING = re.compile(r"\(ID \d+\) starting")
 _TRIGGER_WAITING = "PIN set: False; waiting for True."
+# plugz_alerts: a second instance of the sandbox, the number alerts go out from; the on-call phone.
+ALERTS_INSTANCE_ID = "DEP10YEDA1ER75NSTANCE00000001"
+ALERTS_TOKEN = "DEP10YEDA1ER75T0KEN5ECRET0001"
+ONCALL_PHONE = "5511987650456"
 
 
 def _fail_on(exc: DeploymentError) -> None:
@@ -50,7 +54,30 @@ def _fail_on(exc: DeploymentError) -> None:
 
 
 @pytest.fixture(scope="module")
-def security_check_run(deployment: Deployment) -> DagRunOutcome:
+def alerting(deployment: Deployment) -> None:
+    """``plugz_alerts`` on a second sandbox instance and the Variable ``plugz_oncall_phone``, kept
+    in Airflow's database through its REST API (as an admin would, in Admin > Connections)."""
+    sandbox_conn = json.loads(deployment.env["AIRFLOW_CONN_PLUGZ_DEFAULT"])
+    deployment.sandbox_api.call(
+        "POST", "_sandbox/instances", {"instance_id": ALERTS_INSTANCE_ID, "token": ALERTS_TOKEN}
+    )
+    deployment.api.call(
+        "POST",
+        "api/v2/connections",
+        {
+            "connection_id": "plugz_alerts",
+            "conn_type": "plugz",
+            "host": sandbox_conn["host"],
+            "login": ALERTS_INSTANCE_ID,
+            "password": ALERTS_TOKEN,
+            "extra": json.dumps(sandbox_conn["extra"]),
+        },
+    )
+    deployment.api.call("POST", "api/v2/variables", {"key": "plugz_oncall_phone", "value": ONCALL_PHONE})
+
+
+@pytest.fixture(scope="module")
+def security_check_run(deployment: Deployment, alerting: None) -> DagRunOutcome:
     """One manual run of plugz_security_check while the number has no PIN."""
     deployment.set_pin(False)
     try:
@@ -186,6 +213,8 @@ def test_provider_is_the_installed_wheel(deployment: Deployment) -> None:
     ("task_id", "state"),
     [
         pytest.param("check_pin", "success", id="check_pin-success"),
+        pytest.param("check_connection", "success", id="check_connection-success"),
+        pytest.param("route", "success", id="route-success"),
         pytest.param("alert", "success", id="no-pin-alert-success"),
         pytest.param("ok", "skipped", id="no-pin-ok-skipped"),
         pytest.param("remediation_enabled", "success", id="remediation-disabled-by-default"),
@@ -199,7 +228,18 @@ def test_security_check_task_states(security_check_run: DagRunOutcome, task_id: 
 
 def test_security_check_run_succeeds_and_reports_no_pin(security_check_run: DagRunOutcome) -> None:
     assert security_check_run.state == "success", security_check_run.task_states
-    assert security_check_run.xcom_value("check_pin", "has_code") is False, security_check_run.xcom
+    assert security_check_run.xcom_value("check_pin") is False, security_check_run.xcom
+    assert security_check_run.xcom_value("check_connection")["connected"] is True, security_check_run.xcom
+
+
+def test_security_check_alert_arrives_in_the_sandbox_outbox(
+    deployment: Deployment, security_check_run: DagRunOutcome
+) -> None:
+    """The alert task sent ONE WhatsApp message, from plugz_alerts to the on-call phone."""
+    outbox = deployment.sandbox_api.get("_sandbox/messages")
+    assert [(m["instance_id"], m["phone"]) for m in outbox] == [(ALERTS_INSTANCE_ID, ONCALL_PHONE)], outbox
+    assert outbox[0]["message"] == security_check_run.xcom_value("alert")
+    assert "has NO two-step-verification PIN" in outbox[0]["message"]
 
 
 def test_onboarding_survives_a_triggerer_restart(onboarding_run: OnboardingOutcome) -> None:
@@ -211,7 +251,12 @@ def test_onboarding_survives_a_triggerer_restart(onboarding_run: OnboardingOutco
         f"the triggerer ignored SIGTERM for {onboarding_run.first_triggerer_stop_seconds:.0f} s"
     )
     assert run.state == "success", run.task_states
-    assert run.task_states == {"wait_for_pin": "success", "announce_ready": "success"}
+    assert run.task_states == {
+        "wait_for_connection": "success",
+        "wait_for_pin": "success",
+        "announce_ready": "success",
+    }
+    assert run.xcom_value("wait_for_connection")["connected"] is True, run.xcom
     assert run.xcom_value("wait_for_pin") is True, run.xcom
     assert run.xcom_value("announce_ready") == "Number is onboarded: two-step-verification PIN set = True."
 
@@ -281,15 +326,24 @@ def test_no_secret_in_logs_or_api_answers(
     trigger_logs = [n for n in names if "task_id=wait_for_pin/" in n and ".trigger." in n]
     assert trigger_logs, sorted(names)
     alert_log = next(text for n, text in texts.items() if "task_id=alert/" in n)
-    assert "has NO two-step-verification PIN" in alert_log  # the files are read, not only listed
+    # The files are read, not only listed: the notifier's line, the phone masked.
+    assert f"Plugz alert to ***{ONCALL_PHONE[-4:]} (" in alert_log
+    assert "queued by connection 'plugz_alerts'" in alert_log
 
+    secrets = {**SECRETS, "alerting instance token": ALERTS_TOKEN, "on-call phone": ONCALL_PHONE}
     leaks = [
         f"{name}: the {what}"
         for name, text in texts.items()
-        for what, secret in SECRETS.items()
+        for what, secret in secrets.items()
         if secret.casefold() in text.casefold()
     ]
     assert not leaks, leaks
+    # The alert's text is in XCom (REST answers), never in a log file.
+    sent = [m["message"] for m in deployment.sandbox_api.get("_sandbox/messages")]
+    assert sent
+    assert [
+        n for n, text in texts.items() if not n.startswith("REST answers") and any(m in text for m in sent)
+    ] == []
 
 
 def test_processes_listen_on_loopback_only(deployment: Deployment) -> None:

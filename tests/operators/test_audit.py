@@ -1410,6 +1410,7 @@ def run_fleet_audit(example_dags: Any, run_conf: dict[str, Any] | None = None, *
     return run_dag(dag, run_conf=run_conf)
 
 
+@pytest.mark.usefixtures("alerts")  # the example DAG alerts through plugz_alerts
 def test_fleet_audit_alerts_on_the_numbers_that_need_attention(
     example_dags: Any, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1485,6 +1486,7 @@ def test_fleet_audit_with_fail_option_fails_but_keeps_the_report(
     assert report.xcom_value("audit_pins", REPORT_XCOM_KEY)["errors"] == len(BROKEN)
 
 
+@pytest.mark.usefixtures("alerts")  # the example DAG alerts through plugz_alerts
 def test_fleet_audit_keeps_its_report_under_execution_timeout_and_refuses_other_conn_types(
     example_dags: Any, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:

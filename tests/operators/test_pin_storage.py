@@ -312,6 +312,7 @@ class _Records(logging.Handler):
         self.messages.append(f"[{record.levelname.lower()}] {record.getMessage()}")
 
 
+@pytest.mark.usefixtures("alerts")  # the example DAG alerts through plugz_alerts
 @pytest.mark.parametrize(
     ("pin_extra", "extra", "reasons_on_airflow3"),
     [

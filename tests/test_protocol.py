@@ -10,9 +10,18 @@ from typing import Any
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from airflow_provider_plugz._protocol import MAX_BODY_BYTES, PlugzRequest, read_answer
+from airflow_provider_plugz._protocol import MAX_BODY_BYTES, PlugzRequest, build_request, read_answer
 from airflow_provider_plugz.connection import PlugzConfig
-from airflow_provider_plugz.endpoints import PIN_STATUS, PinStatus
+from airflow_provider_plugz.endpoints import (
+    DEVICE,
+    INSTANCE_STATUS,
+    PIN_STATUS,
+    SEND_TEXT,
+    DeviceInfo,
+    InstanceStatus,
+    PinStatus,
+    SentMessage,
+)
 from airflow_provider_plugz.exceptions import (
     PlugzAuthenticationError,
     PlugzBadRequestError,
@@ -40,8 +49,10 @@ URL = f"https://api.plugzapi.com.br/instances/{INSTANCE_ID}/token/{INSTANCE_TOKE
 REQUEST = PlugzRequest(endpoint=PIN_STATUS, url=URL, headers={})
 
 
-def answer(status: int, body: Any = None, headers: dict[str, str] | None = None) -> PinStatus:
-    """What the hook does with a transport's answer, without the transport."""
+def answer(
+    status: int, body: Any = None, headers: dict[str, str] | None = None, request: PlugzRequest = REQUEST
+) -> Any:
+    """What the hook does with a transport's answer to ``request``, without the transport."""
     all_headers = CaseInsensitiveDict(headers or {})
     if isinstance(body, (dict, list)):
         raw = json.dumps(body).encode()
@@ -51,8 +62,7 @@ def answer(status: int, body: Any = None, headers: dict[str, str] | None = None)
         all_headers.setdefault("Content-Type", "text/html")
     else:
         raw = body or b""
-    result: PinStatus = read_answer(CONFIG, REQUEST, (status, all_headers, raw, None))
-    return result
+    return read_answer(CONFIG, request, (status, all_headers, raw, None))
 
 
 def assert_no_secret(text: str) -> None:
@@ -224,3 +234,313 @@ def test_oversized_body() -> None:
     body = json.dumps({"success": True, "hasCode": True, "pad": "x" * MAX_BODY_BYTES}).encode()
     with pytest.raises(PlugzMalformedResponseError, match="larger than 1048576 bytes"):
         answer(200, body)
+
+
+# --- the new endpoints: status, device, send-text -------------------------------------------------
+
+PHONE = "5511987654321"
+TEXT = "Disk 93% full on db-7; page Marina"
+STATUS_REQUEST = build_request(CONFIG, INSTANCE_STATUS)
+DEVICE_REQUEST = build_request(CONFIG, DEVICE)
+SEND_REQUEST = build_request(CONFIG, SEND_TEXT, PHONE, TEXT)
+NEW_REQUESTS = {"status": STATUS_REQUEST, "device": DEVICE_REQUEST, "send-text": SEND_REQUEST}
+
+
+def assert_private(text: str) -> None:
+    """No secret, and neither the recipient nor the text of a message."""
+    assert_no_secret(text)
+    assert_no_secrets(text, secrets=(PHONE, TEXT))
+
+
+@pytest.mark.parametrize(
+    ("body", "expected", "state"),
+    [
+        pytest.param(
+            {"connected": True, "session": True, "smartphoneConnected": True},
+            InstanceStatus(connected=True, session=True, smartphone_connected=True),
+            "connected",
+            id="connected",
+        ),
+        pytest.param(
+            {"connected": True, "smartphoneConnected": True},
+            InstanceStatus(connected=True, session=None, smartphone_connected=True),
+            "connected",
+            id="no-session-field-z-api",
+        ),
+        pytest.param(
+            {"connected": True, "session": None, "smartphoneConnected": False},
+            InstanceStatus(connected=True, session=None, smartphone_connected=False),
+            "phone_offline",
+            id="phone-offline-null-session",
+        ),
+        pytest.param(
+            {"connected": True, "session": False, "smartphoneConnected": True},
+            InstanceStatus(connected=True, session=False, smartphone_connected=True),
+            "session_lost",
+            id="connected-without-session",
+        ),
+        pytest.param(
+            {
+                "connected": False,
+                "session": False,
+                "smartphoneConnected": True,
+                "error": "You need to restore the session.",
+            },
+            InstanceStatus(False, False, True, error="You need to restore the session."),
+            "session_lost",
+            id="200-error-is-state-session-lost",
+        ),
+        pytest.param(
+            {"connected": False, "smartphoneConnected": False, "error": "You are not connected."},
+            InstanceStatus(False, None, False, error="You are not connected."),
+            "disconnected",
+            id="200-error-is-state-disconnected",
+        ),
+    ],
+)
+def test_instance_status_successes(body: dict[str, Any], expected: InstanceStatus, state: str) -> None:
+    result = answer(200, body, request=STATUS_REQUEST)
+    assert result == expected
+    assert result.state == state
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(
+            {
+                "phone": " 5511987654321 ",
+                "imgUrl": "https://pps.whatsapp.net/x.jpg",
+                "device": {
+                    "wa_version": "2.24.1",
+                    "platform": "android",
+                    "os_version": "14",
+                    "osbuildnumber": "UP1A",
+                    "device_manufacturer": "samsung",
+                    "device_model": "SM-S911B",
+                    "mcc": "724",
+                    "mnc": "05",
+                },
+            },
+            DeviceInfo(
+                phone=PHONE,
+                img_url="https://pps.whatsapp.net/x.jpg",
+                wa_version="2.24.1",
+                platform="android",
+                os_version="14",
+                os_build_number="UP1A",
+                manufacturer="samsung",
+                model="SM-S911B",
+                mcc="724",
+                mnc="05",
+            ),
+            id="full",
+        ),
+        pytest.param({"phone": PHONE}, DeviceInfo(phone=PHONE), id="phone-only"),
+        pytest.param({"phone": PHONE, "device": None, "imgUrl": None}, DeviceInfo(phone=PHONE), id="nulls"),
+    ],
+)
+def test_device_successes(body: dict[str, Any], expected: DeviceInfo) -> None:
+    result = answer(200, body, request=DEVICE_REQUEST)
+    assert result == expected
+    assert result.masked_phone == "\u2022\u2022\u20224321"
+    assert PHONE not in repr(result)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(
+            {"zaapId": "3999984263738042930CD6ECDE9VDWSA", "messageId": "D241XXXX732339502B68"}, id="ids"
+        ),
+        pytest.param({"zaapId": "z1", "messageId": "m1", "id": "m1", "extra": [1]}, id="extra-fields"),
+    ],
+)
+def test_send_text_successes(body: dict[str, Any]) -> None:
+    assert answer(200, body, request=SEND_REQUEST) == SentMessage(
+        zaap_id=body["zaapId"], message_id=body["messageId"]
+    )
+
+
+NEW_MALFORMED = [
+    pytest.param(
+        "status", {"session": True, "smartphoneConnected": True}, "no 'connected'", id="status-no-connected"
+    ),
+    pytest.param(
+        "status",
+        {"connected": "true", "smartphoneConnected": True},
+        "'connected' is not a boolean",
+        id="status-connected-string",
+    ),
+    pytest.param("status", {"connected": True}, "no 'smartphoneConnected'", id="status-no-smartphone"),
+    pytest.param(
+        "status",
+        {"connected": True, "session": "yes", "smartphoneConnected": True},
+        "'session' is not a boolean",
+        id="status-session-string",
+    ),
+    pytest.param(
+        "status",
+        {"connected": 1, "smartphoneConnected": 1},
+        "'connected' is not a boolean",
+        id="status-ints",
+    ),
+    pytest.param("status", [True], "not an object", id="status-array"),
+    pytest.param("device", {"imgUrl": None}, "no 'phone' text", id="device-no-phone"),
+    pytest.param("device", {"phone": "   "}, "no 'phone' text", id="device-blank-phone"),
+    pytest.param("device", {"phone": 5511987654321}, "no 'phone' text", id="device-phone-number"),
+    pytest.param("device", {"phone": PHONE, "device": ["x"]}, "'device' is not an object", id="device-list"),
+    pytest.param("send-text", {"messageId": "m1"}, "no 'zaapId' text", id="send-no-zaap-id"),
+    pytest.param(
+        "send-text", {"zaapId": "", "messageId": ""}, "no 'zaapId' or 'messageId'", id="send-empty-ids"
+    ),
+    pytest.param("send-text", {"zaapId": 7, "messageId": "m"}, "no 'zaapId' text", id="send-int-id"),
+    pytest.param(
+        "send-text", {"phone": PHONE, "message": TEXT}, "no 'zaapId' or 'messageId'", id="send-echo-only"
+    ),
+    pytest.param("send-text", b"", "empty", id="send-empty-body"),
+    pytest.param("send-text", b'{"zaapId": "z1", "messa', "not valid JSON", id="send-truncated"),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "body", "fragment"), NEW_MALFORMED)
+def test_new_endpoint_malformed_bodies(endpoint: str, body: Any, fragment: str) -> None:
+    with pytest.raises(PlugzMalformedResponseError) as info:
+        answer(200, body, request=NEW_REQUESTS[endpoint])
+    assert type(info.value) is PlugzMalformedResponseError
+    assert fragment in str(info.value)
+    assert NEW_REQUESTS[endpoint].endpoint.action in str(info.value)
+    assert str(info.value).endswith(PlugzMalformedResponseError.advice)
+    assert_private(str(info.value))
+    assert_private(repr(info.value))
+
+
+NEW_FAILURES = [
+    # A 200 with an error text and no boolean 'connected' is a failure, as on any endpoint.
+    pytest.param(
+        "status",
+        200,
+        {"error": "null not allowed"},
+        PlugzAuthenticationError,
+        "null not allowed",
+        id="status-200-no-ct",
+    ),
+    pytest.param(
+        "status",
+        200,
+        {"error": "something odd"},
+        PlugzBadRequestError,
+        "something odd",
+        id="status-200-error-alone",
+    ),
+    pytest.param(
+        "status",
+        200,
+        {"connected": "false", "error": "You are not connected."},
+        PlugzBadRequestError,
+        "You are not connected.",
+        id="status-200-error-connected-not-bool",
+    ),
+    pytest.param(
+        "status",
+        200,
+        {"error": "NOT_FOUND", "message": "Unable to find matching target resource method"},
+        PlugzNotFoundError,
+        "NOT_FOUND",
+        id="status-200-not-found-body",
+    ),
+    pytest.param(
+        "status",
+        404,
+        {"error": "Instance not found"},
+        PlugzNotFoundError,
+        "Instance not found",
+        id="status-404",
+    ),
+    pytest.param("status", 429, None, PlugzRateLimitedError, "429", id="status-429"),
+    pytest.param("status", 503, None, PlugzServerError, "503", id="status-503"),
+    pytest.param(
+        "device",
+        200,
+        {"error": "something odd"},
+        PlugzBadRequestError,
+        "something odd",
+        id="device-200-error",
+    ),
+    pytest.param(
+        "device",
+        403,
+        {"error": f"Client-Token {CLIENT_TOKEN} not allowed"},
+        PlugzAuthenticationError,
+        "Client-Token *** not allowed",
+        id="device-403-echo",
+    ),
+    pytest.param(
+        "send-text",
+        400,
+        {"error": f"phone {PHONE} is not on WhatsApp"},
+        PlugzBadRequestError,
+        "phone *** is not on WhatsApp",
+        id="send-400-echoes-phone",
+    ),
+    pytest.param(
+        "send-text",
+        400,
+        {"error": f"message '{TEXT}' refused"},
+        PlugzBadRequestError,
+        "message '***' refused",
+        id="send-400-echoes-text",
+    ),
+    pytest.param(
+        "send-text",
+        500,
+        {"error": f"could not deliver {TEXT} to {PHONE}"},
+        PlugzServerError,
+        "could not deliver *** to ***",
+        id="send-500-echoes-both",
+    ),
+    pytest.param(
+        "send-text",
+        200,
+        {"error": f"queue full for {PHONE}"},
+        PlugzBadRequestError,
+        "queue full for ***",
+        id="send-200-error-echoes-phone",
+    ),
+    pytest.param(
+        "send-text",
+        200,
+        {"connected": False, "error": "You are not connected."},
+        PlugzBadRequestError,
+        "You are not connected.",
+        id="send-200-connected-false-is-a-failure",
+    ),
+    pytest.param(
+        "send-text",
+        400,
+        {"error": "To continue sending a message, you must subscribe to this instance again"},
+        PlugzSubscriptionError,
+        "Renew",
+        id="send-400-expired",
+    ),
+    pytest.param("send-text", 429, {"error": "slow down"}, PlugzRateLimitedError, "slow down", id="send-429"),
+    pytest.param("send-text", 405, None, PlugzMethodNotAllowedError, "POST", id="send-405"),
+    pytest.param("send-text", 415, None, PlugzUnsupportedMediaTypeError, "415", id="send-415"),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "status", "body", "error_class", "fragment"), NEW_FAILURES)
+def test_new_endpoint_failures(
+    endpoint: str, status: int, body: Any, error_class: type[PlugzError], fragment: str
+) -> None:
+    with pytest.raises(error_class) as info:
+        answer(status, body, request=NEW_REQUESTS[endpoint])
+    assert type(info.value) is error_class
+    message = str(info.value)
+    assert f"HTTP {status}" in message
+    assert fragment in message
+    assert "'plugz_default'" in message
+    assert message.endswith(error_class.advice)
+    assert info.value.http_status == status
+    for text in (message, repr(info.value), str(info.value.server_message)):
+        assert_private(text)

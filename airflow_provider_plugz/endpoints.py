@@ -126,10 +126,12 @@ class DeviceInfo:
         return f"DeviceInfo(phone={self.masked_phone!r}, {fields})"
 
 
-def mask_phone(phone: str) -> str:
-    """A phone number for logs: its last 4 digits (``•••1234``); personal data stays out."""
-    digits = re.sub(r"\D", "", phone)
-    return f"•••{digits[-4:]}" if len(digits) > 4 else "•••"
+def mask_phone(phone: object) -> str:
+    """A phone number for logs and reprs: ``***`` and its last 4 digits (only when it has at
+    least 8, so that little of a short one shows); enough to tell numbers apart, not to dial one."""
+    text = phone if isinstance(phone, str) else str(phone) if isinstance(phone, int) else ""
+    digits = re.sub(r"[^0-9]", "", text)
+    return f"***{digits[-4:]}" if len(digits) >= 8 else "***"
 
 
 # --- parsing answers ---------------------------------------------------------------------------

@@ -250,7 +250,7 @@ def test_device_over_http(sandbox: PlugzSandbox) -> None:
     assert device.platform == "android"
     assert device.model == "Plugz Sandbox Phone"
     assert device.phone not in repr(device)  # personal data: 4 digits in reprs
-    assert device.masked_phone == f"•••{device.phone[-4:]}"
+    assert device.masked_phone == f"***{device.phone[-4:]}"
 
     async def run() -> DeviceInfo:
         hook = PlugzHook()

@@ -343,7 +343,7 @@ def test_instance_status_successes(body: dict[str, Any], expected: InstanceStatu
 def test_device_successes(body: dict[str, Any], expected: DeviceInfo) -> None:
     result = answer(200, body, request=DEVICE_REQUEST)
     assert result == expected
-    assert result.masked_phone == "\u2022\u2022\u20224321"
+    assert result.masked_phone == "***4321"
     assert PHONE not in repr(result)
 
 

@@ -329,10 +329,10 @@ def _run_url(dag_id: str | None, run_id: str | None) -> str | None:
 
 
 def _mask_phone(phone: object) -> str:
-    """``***`` and the last 4 digits: enough to tell numbers apart in a log, not to dial one."""
-    text = phone if isinstance(phone, str) else str(phone) if isinstance(phone, int) else ""
-    digits = re.sub(r"[^0-9]", "", text)
-    return f"***{digits[-4:]}" if len(digits) >= 8 else "***"
+    """:func:`airflow_provider_plugz.endpoints.mask_phone`, imported when first used (cheap module import)."""
+    from airflow_provider_plugz.endpoints import mask_phone
+
+    return mask_phone(phone)
 
 
 @contextlib.contextmanager

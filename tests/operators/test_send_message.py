@@ -35,7 +35,7 @@ def test_sends_and_returns_the_ids(
     (sent,) = sandbox.messages
     assert (sent.instance_id, sent.phone, sent.message, sent.delivered) == (INSTANCE_ID, PHONE, TEXT, True)
     assert result == {"zaap_id": sent.zaap_id, "message_id": sent.message_id}
-    assert "•••4321" in caplog.text
+    assert "***4321" in caplog.text
     assert f"{len(TEXT)} character(s)" in caplog.text
     assert PHONE not in caplog.text
     assert TEXT not in caplog.text

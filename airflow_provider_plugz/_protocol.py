@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 from urllib.parse import quote, urlsplit
 
 from airflow_provider_plugz import __version__
-from airflow_provider_plugz._redaction import Secret, redact, sanitize
+from airflow_provider_plugz._redaction import Secret, mask_phones, redact, sanitize
 from airflow_provider_plugz.exceptions import (
     PlugzAuthenticationError,
     PlugzBadRequestError,
@@ -47,6 +47,7 @@ from airflow_provider_plugz.exceptions import (
     PlugzMalformedResponseError,
     PlugzMethodNotAllowedError,
     PlugzNotFoundError,
+    PlugzQueueFullError,
     PlugzRateLimitedError,
     PlugzReadTimeoutError,
     PlugzRedirectError,
@@ -226,11 +227,13 @@ class BodyReader:
     At most one ``Content-Encoding`` of ``gzip``/``deflate`` is decoded, and never more than
     :data:`MAX_BODY_BYTES` + 1 decoded bytes are produced, whatever the ratio: :meth:`feed`
     returns False once that many are held, and the transport stops reading. Stacked or unknown
-    encodings and corrupt data leave :attr:`problem` set; the body is then empty.
+    encodings, corrupt data and an encoded stream that ends early leave :attr:`problem` set; the
+    body is then empty.
     """
 
     def __init__(self, content_encoding: str | None) -> None:
-        self.problem: str | None = None
+        self._problem: str | None = None
+        self._fed = False
         self._chunks: list[bytes] = []
         self._size = 0
         self._decoder: Any = None
@@ -238,13 +241,26 @@ class BodyReader:
         codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
         codings = [c for c in codings if c and c != "identity"]
         if len(codings) > 1:
-            self.problem = "it has stacked Content-Encodings, which are refused"
+            self._problem = "it has stacked Content-Encodings, which are refused"
         elif codings and codings[0] in ("gzip", "x-gzip"):
             self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 16)
         elif codings and codings[0] == "deflate":
             self._decoder, self._deflate = zlib.decompressobj(), True
         elif codings:
-            self.problem = "it has an unsupported Content-Encoding"
+            self._problem = "it has an unsupported Content-Encoding"
+
+    @property
+    def problem(self) -> str | None:
+        """Why the body cannot be used, once the transport has fed all it read (None: fine)."""
+        if (
+            self._problem is None
+            and self._decoder is not None
+            and self._fed
+            and not self._decoder.eof
+            and self._size <= MAX_BODY_BYTES  # a reader stopped at the limit is "too large" instead
+        ):
+            return "its encoded body is truncated"
+        return self._problem
 
     @property
     def body(self) -> bytes:
@@ -252,8 +268,9 @@ class BodyReader:
 
     def feed(self, data: bytes) -> bool:
         """Take raw bytes; False means stop reading (over the limit, or unreadable)."""
-        if self.problem is not None:
+        if self._problem is not None:
             return False
+        self._fed = self._fed or bool(data)
         if self._decoder is None:
             self._keep(data)
         else:
@@ -261,7 +278,7 @@ class BodyReader:
                 self._inflate(data)
             except zlib.error:
                 if not (self._deflate and not self._size):
-                    self.problem = "its encoded body is corrupt"
+                    self._problem = "its encoded body is corrupt"
                     return False
                 # "deflate" without the zlib wrapper, as some servers send it.
                 self._decoder, self._deflate = zlib.decompressobj(-zlib.MAX_WBITS), False
@@ -295,6 +312,7 @@ _STATUS_CLASSES: dict[int, type[PlugzError]] = {
 # Server texts seen from the Z-API backend (plugz-api.md, "Error bodies"), most specific first.
 _TEXT_CLASSES: tuple[tuple[re.Pattern[str], type[PlugzError]], ...] = (
     (re.compile(r"subscribe", re.I), PlugzSubscriptionError),
+    (re.compile(r"\bqueue\b.{0,20}\bfull\b", re.I), PlugzQueueFullError),
     (re.compile(r"instance not found", re.I), PlugzNotFoundError),
     (re.compile(r"mobile", re.I), PlugzInstanceNotSupportedError),
     (re.compile(r"client[-_ ]?token|not allowed", re.I), PlugzAuthenticationError),
@@ -391,13 +409,14 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
 
 
 def _server_message(payload: Mapping[str, Any] | None, secrets: tuple[str, ...]) -> str | None:
-    """The server's own ``error``/``message`` text: one sanitised, bounded line, then redacted."""
+    """The server's own ``error``/``message`` text: one sanitised, bounded line, then redacted
+    (secrets, and phone numbers: personal data, whether we sent them or not)."""
     if payload is None:
         return None
     parts = [_text(payload[key]) for key in ("error", "message") if payload.get(key) not in (None, "", False)]
     if not parts:
         return None
-    return redact(sanitize(": ".join(dict.fromkeys(parts))), secrets)
+    return mask_phones(redact(sanitize(": ".join(dict.fromkeys(parts))), secrets))
 
 
 def _text(value: Any) -> str:

@@ -8,6 +8,8 @@ JSON error text, lower-cased, percent-encoded, cut short, split by a line break.
 - :func:`redact` then removes every given secret wherever any run of :data:`MIN_RUN` or more of
   its characters appears (case-insensitively, also in its percent-encoded form), shorter secrets
   where they appear whole, instance URL credentials and echoed Client-Tokens;
+- :func:`mask_phones` hides anything that reads as a phone number (personal data: a server may
+  echo the recipient of a message, or the number behind an instance, which we never sent);
 - :func:`remember` / :func:`known_secrets` keep the secrets this process has read, for the places
   that see text without knowing which connection it belongs to (HTTP client log records, Sentry
   events).
@@ -39,6 +41,14 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 _ECHOED_TOKEN = re.compile(r"(client[-_ ]?token[\s:=]{1,3})(\S+)(\s+not allowed)", re.IGNORECASE)
 _URL_CREDENTIALS = re.compile(r"(/instances/)[^/\s]+(/token/)[^/\s]+", re.IGNORECASE)
 _LINE_BREAKS = frozenset("\r\n\t\v\f\x85\u2028\u2029")
+# 8 or more digits, optionally after a "+" and split by the separators people write numbers with
+# ("+55 (11) 98765-4321", "5511987654321", "120363019502650977-group").
+_PHONE_LIKE = re.compile(
+    r"\+?(?<![0-9])"
+    r"(?![0-9]{4}-[0-9]{2}-[0-9]{2}(?![0-9]))"  # not a date
+    r"(?![0-9]{1,3}(?:\.[0-9]{1,3}){3}(?!\.?[0-9]))"  # nor an IPv4 address (allow-list advice needs it)
+    r"[0-9](?:[ ().-]{0,2}[0-9]){7,}"
+)
 
 
 def sanitize(text: str, limit: int = MAX_TEXT) -> str:
@@ -48,6 +58,11 @@ def sanitize(text: str, limit: int = MAX_TEXT) -> str:
     if not text.isprintable():
         text = "".join(ch if ch.isprintable() else " " if ch in _LINE_BREAKS else "?" for ch in text)
     return text + "..." if cut else text
+
+
+def mask_phones(text: str) -> str:
+    """Replace every phone-like run of 8 or more digits in ``text`` with ``***``."""
+    return _PHONE_LIKE.sub(REDACTED, text)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

@@ -24,7 +24,8 @@ Callers branch on classes, never on message text::
         └── PlugzBadRequestError         400 and other 4xx
             ├── PlugzMethodNotAllowedError     405
             ├── PlugzUnsupportedMediaTypeError 415
-            └── PlugzInstanceNotSupportedError the endpoint works on mobile instances only
+            ├── PlugzInstanceNotSupportedError the endpoint works on mobile instances only
+            └── PlugzQueueFullError            the sender's message queue is full (1,000 waiting)
 
 The retry rules follow the shape: :data:`NEVER_SENT` are the classes after which a request
 provably never left (safe to retry even when it changes state). Each class carries its own
@@ -223,6 +224,18 @@ class PlugzInstanceNotSupportedError(PlugzBadRequestError):
     )
 
 
+class PlugzQueueFullError(PlugzBadRequestError):
+    """The sending instance's queue is full: 1,000 messages already wait for its phone to reconnect.
+
+    The message was refused, not queued, so sending it again later is safe (and not a duplicate).
+    """
+
+    advice = (
+        "The sending number's message queue is full because its phone is disconnected: reconnect "
+        "it (or empty the queue in the Plugz panel, DELETE .../queue), then send again."
+    )
+
+
 #: Failures after which the request provably never left: the only ones a state-changing call retries.
 NEVER_SENT: tuple[type[PlugzError], ...] = (PlugzConnectError, PlugzConnectTimeoutError)
 
@@ -242,6 +255,7 @@ __all__ = [
     "PlugzMalformedResponseError",
     "PlugzMethodNotAllowedError",
     "PlugzNotFoundError",
+    "PlugzQueueFullError",
     "PlugzRateLimitedError",
     "PlugzReadTimeoutError",
     "PlugzRedirectError",

@@ -902,6 +902,24 @@ CASES = [
     ),
     pytest.param(
         Case(
+            faults=encoded(gzip.compress(PIN_JSON)[:-8], "gzip"),
+            error=PlugzMalformedResponseError,
+            match="its encoded body is truncated",
+            requests=1,
+        ),
+        id="gzip-without-its-trailer",  # the JSON is whole, but nothing proves it is what was sent
+    ),
+    pytest.param(
+        Case(
+            faults=encoded(b"\x1f\x8b\x08\x00garbage", "gzip"),
+            error=PlugzMalformedResponseError,
+            match="its encoded body is truncated",
+            requests=1,
+        ),
+        id="gzip-header-only",
+    ),
+    pytest.param(
+        Case(
             extra={"max_attempts": 1},
             faults=encoded(STACKED_BOMB, "gzip, gzip", status=503),
             error=PlugzServerError,

@@ -1,13 +1,25 @@
-"""The fault matrix for the status and send-text endpoints over real HTTP (the sandbox).
+"""The fault matrix for the status, device and send-text endpoints over real HTTP (the sandbox).
 
 Reuses test_faults.py's rows (:class:`Case`), setup and assertions. ``has_code`` is unused
-here: a succeeding row has ``has_code=True`` and its result is checked per runner. Send-text
-rows prove the send-once rule: after a request may have reached Plugz it is never repeated.
+here: a succeeding row has ``has_code=True`` and its result is checked per runner.
+
+- Each endpoint gets its own rows plus :func:`wire_rows`, the faults every endpoint shares
+  (redirects, odd 200 bodies, encodings and bombs, a dripping server).
+- Status rows run through every runner: hook, async hook, operator, and the sensor's poke,
+  reschedule and deferrable modes. A deferral is then carried through the trigger to its one
+  event and ``execute_complete``, and permanent rows also appear while the trigger waits.
+- :func:`test_connection_state` walks every connection state as a sensor's target and as
+  "not yet" for a sensor waiting for ``connected``.
+- Send-text rows prove the send-once rule: after a request may have reached Plugz it is never
+  repeated, whatever the fault; phone and text are personal data and no output may hold them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import gzip
+import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -19,8 +31,10 @@ from airflow_provider_plugz.exceptions import (
     PlugzConnectionError,
     PlugzMalformedResponseError,
     PlugzNotFoundError,
+    PlugzQueueFullError,
     PlugzRateLimitedError,
     PlugzReadTimeoutError,
+    PlugzRedirectError,
     PlugzServerError,
 )
 from airflow_provider_plugz.hooks.plugz import PlugzHook
@@ -28,8 +42,12 @@ from airflow_provider_plugz.operators.messages import PlugzSendMessageOperator
 from airflow_provider_plugz.operators.plugz import PlugzInstanceStatusOperator
 from airflow_provider_plugz.sensors.plugz import PlugzInstanceStatusSensor
 from airflow_provider_plugz.testing import Fault
-from tests.conftest import task_context
+from tests.conftest import INSTANCE_ID, task_context, trigger_events
 from tests.test_faults import (
+    GZIP_BOMB,
+    MIB,
+    STACKED_BOMB,
+    TOKEN_URL,
     WRONG_CLIENT_TOKEN,
     Case,
     Observed,
@@ -37,7 +55,10 @@ from tests.test_faults import (
     assert_error,
     body,
     break_things,
+    deadline,
+    encoded,
     fault,
+    heal,
     observe,
     sandbox,
     server,
@@ -46,6 +67,8 @@ from tests.test_faults import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from _pytest.mark import ParameterSet
+
     from airflow_provider_plugz.testing import PlugzSandbox
 
 __all__ = ["sandbox", "server"]  # the module-scoped sandbox fixtures of test_faults.py
@@ -53,6 +76,70 @@ __all__ = ["sandbox", "server"]  # the module-scoped sandbox fixtures of test_fa
 PHONE = "5511987654321"
 TEXT = "Disk 93% full on db-7; page Marina"
 OK = True  # a succeeding row (Case needs has_code xor error)
+DEVICE_PHONE = "5521912345678"  # personal data, like PHONE: no output may hold it
+STATUS_JSON = json.dumps({"connected": True, "session": True, "smartphoneConnected": True, "error": None})
+DEVICE_JSON = json.dumps({"phone": DEVICE_PHONE, "waVersion": "2.24.1", "model": "Pixel 8"})
+SEND_JSON = json.dumps({"zaapId": "Z1", "messageId": "M1", "id": "M1"})
+DEADLINE = "did not complete within its 0.3 s deadline"
+
+
+def wire_rows(name: str, answer: str, *, sent_once: bool = False, **setup: Any) -> list[ParameterSet]:
+    """The faults every endpoint meets the same way, for the endpoint ``name`` whose success
+    body is ``answer``. A read retries a transient failure as the PIN read does; a send
+    (``sent_once``) never retries once the request may have left. ``setup`` goes to every row."""
+    retried = 1 if sent_once else 2
+
+    def malformed(faults: tuple[Any, ...], match: str) -> Case:
+        return Case(faults=faults, error=PlugzMalformedResponseError, match=match, requests=1, **setup)
+
+    rows = {
+        "redirect-301": Case(
+            faults=fault(Fault.redirect(TOKEN_URL, 301)),
+            error=PlugzRedirectError,
+            match="HTTP 301",
+            requests=1,
+            **setup,
+        ),
+        "body-200-html": malformed(fault(Fault.html(200)), "it is an HTML page, not JSON"),
+        "body-200-empty": malformed(body(200, b""), "the body is empty"),
+        "body-200-truncated": malformed(fault(Fault.malformed(body=answer[:-3].encode())), "not valid JSON"),
+        "body-200-array": malformed(body(200, [json.loads(answer)]), "the JSON is not an object"),
+        "body-200-too-big": malformed(
+            body(200, answer[:-1] + ', "padding": "' + "x" * (MIB + 10) + '"}'), "larger than 1048576 bytes"
+        ),
+        "gzip-bomb": malformed(encoded(GZIP_BOMB, "gzip"), "the body is larger than 1048576 bytes"),
+        "gzip-stacked": malformed(encoded(STACKED_BOMB, "gzip, gzip"), "stacked Content-Encodings"),
+        "encoding-unknown": malformed(encoded(answer.encode(), "br"), "unsupported Content-Encoding"),
+        "gzip-corrupt": malformed(encoded(b"\x1f\x8b\x08\x00garbage-not-gzip", "gzip"), "body is corrupt"),
+        "gzip-truncated": malformed(
+            encoded(gzip.compress(answer.encode())[:-12], "gzip"), "its encoded body is truncated"
+        ),
+        "drip-body-deadline": Case(
+            extra=deadline(max_attempts=2),
+            faults=fault(Fault.drip(0.05), 2),
+            error=PlugzReadTimeoutError,
+            match=DEADLINE,
+            requests=retried,
+            **setup,
+        ),
+        "drip-headers-deadline": Case(
+            extra=deadline(max_attempts=2),
+            faults=fault(Fault.drip(0.05, head=True), 2),
+            error=PlugzReadTimeoutError,
+            match=DEADLINE,
+            requests=retried,
+            **setup,
+        ),
+    }
+    if not sent_once:  # a send answered by a fault never reaches the outbox: no success rows
+        rows["gzip-body"] = Case(
+            faults=encoded(gzip.compress(answer.encode()), "gzip"), has_code=OK, requests=1, **setup
+        )
+        rows["drip-then-200"] = Case(
+            extra=deadline(), faults=fault(Fault.drip(0.05)), has_code=OK, requests=2, **setup
+        )
+    return [pytest.param(case, id=f"{name}-{row}") for row, case in rows.items()]
+
 
 STATUS_CASES = [
     pytest.param(Case(has_code=OK, requests=1), id="status-connected"),
@@ -99,6 +186,63 @@ STATUS_CASES = [
         ),
         id="status-wrong-client-token",
     ),
+    *wire_rows("status", STATUS_JSON),
+]
+
+DEVICE = {"instance": {"phone": DEVICE_PHONE}, "hidden": (DEVICE_PHONE,)}
+DEVICE_CASES = [
+    pytest.param(Case(has_code=OK, requests=1, **DEVICE), id="device-ok"),
+    pytest.param(
+        Case(faults=fault(Fault.drop()), has_code=OK, requests=2, **DEVICE), id="device-drop-then-200"
+    ),
+    pytest.param(
+        Case(
+            faults=fault(Fault.status(503), 4), error=PlugzServerError, match="HTTP 503", requests=4, **DEVICE
+        ),
+        id="device-503-x4",
+    ),
+    pytest.param(
+        Case(
+            faults=body(404, {"error": "Instance not found"}),
+            error=PlugzNotFoundError,
+            match="HTTP 404",
+            requests=1,
+            **DEVICE,
+        ),
+        id="device-404",
+    ),
+    pytest.param(
+        Case(
+            faults=body(200, {"phone": 5521912345678}),
+            error=PlugzMalformedResponseError,
+            match="'phone'",
+            requests=1,
+            **DEVICE,
+        ),
+        id="device-200-phone-a-number",
+    ),
+    pytest.param(
+        Case(
+            faults=body(400, {"error": f"device of {DEVICE_PHONE} unavailable"}),
+            error=PlugzBadRequestError,
+            match="device of *** unavailable",
+            requests=1,
+            **DEVICE,
+        ),
+        id="device-400-echoes-phone-redacted",
+    ),
+    pytest.param(
+        Case(
+            extra={"client_token": WRONG_CLIENT_TOKEN},
+            error=PlugzAuthenticationError,
+            match="Client-Token *** not allowed",
+            requests=1,
+            instance=DEVICE["instance"],
+            hidden=(WRONG_CLIENT_TOKEN, DEVICE_PHONE),
+        ),
+        id="device-wrong-client-token",
+    ),
+    *wire_rows("device", DEVICE_JSON, **DEVICE),
 ]
 
 SEND_CASES = [
@@ -110,7 +254,7 @@ SEND_CASES = [
     pytest.param(
         Case(
             extra={"read_timeout": 0.2},
-            faults=fault(Fault.slow(2), 4),
+            faults=fault(Fault.slow(0.5), 4),
             error=PlugzReadTimeoutError,
             match="message sending",
             requests=1,
@@ -148,6 +292,16 @@ SEND_CASES = [
         ),
         id="send-400-echo-redacted",
     ),
+    pytest.param(
+        Case(
+            faults=body(400, {"error": "The message queue is full"}),
+            error=PlugzQueueFullError,
+            match="message queue is full",
+            requests=1,
+        ),
+        id="send-400-queue-full",
+    ),
+    *wire_rows("send", SEND_JSON, sent_once=True),
 ]
 
 
@@ -218,6 +372,12 @@ SEND_RUNNERS: dict[str, Callable[[], Observed]] = {
 WAITS_ON_TRANSIENT = {"poke": "keeps poking", "reschedule": "reschedules", "deferrable": "defers"}
 
 
+DEVICE_RUNNERS: dict[str, Callable[[], Observed]] = {
+    "hook": lambda: _hook_call("get_device"),
+    "async-hook": lambda: _async_hook_call("aget_device"),
+}
+
+
 def _check(case: Case, runner: str, observed: Observed, sb: PlugzSandbox, retry_sleeps: list[float]) -> None:
     kind, value = observed
     if case.error is None:
@@ -229,6 +389,66 @@ def _check(case: Case, runner: str, observed: Observed, sb: PlugzSandbox, retry_
         assert_error(case, value)
     assert sb.request_count == case.requests
     assert len(retry_sleeps) == max(case.tries - 1, 0)
+
+
+def _settle(sb: PlugzSandbox, timeout: float = 5.0) -> None:
+    """Wait (bounded) until the sandbox has served every request it was sent."""
+    import time
+
+    give_up = time.monotonic() + timeout
+    while sb.open_connections and time.monotonic() < give_up:
+        time.sleep(0.01)
+    assert not sb.open_connections, "the sandbox is still serving a request"
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else dataclasses.asdict(value)
+
+
+def _run_trigger(trigger: Any) -> dict[str, Any]:
+    """Run a deferred sensor's trigger to its end (bounded); it must fire exactly one event."""
+    (event,) = asyncio.run(asyncio.wait_for(trigger_events(trigger), timeout=10))
+    return event
+
+
+def _complete(case: Case, sensor: PlugzInstanceStatusSensor, event: dict[str, Any]) -> Any:
+    assert_clean(case, json.dumps(event))
+    return sensor.execute_complete(task_context(), event)
+
+
+def _transient_in_triggerer(
+    case: Case, sb: PlugzSandbox, monkeypatch: pytest.MonkeyPatch, deferred: Any
+) -> None:
+    """The worker's check failed transiently and deferred: the trigger meets the same faults,
+    keeps polling, and fires one success event once they are used up."""
+    _path, kwargs = deferred.trigger.serialize()
+    assert_clean(case, json.dumps(kwargs))
+    break_things(monkeypatch, sb, case)
+    before = sb.request_count
+    event = _run_trigger(deferred.trigger)
+    assert sb.request_count - before > case.requests  # it checked again after the faults
+    assert event["status"] == "success", event
+    assert _complete(case, _sensor(deferrable=True), event) == STATUS
+
+
+def _permanent_in_triggerer(case: Case, sb: PlugzSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same permanent fault, appearing while the sensor waits in the triggerer (the number
+    is disconnected), ends the wait with an error event ``execute_complete`` raises as the same class."""
+    assert case.error is not None
+    heal(monkeypatch, sb, has_code=False)
+    sb.set_state(INSTANCE_ID, "disconnected")
+    sensor = _sensor(deferrable=True)
+    kind, deferred = _task_call(sensor, lambda: sensor.execute(task_context()))
+    assert kind == "defers"
+    break_things(monkeypatch, sb, case)
+    before = sb.request_count
+    event = _run_trigger(deferred.trigger)
+    assert sb.request_count - before == case.requests
+    assert (event["status"], event["error_class"]) == ("error", case.error.__name__), event
+    assert case.match in event["message"]
+    with pytest.raises(case.error) as info:
+        _complete(case, sensor, event)
+    assert str(info.value) == event["message"]
 
 
 @pytest.mark.parametrize("runner", list(STATUS_RUNNERS))
@@ -250,15 +470,107 @@ def test_status_fault(
     kind, value = STATUS_RUNNERS[runner]()
     _check(case, runner, (kind, value), sandbox, retry_sleeps)
     if kind == "returns":
-        result = value if isinstance(value, dict) else dataclasses_asdict(value)
+        result = _as_dict(value)
         assert {k: result[k] for k in STATUS} == STATUS
+    elif runner == "deferrable" and kind == "defers":
+        _transient_in_triggerer(case, sandbox, monkeypatch, value)
+    elif runner == "deferrable":
+        _permanent_in_triggerer(case, sandbox, monkeypatch)
     assert_clean(case, *capfd.readouterr())
 
 
-def dataclasses_asdict(value: Any) -> dict[str, Any]:
-    import dataclasses
+@pytest.mark.parametrize("runner", list(DEVICE_RUNNERS))
+@pytest.mark.parametrize("case", DEVICE_CASES)
+def test_device_fault(
+    case: Case,
+    runner: str,
+    sandbox: PlugzSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    retry_sleeps: list[float],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    break_things(monkeypatch, sandbox, case)
+    kind, value = DEVICE_RUNNERS[runner]()
+    _check(case, runner, (kind, value), sandbox, retry_sleeps)
+    if kind == "returns":
+        assert value.phone == DEVICE_PHONE
+        assert DEVICE_PHONE not in repr(value)
+    assert_clean(case, *capfd.readouterr())
 
-    return dataclasses.asdict(value)
+
+# Every connection state, as the sandbox names it, and as a sensor's ``state``.
+STATES = [
+    pytest.param("connected", "connected", id="connected"),
+    pytest.param("phone-offline", "phone_offline", id="phone-offline"),
+    pytest.param("session-lost", "session_lost", id="session-lost"),
+    pytest.param("disconnected", "disconnected", id="disconnected"),
+]
+WAITS = {"poke": "keeps poking", "reschedule": "reschedules", "deferrable": "defers"}
+SENSOR_MODES = {
+    "poke": {"mode": "poke"},
+    "reschedule": {"mode": "reschedule"},
+    "deferrable": {"deferrable": True},
+}
+
+
+def _sensor_run(mode: str, **kwargs: Any) -> tuple[Observed, PlugzInstanceStatusSensor]:
+    sensor = _sensor(**SENSOR_MODES[mode], **kwargs)
+    if mode == "poke":
+        kind, value = _task_call(sensor, lambda: sensor.poke(task_context()))
+        if kind == "returns":
+            return (("returns" if value.is_done else "keeps poking"), value.xcom_value), sensor
+        return (kind, value), sensor
+    return _task_call(sensor, lambda: sensor.execute(task_context())), sensor
+
+
+@pytest.mark.parametrize("mode", list(SENSOR_MODES))
+@pytest.mark.parametrize(("sandbox_state", "state"), STATES)
+def test_connection_state(
+    sandbox_state: str,
+    state: str,
+    mode: str,
+    sandbox: PlugzSandbox,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Each state is read alike by the hook, the operator and the sensors: a sensor whose target
+    it is finishes at once; one waiting for ``connected`` waits (in the triggerer too) until the
+    number connects."""
+    from airflow_provider_plugz._compat import AIRFLOW_V3
+
+    if mode == "reschedule" and not AIRFLOW_V3:
+        request.getfixturevalue("airflow_db")
+    sandbox.set_state(INSTANCE_ID, sandbox_state)
+    hook = PlugzHook()
+    try:
+        assert hook.get_instance_status().state == state
+    finally:
+        hook.close()
+    seen = _operate(PlugzInstanceStatusOperator(task_id="status"))
+    assert seen[0] == "returns"
+
+    (kind, value), _ = _sensor_run(mode, state=state.replace("_", "-"))  # "-" stands for "_"
+    assert kind == "returns", f"{mode}: {kind} {value!r}"
+    if mode != "reschedule":  # reschedule mode's execute() returns nothing; its XCom is pushed
+        assert _as_dict(value) == seen[1]
+
+    (kind, value), sensor = _sensor_run(mode)  # waits for "connected"
+    if state == "connected":
+        assert kind == "returns", f"{mode}: {kind} {value!r}"
+        return
+    assert kind == WAITS[mode], f"{mode}: {kind} {value!r}"
+    if mode == "deferrable":
+        before = sandbox.request_count
+
+        async def connect_later() -> list[dict[str, Any]]:
+            waiting = asyncio.ensure_future(trigger_events(value.trigger))
+            while sandbox.request_count - before < 2:  # it saw the state at least twice
+                assert not waiting.done(), "the trigger ended while the number was not connected"
+                await asyncio.sleep(0.001)
+            sandbox.set_state(INSTANCE_ID, "connected")
+            return await waiting
+
+        (event,) = asyncio.run(asyncio.wait_for(connect_later(), timeout=10))
+        assert sensor.execute_complete(task_context(), event) == STATUS
 
 
 @pytest.mark.parametrize("runner", list(SEND_RUNNERS))
@@ -280,6 +592,7 @@ def test_send_text_fault(
         zaap_id = value["zaap_id"] if isinstance(value, dict) else value.zaap_id
         assert (sent.phone, sent.message, sent.zaap_id) == (PHONE, TEXT, zaap_id)
     else:
-        assert len(sandbox.messages) <= 1  # never a duplicate
+        _settle(sandbox)  # a slow server may carry the request out after we gave up on it
+        assert len(sandbox.messages) <= 1  # but never twice
     out, err = capfd.readouterr()
     assert_clean(private, out, err)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 import pytest
@@ -13,6 +14,7 @@ from airflow_provider_plugz._redaction import (
     MIN_RUN,
     Secret,
     known_secrets,
+    mask_phones,
     redact,
     redact_known,
     remember,
@@ -122,3 +124,30 @@ def test_secret_hides_its_value_from_reprs() -> None:
     assert PIN not in repr(secret)
     assert PIN not in str(secret)
     assert PIN not in repr({"code": secret})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("phone 5511987654321 is not on WhatsApp", "phone *** is not on WhatsApp", id="digits"),
+        pytest.param("to +55 (11) 98765-4321.", "to ***.", id="formatted"),
+        pytest.param("to +55 11 9 8765 4321!", "to ***!", id="spaced"),
+        pytest.param("group 120363019502650977-group full", "group ***-group full", id="group-id"),
+        pytest.param("a 5511987654321,5511912345678 b", "a ***,*** b", id="two"),
+        pytest.param("HTTP 503 after 1234567 ms", "HTTP 503 after 1234567 ms", id="seven-digits-kept"),
+        pytest.param("v2.24.10 on 2026-12-02", "v2.24.10 on 2026-12-02", id="versions-and-dates-kept"),
+        pytest.param("id ABC12345678XYZ", "id ABC***XYZ", id="inside-a-word"),
+        pytest.param("203.0.113.9 not allowed", "203.0.113.9 not allowed", id="ipv4-kept"),
+        pytest.param("+33 1.23.45.67.89", "***", id="dotted-phone"),
+        pytest.param("call 1.23.45.67.89 now", "call *** now", id="dotted-phone-not-an-ip"),
+        pytest.param("from 203.0.113.9.", "from 203.0.113.9.", id="ipv4-at-the-end-of-a-sentence"),
+        pytest.param("", "", id="empty"),
+    ],
+)
+def test_mask_phones(text: str, expected: str) -> None:
+    assert mask_phones(text) == expected
+
+
+@given(st.text(alphabet="0123456789 ()-.+x", max_size=300))
+def test_mask_phones_leaves_no_eight_digits_together(text: str) -> None:
+    assert re.search("[0-9]{8}", mask_phones(text)) is None

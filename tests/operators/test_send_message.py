@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_plugz.exceptions import PlugzConfigurationError, PlugzServerError
+from airflow_provider_plugz.exceptions import PlugzConfigurationError, PlugzQueueFullError, PlugzServerError
 from airflow_provider_plugz.operators.messages import PlugzSendMessageOperator
 from airflow_provider_plugz.testing import Fault
-from tests.conftest import INSTANCE_ID, task_context
+from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, task_context
+from tests.testing.conftest import send_texts
 
 if TYPE_CHECKING:
     from airflow_provider_plugz.testing import PlugzSandbox
@@ -47,6 +48,21 @@ def test_a_disconnected_sender_queues(sandbox: PlugzSandbox) -> None:
     assert [m.delivered for m in sandbox.messages] == [False]
     sandbox.set_state(INSTANCE_ID, "connected")
     assert [m.delivered for m in sandbox.messages] == [True]
+
+
+def test_a_full_queue_is_its_own_error(sandbox: PlugzSandbox) -> None:
+    """1,000 messages wait for a disconnected phone: the next is refused, with advice that fits."""
+    sandbox.set_state(INSTANCE_ID, "disconnected")
+    assert set(send_texts(sandbox, 1000, INSTANCE_ID, INSTANCE_TOKEN, CLIENT_TOKEN)) == {200}
+    with pytest.raises(PlugzQueueFullError) as info:
+        run(phone=PHONE, message=TEXT)
+    message = str(info.value)
+    assert "queue is full" in message
+    assert message.endswith(PlugzQueueFullError.advice)
+    assert "reconnect" in message
+    assert PHONE not in message
+    assert TEXT not in message
+    assert len(sandbox.messages) == 1000  # refused, not queued: sending again later is no duplicate
 
 
 @pytest.mark.parametrize(

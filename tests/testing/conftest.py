@@ -55,10 +55,18 @@ def pin_url(sb: PlugzSandbox, instance: str = "inst-1", token: str = "tok-1", en
 
 
 def raw_request(
-    path: str, *, method: str = "GET", extra: str = "", version: str = "HTTP/1.1", host: str = "127.0.0.1"
+    path: str,
+    *,
+    method: str = "GET",
+    extra: str = "",
+    version: str = "HTTP/1.1",
+    host: str = "127.0.0.1",
+    client_token: str = CT,
 ) -> bytes:
     """A request head as bytes (with the sandbox's Client-Token); ``extra`` header lines end in CRLF."""
-    return f"{method} {path} {version}\r\nHost: {host}\r\nClient-Token: {CT}\r\n{extra}\r\n".encode()
+    return (
+        f"{method} {path} {version}\r\nHost: {host}\r\nClient-Token: {client_token}\r\n{extra}\r\n".encode()
+    )
 
 
 def read_response(stream: BinaryIO, *, head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
@@ -76,11 +84,14 @@ def read_response(stream: BinaryIO, *, head_only: bool = False) -> tuple[int, di
     return status, headers, stream.read(int(headers.get("content-length", "0")))
 
 
-def send_texts(sb: PlugzSandbox, count: int, instance: str = "inst-1", token: str = "tok-1") -> list[int]:
+def send_texts(
+    sb: PlugzSandbox, count: int, instance: str = "inst-1", token: str = "tok-1", client_token: str = CT
+) -> list[int]:
     """POST ``count`` send-text requests pipelined on one connection (fast); their statuses."""
     body = b'{"phone": "5511999999999", "message": "alert"}'
     extra = f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-    request = raw_request(f"/instances/{instance}/token/{token}/send-text", method="POST", extra=extra) + body
+    path = f"/instances/{instance}/token/{token}/send-text"
+    request = raw_request(path, method="POST", extra=extra, client_token=client_token) + body
     statuses: list[int] = []
     with socket.create_connection((sb.host, sb.port), timeout=10) as sock, sock.makefile("rb") as stream:
         while len(statuses) < count:

@@ -9,11 +9,13 @@ import contextvars
 import functools
 import heapq
 import http.client
+import http.cookiejar
 import itertools
 import logging
 import os
 import socket
 import ssl
+import sys
 import threading
 import time
 from functools import cached_property
@@ -62,7 +64,7 @@ from airflow_provider_plugz.endpoints import (
 from airflow_provider_plugz.exceptions import PlugzConfigurationError, PlugzError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     import httpx
 
@@ -72,7 +74,14 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 _CHUNK = 64 * 1024
 
-__all__ = ["DeviceInfo", "InstanceStatus", "PinStatus", "PlugzHook", "SentMessage", "new_async_client"]
+__all__ = [
+    "DeviceInfo",
+    "InstanceStatus",
+    "PinStatus",
+    "PlugzHook",
+    "SentMessage",
+    "new_async_client",
+]
 
 
 class PlugzHook(BaseHook):
@@ -167,6 +176,7 @@ class PlugzHook(BaseHook):
         # Never pick up proxies or .netrc credentials from the environment implicitly.
         session.trust_env = False
         session.verify = _verify(self.config)
+        session.cookies.set_policy(_NO_COOKIES)  # an API answer's cookie never rides along later
         adapter = _DeadlineAdapter()
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -454,7 +464,7 @@ class PlugzHook(BaseHook):
         error: PlugzError
         client = self._async_client_for(config)
         try:
-            return await asyncio.wait_for(self._aexchange(client, config, request), config.total_timeout)
+            return await _within(config.total_timeout, self._aexchange(client, config, request))
         except asyncio.TimeoutError as exc:
             error = transport_error(config, request, TransportFailure.DEADLINE, exc)
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError) as exc:
@@ -528,25 +538,43 @@ def preload_async_transport() -> None:
 
 
 def new_async_client(
-    max_connections: int | None = None, verify: ssl.SSLContext | None = None
+    max_connections: int | None = None, verify: ssl.SSLContext | None = None, *, keepalive: int | None = None
 ) -> httpx.AsyncClient:
     """An httpx client with our transport rules, which many hooks may share (``async_client=``).
 
-    It pools connections per host; ``max_connections`` bounds them (default: httpx's 100).
-    Redirects are never followed and proxies/.netrc are not read from the environment.
+    It pools connections per host; ``max_connections`` bounds them (default: httpx's 100), of
+    which ``keepalive`` stay open between requests (default: all of a bound given, else 20).
+    Redirects are never followed, proxies/.netrc are not read from the environment, and no
+    cookie is ever kept: hooks of different connections share the client, and nothing one
+    instance's answer sets may ride along with another's request.
     """
     import httpx
 
     _redact_client_logs()
     limits = httpx.Limits(
-        max_connections=max_connections or 100, max_keepalive_connections=max_connections or 20
+        max_connections=max_connections or 100,
+        max_keepalive_connections=keepalive or max_connections or 20,
     )
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         follow_redirects=False,
         trust_env=False,
         limits=limits,
         verify=verify if verify is not None else _default_tls_context(),
     )
+    client.cookies.jar.set_policy(_NO_COOKIES)  # on the client's own jar: httpx copies one given
+    return client
+
+
+#: Refuses every cookie: the API uses none, and a kept one would travel with later requests.
+_NO_COOKIES = http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
+
+
+async def _within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """``awaitable`` bounded by ``seconds`` (asyncio.TimeoutError past them)."""
+    if sys.version_info >= (3, 11):  # no extra task per call, as wait_for makes
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - Python 3.10
 
 
 class _RedactCredentialUrls(logging.Filter):

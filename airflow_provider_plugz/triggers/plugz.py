@@ -123,6 +123,9 @@ class PlugzPollingTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_plugz.hooks.plugz import PlugzHook
 
+        # A client of its own (~3 KiB, the TLS context shared): one httpx client shared by every
+        # trigger on the loop costs more, since httpcore matches queued requests to connections
+        # in O(requests x connections) each time (benchmarks/README.md, d').
         hook = PlugzHook(self.plugz_conn_id)
         try:
             yield TriggerEvent(await self._wait(hook))
@@ -131,6 +134,7 @@ class PlugzPollingTrigger(BaseTrigger):
 
     async def _wait(self, hook: Any) -> dict[str, Any]:
         endpoint = self.endpoint()
+        last: dict[str, Any] | None = None
         while True:
             try:
                 observation = self.observe(await hook.acall(endpoint))
@@ -141,7 +145,10 @@ class PlugzPollingTrigger(BaseTrigger):
             else:
                 if self.matches(observation):
                     return self.success_event(observation)
-                self._log_waiting(observation)
+                # What it waits on, at INFO when first seen or changed; every other poll at DEBUG
+                # (a line per poll of 1,000 triggers is most of a triggerer's log, and its CPU).
+                self._log_waiting(observation, changed=observation != last)
+                last = observation
             delay = self.poll_interval
             if self.deadline is not None:
                 remaining = self.deadline - time.time()
@@ -158,8 +165,9 @@ class PlugzPollingTrigger(BaseTrigger):
             return None
         return observation
 
-    def _log_waiting(self, observation: Mapping[str, Any]) -> None:
-        self.log.info("%s; waiting for %s.", self.describe(observation), self.wanted())
+    def _log_waiting(self, observation: Mapping[str, Any], *, changed: bool = True) -> None:
+        log = self.log.info if changed else self.log.debug
+        log("%s; waiting for %s.", self.describe(observation), self.wanted())
 
     # --- what a subclass says
 
@@ -233,8 +241,9 @@ class PlugzPinStatusTrigger(PlugzPollingTrigger):
     def timeout_message(self) -> str:
         return f"the PIN state did not become has_code={self.expected} in time"
 
-    def _log_waiting(self, observation: Mapping[str, Any]) -> None:
-        self.log.info("PIN set: %s; waiting for %s.", observation["has_code"], self.expected)
+    def _log_waiting(self, observation: Mapping[str, Any], *, changed: bool = True) -> None:
+        log = self.log.info if changed else self.log.debug
+        log("PIN set: %s; waiting for %s.", observation["has_code"], self.expected)
 
 
 def instance_state(observation: Mapping[str, Any]) -> str:

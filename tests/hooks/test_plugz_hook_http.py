@@ -397,3 +397,26 @@ def test_in_the_triggerer_the_channel_is_used_from_the_loop_only(
     assert asyncio.run(run()) is False
     assert calls  # the connection's secrets were registered through the channel ...
     assert all(on_loop for _, on_loop in calls), calls  # ... never from a thread that waits on the loop
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_no_cookie_an_answer_sets_is_ever_sent(sandbox: PlugzSandbox, transport: str) -> None:
+    """The API uses no cookies; one set by an answer (a proxy's, or a hostile server's) would
+    travel with every later request of the client, which triggers of many connections share."""
+    cookie = {"Set-Cookie": "tracker=T0KEN5ECRET; Path=/", "Content-Type": "application/json"}
+    sandbox.inject(Fault.status(200, body={"success": True, "hasCode": False}, headers=cookie))
+    hook = PlugzHook()
+    if transport == "sync":
+        calls = [hook.get_pin_status() for _ in range(2)]
+    else:
+
+        async def run() -> list[PinStatus]:
+            try:
+                return [await hook.aget_pin_status() for _ in range(2)]
+            finally:
+                await hook.aclose()
+
+        calls = asyncio.run(run())
+    assert calls == [PinStatus(has_code=False)] * 2
+    assert sandbox.connections_accepted == 1  # the same client both times
+    assert [request.headers.get("cookie") for request in sandbox.requests] == [None, None]

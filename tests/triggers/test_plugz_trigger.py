@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -84,3 +85,36 @@ def test_trigger_transient_errors_keep_polling(sandbox: PlugzSandbox) -> None:
     events = asyncio.run(trigger_events(PlugzPinStatusTrigger("plugz_default", poll_interval=0.01)))
     assert events == [{"status": "success", "has_code": True}]
     assert sandbox.request_count == 4
+
+
+def test_the_waiting_line_is_info_when_first_seen_or_changed_else_debug(
+    sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A line per poll of 1,000 triggers would be most of a triggerer's log: only news is INFO."""
+    from airflow_provider_plugz.triggers.plugz import PlugzInstanceStatusTrigger, PlugzPollingTrigger
+
+    logger = logging.getLogger("tests.trigger_log")
+    monkeypatch.setattr(PlugzPollingTrigger, "log", property(lambda self: logger))
+    caplog.set_level(logging.DEBUG, logger=logger.name)
+    sandbox.set_state(INSTANCE_ID, "disconnected")
+    trigger = PlugzInstanceStatusTrigger("plugz_default", expected={"state": "connected"}, poll_interval=0.01)
+
+    async def scenario() -> list[dict[str, Any]]:
+        waiting = asyncio.ensure_future(trigger_events(trigger))
+        while sandbox.request_count < 4:
+            await asyncio.sleep(0.005)
+        sandbox.set_state(INSTANCE_ID, "session-lost")
+        before = sandbox.request_count
+        while sandbox.request_count < before + 4:
+            await asyncio.sleep(0.005)
+        sandbox.set_state(INSTANCE_ID, "connected")
+        return await waiting
+
+    (event,) = asyncio.run(scenario())
+    assert event["status"] == "success"
+    waiting_lines = [(r.levelno, r.getMessage()) for r in caplog.records if "waiting for" in r.getMessage()]
+    infos = [message for level, message in waiting_lines if level == logging.INFO]
+    assert len(infos) == 2, infos  # disconnected, then session lost
+    assert "disconnected" in infos[0].lower()
+    assert "session lost" in infos[1].lower()
+    assert len(waiting_lines) - len(infos) >= 4  # the unchanged polls, at DEBUG

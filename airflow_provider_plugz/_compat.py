@@ -85,6 +85,30 @@ def channel_answers_through_this_loop() -> bool:
         return False
 
 
+def event_trigger_base() -> type[Any]:
+    """The base class of triggers that schedule DAGs (``AssetWatcher``): Airflow 3's
+    ``BaseEventTrigger``; on Airflow 2, which has none, ``BaseTrigger`` (so the module still
+    imports; nothing there runs it as a watcher)."""
+    from airflow.triggers import base
+
+    base_class: type[Any] = getattr(base, "BaseEventTrigger", base.BaseTrigger)
+    return base_class
+
+
+def has_event_triggers() -> bool:
+    """Whether this Airflow schedules DAGs on external events (``Asset`` + ``AssetWatcher``, 3.0+)."""
+    from airflow.triggers import base
+
+    return hasattr(base, "BaseEventTrigger")
+
+
+def has_shared_streams() -> bool:
+    """Whether this Airflow's triggerer lets event triggers share one poll (shared streams, 3.3+)."""
+    from airflow.triggers import base
+
+    return hasattr(getattr(base, "BaseEventTrigger", None), "shared_stream_key")
+
+
 def should_hide_value_for_key(name: str) -> bool:
     """Airflow's own rule: does its UI / REST API hide a Variable or extra of this name?"""
     import importlib
@@ -174,7 +198,10 @@ __all__ = [
     "channel_answers_through_this_loop",
     "dag_bag",
     "default_deferrable",
+    "event_trigger_base",
     "get_variable",
+    "has_event_triggers",
+    "has_shared_streams",
     "listener_manager",
     "mask_secret",
     "read_xcoms",

@@ -50,7 +50,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "Plugz",
-                "python-modules": ["airflow_provider_plugz.triggers.plugz"],
+                "python-modules": [
+                    "airflow_provider_plugz.triggers.plugz",
+                    "airflow_provider_plugz.triggers.events",
+                ],
             }
         ],
         "notifications": ["airflow_provider_plugz.notifications.plugz.PlugzNotifier"],

@@ -30,7 +30,12 @@ def test_example_dags_import_without_errors_or_warnings() -> None:
     assert bag.import_errors == {}
     assert bag.captured_warnings == {}
     assert [str(w.message) for w in caught if "example_dags" in str(w.filename)] == []
-    assert sorted(bag.dag_ids) == ["plugz_fleet_audit", "plugz_onboarding", "plugz_security_check"]
+    assert sorted(bag.dag_ids) == [
+        "plugz_fleet_audit",
+        "plugz_onboarding",
+        "plugz_security_check",
+        "plugz_security_events",
+    ]
     for dag in bag.dags.values():
         assert "plugz_default" in (dag.doc_md or "")
 
@@ -434,8 +439,8 @@ def test_the_readme_lists_every_example_dag(example_dags: Any) -> None:
     readme = (ROOT / "README.md").read_text()
     listed = readme.split("example DAGs live in `example_dags/`:", 1)[1].split("\n\n", 2)[1]
     assert sorted(example_dags.dag_ids) == sorted(re.findall(r"^- `(plugz_\w+)`", listed, re.MULTILINE))
-    assert "Three example DAGs" in readme
-    assert len(example_dags.dag_ids) == 3
+    assert "Four example DAGs" in readme
+    assert len(example_dags.dag_ids) == 4
 
 
 def test_dag_docs_name_only_params_the_dags_have(example_dags: Any) -> None:
@@ -446,3 +451,305 @@ def test_dag_docs_name_only_params_the_dags_have(example_dags: Any) -> None:
     onboarding = example_dags.get_dag("plugz_onboarding")
     assert "poll_interval" in onboarding.doc_md
     assert "poll_interval" in onboarding.params
+
+
+# --- plugz_security_events: the event-driven DAG -----------------------------------------------
+
+
+def test_security_events_is_scheduled_on_an_asset_its_watcher_fires_or_says_why_not(
+    example_dags: Any,
+) -> None:
+    from airflow_provider_plugz._compat import has_event_triggers
+
+    dag = example_dags.get_dag("plugz_security_events")
+    if not has_event_triggers():  # Airflow 2: imports cleanly, runs by hand only, and says so
+        assert dag.schedule_interval is None
+        assert "need Airflow 3.0+" in dag.description
+        assert "need Airflow 3.0+" in dag.doc_md
+        return
+    (asset,) = dag.timetable.asset_condition.objects
+    assert asset.name == "plugz_security_plugz_default"
+    (watcher,) = asset.watchers
+    trigger = watcher.trigger
+    assert trigger.serialize() == (
+        "airflow_provider_plugz.triggers.events.PlugzSecurityEventTrigger",
+        {
+            "plugz_conn_id": "plugz_default",
+            "watch": ["pin", "connection"],
+            "poll_interval": 60.0,
+            "fire_on_bad_baseline": False,
+        },
+    )
+    assert "need Airflow 3.0+" not in (dag.doc_md or "")
+
+
+def test_parsing_the_security_events_dag_loads_no_hook_or_sandbox() -> None:
+    code = (
+        "import sys, json, runpy;"
+        f"runpy.run_path({str(EXAMPLE_DAGS / 'plugz_security_events.py')!r});"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('airflow_provider_plugz'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "airflow_provider_plugz.triggers.events" in loaded
+    assert "airflow_provider_plugz.hooks.plugz" not in loaded
+    assert "airflow_provider_plugz.testing.sandbox" not in loaded
+
+
+def event(change: str, old: Any, new: Any, watch: str = "pin") -> dict[str, Any]:
+    """A change event as PlugzSecurityEventTrigger fires it."""
+    return {
+        "status": "change",
+        "plugz_conn_id": "plugz_default",
+        "watch": watch,
+        "change": change,
+        "old": old,
+        "new": new,
+        "observed_at": "2026-12-02T01:02:03.456+00:00",
+    }
+
+
+PIN_REMOVED = event("pin_removed", True, False)
+AUTH_ERROR = {
+    "status": "error",
+    "plugz_conn_id": "plugz_default",
+    "error_class": "PlugzAuthenticationError",
+    "message": "Plugz PIN status check failed: Client-Token *** not allowed.",
+    "observed_at": "2026-12-02T01:02:03.456+00:00",
+}
+EVENTS_ALERTED = {
+    "collect": "success",
+    "route": "success",
+    "alert": "success",
+    "nothing_to_report": "skipped",
+}
+EVENTS_NOT_REMEDIATED = EVENTS_ALERTED | {
+    "remediation_enabled": "success",
+    "set_pin": "skipped",
+    "confirm_pin": "skipped",
+}
+
+
+@pytest.mark.parametrize(
+    ("events", "says"),
+    [
+        pytest.param([PIN_REMOVED], ["LOST its two-step-verification PIN"], id="pin-removed"),
+        pytest.param(
+            [event("pin_set", False, True)], ["has its two-step-verification PIN again"], id="pin-set"
+        ),
+        pytest.param(
+            [event("disconnected", "connected", "session_lost", "connection")],
+            ["has lost its WhatsApp session: reconnect it in the Plugz panel"],
+            id="disconnected",
+        ),
+        pytest.param(
+            [event("reconnected", "disconnected", "connected", "connection")],
+            ["is connected again"],
+            id="reconnected",
+        ),
+        pytest.param(
+            [{**event("no_pin", None, False), "status": "baseline"}],
+            ["has NO two-step-verification PIN (found when the watcher started)"],
+            id="bad-baseline",
+        ),
+        pytest.param(
+            [AUTH_ERROR],
+            ["cannot be checked: PlugzAuthenticationError: Plugz PIN status check failed"],
+            id="error",
+        ),
+        pytest.param(
+            [PIN_REMOVED, event("disconnected", "connected", "phone_offline", "connection")],
+            ["LOST its two-step-verification PIN", "has its phone offline"],
+            id="two-events-one-message",
+        ),
+    ],
+)
+def test_security_events_alerts_each_event_once_and_remediates_only_when_asked(
+    example_dags: Any, alerts: PlugzSandbox, events: list[dict[str, Any]], says: list[str]
+) -> None:
+    alerts.set_has_code(INSTANCE_ID, False)
+    report = run_dag(example_dags.get_dag("plugz_security_events"), run_conf={"events": events})
+    assert report.state == "success"
+    assert report.task_states == EVENTS_NOT_REMEDIATED
+    assert report.xcom_value("collect") == events
+    sent = alerts_sent(alerts)
+    assert sent == [report.xcom_value("alert")]  # ONE message for the run
+    assert sent[0].startswith("*Plugz security events*\nThe WhatsApp number of connection plugz_default:\n- ")
+    assert [phrase in sent[0] for phrase in says] == [True] * len(says)
+    assert len(sent[0].splitlines()) == 2 + len(events)
+    assert calls_to(alerts) == 0  # the run only reports: the watcher did the checking
+    assert alerts.instance(INSTANCE_ID).has_code is False
+
+
+def test_security_events_remediates_a_removed_pin_when_enabled(
+    example_dags: Any, alerts: PlugzSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = json.loads(alerts.connection_json(INSTANCE_ID))
+    conn["extra"]["pin_secret"] = "482913"
+    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(conn))
+    alerts.set_has_code(INSTANCE_ID, False)
+    dag = example_dags.get_dag("plugz_security_events")
+    report = run_dag(dag, run_conf={"events": [PIN_REMOVED], "remediate": True})
+    assert report.state == "success"
+    assert report.task_states == EVENTS_ALERTED | {
+        "remediation_enabled": "success",
+        "set_pin": "success",
+        "confirm_pin": "success",
+    }
+    assert report.xcom_value("confirm_pin") is True
+    assert alerts.instance(INSTANCE_ID).has_code is True
+    posts = [r for r in alerts.requests if r.method == "POST" and r.instance_id == INSTANCE_ID]
+    assert [p.json() for p in posts] == [{"code": "482913"}]
+
+
+def test_security_events_run_without_events_reports_nothing(example_dags: Any, alerts: PlugzSandbox) -> None:
+    report = run_dag(example_dags.get_dag("plugz_security_events"))
+    assert report.state == "success"
+    assert report.task_states == {
+        "collect": "success",
+        "route": "success",
+        "alert": "skipped",
+        "nothing_to_report": "success",
+        "remediation_enabled": "skipped",
+        "set_pin": "skipped",
+        "confirm_pin": "skipped",
+    }
+    assert alerts.messages == []
+    assert alerts.request_count == 0
+
+
+# ==================================================================================================
+# plugz_fleet_audit in chunks (issue 16): the `chunk_size` param, mapped audit_pins, merge_reports.
+# ==================================================================================================
+
+
+def add_fleet(sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch, count: int) -> list[str]:
+    """``count`` more sandbox numbers, ``plugz_fleet_<n>``: every third without PIN, every fifth
+    with its session lost, the others healthy."""
+    conn_ids = []
+    for n in range(count):
+        instance, token = f"FLEETCHUNK{n:03d}INSTANCE000000", f"FLEETCHUNK{n:03d}T0KEN000000000"
+        state = "session-lost" if n % 5 == 4 else "connected"
+        sandbox.add_instance(instance, token, has_code=n % 3 != 2, state=state)
+        monkeypatch.setenv(f"AIRFLOW_CONN_PLUGZ_FLEET_{n}", sandbox.connection_json(instance))
+        conn_ids.append(f"plugz_fleet_{n}")
+    return conn_ids
+
+
+def map_indexes(report: Any, task_id: str) -> list[int]:
+    """The map indexes of ``task_id``'s task instances in the run (``run_dag`` keeps one per task)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return sorted(
+            session.scalars(
+                select(TaskInstance.map_index).where(
+                    TaskInstance.dag_id == report.dag_id,
+                    TaskInstance.run_id == report.run_id,
+                    TaskInstance.task_id == task_id,
+                )
+            )
+        )
+
+
+CHUNKED = {"fleet_chunks": "success", "audit_pins": "success", "merge_reports": "success", "route": "success"}
+
+
+def test_fleet_audit_has_a_chunk_size_param_and_maps_audit_pins_over_the_chunks(example_dags: Any) -> None:
+    from airflow_provider_plugz.operators.audit import DEFAULT_CHUNK_SIZE
+
+    dag = example_dags.get_dag("plugz_fleet_audit")
+    assert dag.params["chunk_size"] == DEFAULT_CHUNK_SIZE
+    assert "chunk_size" in (dag.doc_md or "")
+    audit = dag.get_task("audit_pins")
+    assert type(audit).__name__ == "MappedOperator"  # Airflow's own dynamic task mapping
+    assert audit.upstream_task_ids == {"fleet_chunks"}
+    assert dag.get_task("merge_reports").upstream_task_ids == {"audit_pins", "fleet_chunks"}
+    assert str(dag.get_task("merge_reports").trigger_rule).endswith(("all_done", "ALL_DONE"))
+    assert dag.get_task("route").upstream_task_ids == {"merge_reports"}
+
+
+@pytest.mark.parametrize(
+    ("chunk_size", "chunks"),
+    [
+        pytest.param(3, [3, 3, 2], id="mapped-chunks"),
+        pytest.param(8, [8], id="up-to-chunk-size-one-task"),
+        pytest.param(1, [1] * 8, id="chunks-of-one"),
+    ],
+)
+def test_fleet_audit_in_chunks_merges_one_exact_report_and_sends_one_summary(
+    example_dags: Any,
+    alerts: PlugzSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    chunk_size: int,
+    chunks: list[int],
+) -> None:
+    ids = add_fleet(alerts, monkeypatch, 8)
+    report = run_dag(
+        example_dags.get_dag("plugz_fleet_audit"), run_conf={"plugz_conn_ids": ids, "chunk_size": chunk_size}
+    )
+    assert report.state == "success"
+    assert report.task_states == CHUNKED | {"alert": "success", "all_good": "skipped"}
+    assert [len(chunk) for chunk in report.xcom_value("fleet_chunks")] == chunks
+    assert map_indexes(report, "audit_pins") == list(range(len(chunks)))
+    merged = report.xcom_value("merge_reports")
+    assert merged == report.xcom_value("merge_reports", "report")
+    assert list(merged["results"]) == ids  # every number once, in the order given
+    no_pin = [c for n, c in enumerate(ids) if n % 3 == 2]  # plugz_fleet_2, _5
+    lost = [c for n, c in enumerate(ids) if n % 5 == 4]  # plugz_fleet_4
+    assert (merged["total"], merged["with_pin"], merged["without_pin"], merged["errors"]) == (8, 6, 2, 0)
+    assert (merged["connected"], merged["session_lost"], merged["status_errors"]) == (7, 1, 0)
+    assert [c for c, r in merged["results"].items() if r["has_code"] is False] == no_pin
+    assert [c for c, r in merged["results"].items() if r["status"]["state"] == "session_lost"] == lost
+    # Each number was asked exactly once for its PIN and once for its status, whatever the chunks.
+    assert sum(1 for r in alerts.requests if "FLEETCHUNK" in (r.instance_id or "")) == 2 * len(ids)
+    sent = alerts_sent(alerts)
+    assert sent == [report.xcom_value("alert")]  # ONE summary for the whole fleet
+    assert sent[0].splitlines()[0] == "3 of 8 WhatsApp number(s) need attention:"
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        pytest.param("fail_if_missing_pin", "2 WhatsApp number(s) have NO PIN", id="fail-if-missing-pin"),
+        pytest.param(
+            "fail_if_disconnected", "1 WhatsApp number(s) are not connected", id="fail-if-disconnected"
+        ),
+    ],
+)
+def test_fleet_audit_fail_options_on_merge_reports_fail_it_for_a_finding_in_any_chunk(
+    example_dags: Any, alerts: PlugzSandbox, monkeypatch: pytest.MonkeyPatch, option: str, says: str
+) -> None:
+    from airflow_provider_plugz.exceptions import PlugzAuditError
+
+    ids = add_fleet(alerts, monkeypatch, 8)
+    dag = example_dags.get_dag("plugz_fleet_audit")
+    setattr(dag.get_task("merge_reports"), option, True)
+    report = run_dag(dag, run_conf={"plugz_conn_ids": ids, "chunk_size": 3})
+    assert report.state == "failed"
+    assert report.task_states["audit_pins"] == "success"  # the chunks never fail on findings
+    assert report.task_states["merge_reports"] == "failed"
+    assert {report.task_states[t] for t in ("route", "alert", "all_good")} == {"upstream_failed"}
+    error = report.errors["merge_reports"]
+    assert isinstance(error, PlugzAuditError)
+    assert f"Plugz PIN audit of {len(ids)} connection(s) failed: {says}" in str(error)
+    assert report.xcom_value("merge_reports", "report")["total"] == len(ids)  # pushed before failing
+    assert alerts.messages == []
+
+
+def test_fleet_audit_a_failing_chunk_is_still_merged_and_alerted(
+    example_dags: Any, alerts: PlugzSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fail_* set on the chunks anyway: a chunk fails, but merge_reports (all_done) still merges its
+    report, pushed before it failed, and the summary goes out."""
+    ids = add_fleet(alerts, monkeypatch, 8)
+    dag = example_dags.get_dag("plugz_fleet_audit")
+    dag.get_task("audit_pins").partial_kwargs["fail_if_missing_pin"] = True
+    report = run_dag(dag, run_conf={"plugz_conn_ids": ids, "chunk_size": 3})
+    assert report.task_states["merge_reports"] == "success"
+    assert report.task_states["alert"] == "success"
+    merged = report.xcom_value("merge_reports")
+    assert (merged["total"], merged["without_pin"], merged["errors"]) == (8, 2, 0)
+    assert len(alerts_sent(alerts)) == 1

@@ -36,6 +36,7 @@ def test_every_listed_module_and_class_imports() -> None:
         "airflow_provider_plugz.operators.messages",
         "airflow_provider_plugz.sensors.plugz",
         "airflow_provider_plugz.triggers.plugz",
+        "airflow_provider_plugz.triggers.events",
     ]
     for module in modules:
         importlib.import_module(module)

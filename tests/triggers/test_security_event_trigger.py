@@ -1,0 +1,596 @@
+"""PlugzSecurityEventTrigger: its kwargs, its change rules (pure), and the trigger in an event
+loop against the sandbox - each flip one event, steady states and transient faults none, a
+permanent error once, a restart (rebuilt from ``serialize()``) none - and, where Airflow has
+shared poll streams, many watchers served by one poll."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pytest
+
+from airflow_provider_plugz._compat import has_shared_streams
+from airflow_provider_plugz.exceptions import PlugzConfigurationError
+from airflow_provider_plugz.testing import Fault
+from airflow_provider_plugz.triggers.events import ChangeDetector, PlugzSecurityEventTrigger
+from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, assert_no_secrets
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from airflow_provider_plugz.testing import PlugzSandbox
+
+CLASSPATH = "airflow_provider_plugz.triggers.events.PlugzSecurityEventTrigger"
+TICK = 0.01  # the poll interval of every trigger here
+
+
+# --- kwargs ------------------------------------------------------------------------------------
+
+
+def test_trigger_serialize_exactly() -> None:
+    trigger = PlugzSecurityEventTrigger(
+        plugz_conn_id="plugz_x", watch=["connection", "pin"], poll_interval=30, fire_on_bad_baseline=True
+    )
+    assert trigger.serialize() == (
+        CLASSPATH,
+        {
+            "plugz_conn_id": "plugz_x",
+            "watch": ["pin", "connection"],
+            "poll_interval": 30.0,
+            "fire_on_bad_baseline": True,
+        },
+    )
+    _path, kwargs = trigger.serialize()
+    assert json.loads(json.dumps(kwargs)) == kwargs  # JSON-safe
+    assert PlugzSecurityEventTrigger(**kwargs).serialize() == trigger.serialize()
+    assert PlugzSecurityEventTrigger().serialize()[1] == {
+        "plugz_conn_id": "plugz_default",
+        "watch": ["pin", "connection"],
+        "poll_interval": 60.0,
+        "fire_on_bad_baseline": False,
+    }
+    assert PlugzSecurityEventTrigger(watch="pin").serialize()[1]["watch"] == ["pin"]
+
+
+def test_serialized_kwargs_and_repr_hold_no_secret(sandbox: PlugzSandbox) -> None:
+    trigger = PlugzSecurityEventTrigger("plugz_default")
+    assert_no_secrets(json.dumps(trigger.serialize()), repr(trigger))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({"watch": []}, id="watch-nothing"),
+        pytest.param({"watch": "phone"}, id="watch-unknown"),
+        pytest.param({"watch": ["pin", "battery"]}, id="watch-one-unknown"),
+        pytest.param({"watch": 1}, id="watch-not-a-list"),
+        pytest.param({"poll_interval": 0}, id="interval-zero"),
+        pytest.param({"poll_interval": -1.5}, id="interval-negative"),
+        pytest.param({"poll_interval": "60"}, id="interval-string"),
+        pytest.param({"poll_interval": True}, id="interval-bool"),
+        pytest.param({"fire_on_bad_baseline": "yes"}, id="flag-string"),
+    ],
+)
+def test_trigger_refuses_bad_kwargs(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(PlugzConfigurationError, match="PlugzSecurityEventTrigger"):
+        PlugzSecurityEventTrigger("plugz_default", **kwargs)
+
+
+def test_shared_stream_key_groups_watchers_of_one_connection_endpoints_and_interval() -> None:
+    key = PlugzSecurityEventTrigger.shared_stream_key
+    a, b = (
+        PlugzSecurityEventTrigger("plugz_a"),
+        PlugzSecurityEventTrigger("plugz_a", fire_on_bad_baseline=True),
+    )
+    assert key(a) == key(b) == ("plugz-security", "plugz_a", ("pin", "connection"), 60.0)
+    assert key(a) != key(PlugzSecurityEventTrigger("plugz_b"))
+    assert key(a) != key(PlugzSecurityEventTrigger("plugz_a", watch="pin"))
+    assert key(a) != key(PlugzSecurityEventTrigger("plugz_a", poll_interval=5))
+
+
+# --- the rules, without I/O --------------------------------------------------------------------
+
+
+def snap(pin: bool | None = None, connection: str | None = None, error: str | None = None) -> dict[str, Any]:
+    """A snapshot as the poll yields it; ``error`` is ``"Class: message"``."""
+    failure = None
+    if error:
+        error_class, message = error.split(": ", 1)
+        failure = {"error_class": error_class, "message": message}
+    return {
+        "observed_at": "2026-12-02T01:00:00.000+00:00",
+        "pin": pin,
+        "connection": connection,
+        "error": failure,
+    }
+
+
+def fired(snapshots: list[dict[str, Any]], fire_on_bad_baseline: bool = False) -> list[list[str]]:
+    """For each snapshot, the events it fired, each as ``status:change-or-error-class``."""
+    detector = ChangeDetector("plugz_x", ("pin", "connection"), fire_on_bad_baseline)
+    return [
+        [f"{e['status']}:{e.get('change') or e.get('error_class')}" for e in detector.feed(s)]
+        for s in snapshots
+    ]
+
+
+AUTH = "PlugzAuthenticationError: Client-Token *** not allowed"
+NOT_FOUND = "PlugzNotFoundError: unknown instance"
+
+
+@pytest.mark.parametrize(
+    ("snapshots", "flag", "expected"),
+    [
+        pytest.param([snap(True, "connected")] * 4, False, [[]] * 4, id="steady-good-state-fires-nothing"),
+        pytest.param([snap(False, "disconnected")] * 4, False, [[]] * 4, id="steady-bad-state-fires-nothing"),
+        pytest.param(
+            [snap(False, "disconnected")] * 3,
+            True,
+            [["baseline:no_pin", "baseline:not_connected"], [], []],
+            id="bad-baseline-fires-once-when-asked",
+        ),
+        pytest.param(
+            [snap(True, "connected")] * 2, True, [[], []], id="good-baseline-fires-nothing-when-asked"
+        ),
+        pytest.param(
+            [
+                snap(True, "connected"),
+                snap(False, "connected"),
+                snap(False, "connected"),
+                snap(True, "connected"),
+            ],
+            False,
+            [[], ["change:pin_removed"], [], ["change:pin_set"]],
+            id="pin-removed-then-set",
+        ),
+        pytest.param(
+            [
+                snap(True, "connected"),
+                snap(True, "phone_offline"),
+                snap(True, "session_lost"),
+                snap(True, "connected"),
+            ],
+            False,
+            [[], ["change:disconnected"], ["change:connection_changed"], ["change:reconnected"]],
+            id="connection-states",
+        ),
+        pytest.param(
+            [snap(True, "connected"), snap(False, "disconnected")],
+            False,
+            [[], ["change:pin_removed", "change:disconnected"]],
+            id="two-changes-in-one-poll-two-events",
+        ),
+        pytest.param(
+            [
+                snap(True, "connected"),
+                snap(None, None),
+                snap(None, "connected"),
+                snap(False, None),
+                snap(False, "connected"),
+            ],
+            False,
+            [[], [], [], ["change:pin_removed"], []],
+            id="unanswered-fields-learn-nothing",
+        ),
+        pytest.param(
+            [snap(error=AUTH), snap(error=AUTH), snap(error=AUTH), snap(error=NOT_FOUND), snap(error=AUTH)],
+            False,
+            [
+                ["error:PlugzAuthenticationError"],
+                [],
+                [],
+                ["error:PlugzNotFoundError"],
+                ["error:PlugzAuthenticationError"],
+            ],
+            id="an-error-fires-once-until-it-changes",
+        ),
+        pytest.param(
+            [snap(True, "connected"), snap(error=AUTH), snap(True, "connected"), snap(error=AUTH)],
+            False,
+            [[], ["error:PlugzAuthenticationError"], [], ["error:PlugzAuthenticationError"]],
+            id="a-good-answer-forgets-the-error",
+        ),
+        pytest.param(
+            [snap(True, "connected"), snap(error=AUTH), snap(False, "connected")],
+            False,
+            [[], ["error:PlugzAuthenticationError"], ["change:pin_removed"]],
+            id="a-change-behind-an-error-fires-when-answers-come-back",
+        ),
+        pytest.param(
+            [snap(error=AUTH), snap(False, "connected")],
+            True,
+            [["error:PlugzAuthenticationError"], ["baseline:no_pin"]],
+            id="an-error-first-then-the-baseline",
+        ),
+    ],
+)
+def test_change_rules(snapshots: list[dict[str, Any]], flag: bool, expected: list[list[str]]) -> None:
+    assert fired(snapshots, fire_on_bad_baseline=flag) == expected
+
+
+def test_change_event_payload_is_small_and_json_safe() -> None:
+    detector = ChangeDetector("plugz_x", ("pin",), False)
+    detector.feed(snap(pin=True))
+    (event,) = detector.feed(snap(pin=False))
+    assert event == {
+        "status": "change",
+        "plugz_conn_id": "plugz_x",
+        "watch": "pin",
+        "change": "pin_removed",
+        "old": True,
+        "new": False,
+        "observed_at": "2026-12-02T01:00:00.000+00:00",
+    }
+    assert json.loads(json.dumps(event)) == event
+
+
+# --- in an event loop, against the sandbox -----------------------------------------------------
+
+
+@pytest.fixture
+def plugz(sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch) -> PlugzSandbox:
+    """The sandbox, its connection with one attempt per call: each fault reaches the trigger."""
+    conn = json.loads(sandbox.connection_json(INSTANCE_ID))
+    conn["extra"]["max_attempts"] = 1
+    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(conn))
+    sandbox.set_has_code(INSTANCE_ID, True)
+    return sandbox
+
+
+class Watch:
+    """A trigger's ``run()`` consumed in the background; its events collected as they fire."""
+
+    def __init__(self, trigger: PlugzSecurityEventTrigger, sandbox: PlugzSandbox) -> None:
+        self.trigger, self.sandbox = trigger, sandbox
+        self.events: list[dict[str, Any]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def _consume(self) -> None:
+        async for event in self.trigger.run():
+            self.events.append(event.payload)
+
+    def start(self) -> Watch:
+        self.task = asyncio.ensure_future(self._consume())
+        return self
+
+    async def until_events(self, count: int) -> None:
+        """Wait until ``count`` events fired in all (bounded)."""
+        await until(lambda: len(self.events) >= count, what=f"{count} events")
+
+    async def polls(self, count: int) -> None:
+        """Wait until ``count`` more polls (each: one request per watched endpoint) ended."""
+        target = self.sandbox.request_count + count * len(self.trigger.watch)
+        await until(lambda: self.sandbox.request_count >= target, what=f"{count} polls")
+        await asyncio.sleep(TICK / 2)  # the last answer is read and fed before we look
+
+    async def stop(self) -> None:
+        """Cancel it, as a triggerer that stops does; it must end at once."""
+        assert self.task is not None
+        self.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(self.task, timeout=5)
+
+
+async def until(condition: Callable[[], bool], *, what: str, timeout: float = 10) -> None:
+    async def wait() -> None:
+        while not condition():
+            await asyncio.sleep(0.002)
+
+    try:
+        await asyncio.wait_for(wait(), timeout)
+    except TimeoutError:
+        pytest.fail(f"waited {timeout} s for {what}")
+
+
+def changes(events: list[dict[str, Any]]) -> list[str]:
+    return [e.get("change") or e["error_class"] for e in events]
+
+
+def test_each_flip_fires_exactly_one_event_and_steady_states_none(plugz: PlugzSandbox) -> None:
+    async def scenario() -> list[dict[str, Any]]:
+        watch = Watch(PlugzSecurityEventTrigger("plugz_default", poll_interval=TICK), plugz).start()
+        await watch.polls(3)
+        assert watch.events == []  # baseline: PIN set, connected
+        seen = []
+        for flip, kind in (
+            (lambda: plugz.set_has_code(INSTANCE_ID, False), "pin_removed"),
+            (lambda: plugz.set_state(INSTANCE_ID, "disconnected"), "disconnected"),
+            (lambda: plugz.set_state(INSTANCE_ID, "phone-offline"), "connection_changed"),
+            (lambda: plugz.set_state(INSTANCE_ID, "connected"), "reconnected"),
+            (lambda: plugz.set_has_code(INSTANCE_ID, True), "pin_set"),
+        ):
+            flip()
+            await watch.polls(4)  # the flip seen, then a steady state for 3 more polls
+            seen.append(kind)
+            assert changes(watch.events) == seen
+        await watch.stop()
+        return watch.events
+
+    events = asyncio.run(scenario())
+    assert [(e["old"], e["new"]) for e in events] == [
+        (True, False),
+        ("connected", "disconnected"),
+        ("disconnected", "phone_offline"),
+        ("phone_offline", "connected"),
+        (False, True),
+    ]
+    for event in events:
+        assert event["status"] == "change"
+        assert event["plugz_conn_id"] == "plugz_default"
+        assert event["observed_at"].endswith("+00:00")
+        assert json.loads(json.dumps(event)) == event
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(Fault.status(503), id="503"),
+        pytest.param(Fault.status(429), id="429"),
+        pytest.param(Fault.drop(), id="dropped-connection"),
+    ],
+)
+def test_transient_faults_fire_nothing(plugz: PlugzSandbox, fault: Fault) -> None:
+    async def scenario() -> list[dict[str, Any]]:
+        watch = Watch(
+            PlugzSecurityEventTrigger("plugz_default", watch="pin", poll_interval=TICK), plugz
+        ).start()
+        await watch.polls(2)
+        plugz.inject(fault, times=5)
+        await watch.polls(8)
+        assert plugz.pending_faults == []
+        plugz.set_has_code(INSTANCE_ID, False)  # and it still sees a change afterwards
+        await watch.polls(2)
+        await watch.stop()
+        return watch.events
+
+    assert changes(asyncio.run(scenario())) == ["pin_removed"]
+
+
+def test_transient_faults_before_the_baseline_fire_nothing(plugz: PlugzSandbox) -> None:
+    plugz.set_has_code(INSTANCE_ID, False)
+    plugz.inject(Fault.status(503), times=3)
+
+    async def scenario() -> list[dict[str, Any]]:
+        trigger = PlugzSecurityEventTrigger("plugz_default", watch="pin", poll_interval=TICK)
+        watch = Watch(trigger, plugz).start()
+        await watch.polls(6)
+        await watch.stop()
+        return watch.events
+
+    assert asyncio.run(scenario()) == []
+
+
+def test_a_permanent_error_fires_once_and_the_fixed_connection_is_read_again(
+    plugz: PlugzSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = json.loads(plugz.connection_json(INSTANCE_ID))
+    revoked = json.loads(json.dumps(good))
+    revoked["extra"]["client_token"] = "REVOKED-CLIENT-TOKEN-0001"
+
+    async def scenario() -> list[dict[str, Any]]:
+        watch = Watch(PlugzSecurityEventTrigger("plugz_default", poll_interval=TICK), plugz).start()
+        await watch.polls(2)
+        plugz.inject(
+            Fault.status(403, body={"error": f"Client-Token {CLIENT_TOKEN} not allowed"}), times=1000
+        )
+        await watch.until_events(1)
+        await watch.polls(5)
+        assert changes(watch.events) == ["PlugzAuthenticationError"]  # not repeated
+        plugz.clear_faults()
+        monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(revoked))  # read again: another error
+        await watch.until_events(2)
+        await watch.polls(3)
+        plugz.set_has_code(INSTANCE_ID, False)  # a change while the credentials are bad
+        monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(good))  # fixed: no restart needed
+        await watch.until_events(3)
+        await watch.polls(3)
+        await watch.stop()
+        return watch.events
+
+    events = asyncio.run(scenario())
+    assert changes(events) == ["PlugzAuthenticationError", "PlugzAuthenticationError", "pin_removed"]
+    first, second = events[0], events[1]
+    assert set(first) == {"status", "plugz_conn_id", "error_class", "message", "observed_at"}
+    assert first["status"] == "error"
+    assert "Client-Token *** not allowed" in first["message"]
+    assert first["message"] != second["message"]  # the error changed: what the server said
+    assert_no_secrets(json.dumps(events), secrets=(CLIENT_TOKEN, "REVOKED-CLIENT-TOKEN-0001"))
+
+
+def test_a_missing_connection_is_one_error_event(
+    plugz: PlugzSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps({"conn_type": "plugz", "login": "x"}))
+
+    async def scenario() -> list[dict[str, Any]]:
+        watch = Watch(PlugzSecurityEventTrigger("plugz_default", poll_interval=TICK), plugz).start()
+        await watch.until_events(1)
+        await asyncio.sleep(TICK * 10)  # ten more polls, all the same error
+        await watch.stop()
+        return watch.events
+
+    events = asyncio.run(scenario())
+    assert changes(events) == ["PlugzConfigurationError"]
+
+
+def test_an_unknown_instance_is_one_error_event(plugz: PlugzSandbox) -> None:
+    async def scenario() -> list[dict[str, Any]]:
+        watch = Watch(PlugzSecurityEventTrigger("plugz_default", poll_interval=TICK), plugz).start()
+        await watch.polls(2)
+        plugz.remove_instance(INSTANCE_ID)
+        await watch.until_events(1)
+        await watch.polls(4)
+        await watch.stop()
+        return watch.events
+
+    assert changes(asyncio.run(scenario())) == ["PlugzNotFoundError"]
+
+
+def load_stored(kwargs: dict[str, Any]) -> PlugzSecurityEventTrigger:
+    """Build the trigger as the triggerer does after a restart: classpath and stored kwargs."""
+    try:  # Airflow 3
+        from airflow._shared.module_loading import import_string
+    except ImportError:  # Airflow 2
+        from airflow.utils.module_loading import import_string  # type: ignore[import-not-found,no-redef]
+
+    trigger: PlugzSecurityEventTrigger = import_string(CLASSPATH)(**json.loads(json.dumps(kwargs)))
+    return trigger
+
+
+@pytest.mark.parametrize(
+    ("fire_on_bad_baseline", "after_restart"),
+    [
+        pytest.param(False, [], id="re-baselines-silently"),
+        pytest.param(True, ["no_pin"], id="bad-baseline-fires-once-when-asked"),
+    ],
+)
+def test_a_restart_rebuilds_from_serialize_and_fires_nothing_spurious(
+    plugz: PlugzSandbox, fire_on_bad_baseline: bool, after_restart: list[str]
+) -> None:
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        first = PlugzSecurityEventTrigger("plugz_default", watch="pin", poll_interval=TICK)
+        before = Watch(first, plugz).start()
+        await before.polls(2)
+        plugz.set_has_code(INSTANCE_ID, False)
+        await before.polls(2)
+        await before.stop()  # the triggerer stops
+        path, kwargs = first.serialize()
+        assert path == CLASSPATH
+        kwargs["fire_on_bad_baseline"] = fire_on_bad_baseline
+        after = Watch(load_stored(kwargs), plugz).start()  # a new triggerer takes it over
+        await after.polls(5)
+        assert changes(after.events) == after_restart
+        plugz.set_has_code(INSTANCE_ID, True)
+        await after.polls(2)
+        await after.stop()
+        return before.events, after.events
+
+    before, after = asyncio.run(scenario())
+    assert changes(before) == ["pin_removed"]
+    assert changes(after) == [*after_restart, "pin_set"]
+
+
+def test_a_change_during_the_downtime_is_the_new_baseline(plugz: PlugzSandbox) -> None:
+    async def scenario() -> list[dict[str, Any]]:
+        trigger = PlugzSecurityEventTrigger("plugz_default", poll_interval=TICK)
+        before = Watch(trigger, plugz).start()
+        await before.polls(2)
+        await before.stop()
+        plugz.set_has_code(INSTANCE_ID, False)  # while no triggerer runs
+        after = Watch(load_stored(trigger.serialize()[1]), plugz).start()
+        await after.polls(4)
+        await after.stop()
+        return before.events + after.events
+
+    assert asyncio.run(scenario()) == []
+
+
+# --- many watchers, one poll (Airflow 3.3's shared streams) ------------------------------------
+
+needs_shared_streams = pytest.mark.skipif(
+    not has_shared_streams(), reason="this Airflow's triggerer has no shared poll streams (3.3+)"
+)
+
+
+class CountingTrigger(PlugzSecurityEventTrigger):
+    """The trigger, counting how many shared polls the manager opened for its watchers."""
+
+    opened: ClassVar[list[tuple[str, ...]]] = []
+
+    @classmethod
+    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        cls.opened.append(tuple(kwargs["watch"]))
+        async for snapshot in super().open_shared_stream(kwargs):
+            yield snapshot
+
+
+class Subscribers:
+    """Watchers subscribed to Airflow's own SharedStreamManager, as the 3.3 triggerer does it
+    (``shared_stream_key`` -> ``subscribe`` -> ``filter_shared_stream`` -> ``unsubscribe``)."""
+
+    def __init__(self) -> None:
+        from airflow.triggers.shared_stream import SharedStreamManager
+
+        self.manager = SharedStreamManager()
+        self.events: dict[int, list[dict[str, Any]]] = {}
+        self.tasks: list[asyncio.Future[None]] = []
+
+    def add(self, trigger: PlugzSecurityEventTrigger) -> int:
+        trigger_id = len(self.tasks)
+        self.events[trigger_id] = []
+
+        async def consume() -> None:
+            key = trigger.shared_stream_key()
+            stream = self.manager.subscribe(trigger_id=trigger_id, trigger=trigger, key=key)
+            try:
+                async for event in trigger.filter_shared_stream(stream):
+                    self.events[trigger_id].append(event.payload)
+            finally:
+                await self.manager.unsubscribe(trigger_id, key)
+
+        self.tasks.append(asyncio.ensure_future(consume()))
+        return trigger_id
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        assert self.manager._groups == {}  # the last one to leave stopped each poll
+
+
+@needs_shared_streams
+def test_watchers_of_one_instance_share_one_poll_in_airflows_shared_stream_manager(
+    plugz: PlugzSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three watchers with one key: one poll, each its own events; one watching only the PIN polls
+    apart (another key)."""
+    monkeypatch.setattr(CountingTrigger, "opened", [])
+    both = [
+        CountingTrigger("plugz_default", poll_interval=TICK),
+        CountingTrigger("plugz_default", poll_interval=TICK),
+        CountingTrigger("plugz_default", poll_interval=TICK, fire_on_bad_baseline=True),
+    ]
+    pin_only = CountingTrigger("plugz_default", watch="pin", poll_interval=TICK)
+
+    async def scenario() -> dict[int, list[dict[str, Any]]]:
+        subscribers = Subscribers()
+        for trigger in [*both, pin_only]:
+            subscribers.add(trigger)
+        watch = Watch(both[0], plugz)
+        await watch.polls(6)
+        plugz.set_has_code(INSTANCE_ID, False)
+        await watch.polls(6)
+        await subscribers.stop()
+        return subscribers.events
+
+    events = asyncio.run(scenario())
+    assert sorted(CountingTrigger.opened) == [("pin",), ("pin", "connection")]
+    assert [changes(events[i]) for i in range(4)] == [["pin_removed"]] * 4
+    # The three of one key saw the flip in the same poll.
+    assert len({events[i][0]["observed_at"] for i in range(3)}) == 1
+
+
+@needs_shared_streams
+def test_a_watcher_joining_a_running_stream_takes_its_own_baseline(plugz: PlugzSandbox) -> None:
+    early, late = (
+        PlugzSecurityEventTrigger("plugz_default", watch="pin", poll_interval=TICK) for _ in range(2)
+    )
+
+    async def scenario() -> dict[int, list[dict[str, Any]]]:
+        subscribers = Subscribers()
+        watch = Watch(early, plugz)
+        subscribers.add(early)
+        await watch.polls(2)
+        plugz.set_has_code(INSTANCE_ID, False)
+        await watch.polls(2)
+        subscribers.add(late)  # joins the running poll with the PIN already removed
+        await watch.polls(3)
+        plugz.set_has_code(INSTANCE_ID, True)
+        await watch.polls(2)
+        await subscribers.stop()
+        return subscribers.events
+
+    events = asyncio.run(scenario())
+    assert (changes(events[0]), changes(events[1])) == (["pin_removed", "pin_set"], ["pin_set"])

@@ -4,6 +4,7 @@ Callers branch on classes, never on message text::
 
     PlugzError (AirflowException)
     ├── PlugzConfigurationError          the Airflow connection is missing a field or has a bad one
+    │   └── PlugzTriggerArgumentError    a trigger built with bad arguments (also a TypeError)
     ├── PlugzAuditError                  a fleet audit found numbers without a PIN or with errors
     ├── PlugzMalformedResponseError      2xx answer we cannot trust: not JSON, HTML, no boolean hasCode
     ├── PlugzTransientError              worth trying again later; sensors keep waiting on these
@@ -70,6 +71,18 @@ class PlugzConfigurationError(PlugzError):
     """The Airflow connection is missing a field or holds an invalid one."""
 
     advice = "Fix it in Admin > Connections, or in the connection's AIRFLOW_CONN_* value or secrets backend."
+
+
+class PlugzTriggerArgumentError(PlugzConfigurationError, TypeError):
+    """A trigger was built with arguments it cannot use.
+
+    Also a ``TypeError``: Airflow's triggerer fails just that trigger on a ``TypeError`` from its
+    constructor, while any other exception there would escape its loop and take every other
+    trigger down with it. Arguments come from our own ``serialize()``; this guards against kwargs
+    stored by another release.
+    """
+
+    advice = "Build the trigger through its sensor or with the documented arguments."
 
 
 class PlugzAuditError(PlugzError):
@@ -264,5 +277,6 @@ __all__ = [
     "PlugzTLSError",
     "PlugzTimeoutError",
     "PlugzTransientError",
+    "PlugzTriggerArgumentError",
     "PlugzUnsupportedMediaTypeError",
 ]

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_plugz._compat import event_trigger_base
-from airflow_provider_plugz.exceptions import PlugzConfigurationError, PlugzError, PlugzTransientError
+from airflow_provider_plugz.exceptions import PlugzError, PlugzTransientError, PlugzTriggerArgumentError
 from airflow_provider_plugz.triggers.plugz import EVENT_ERROR
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ class PlugzSecurityEventTrigger(BaseEventTrigger):
         self.watch = _checked_watch(watch)
         self.poll_interval = _checked_interval(poll_interval)
         if not isinstance(fire_on_bad_baseline, bool):
-            raise PlugzConfigurationError(
+            raise PlugzTriggerArgumentError(
                 "PlugzSecurityEventTrigger: fire_on_bad_baseline must be True or False, "
                 f"not {type(fire_on_bad_baseline).__name__}."
             )
@@ -301,7 +301,7 @@ def change_kind(name: str, old: Any, new: Any) -> str:
 def _checked_watch(watch: str | Iterable[str]) -> tuple[str, ...]:
     names = [watch] if isinstance(watch, str) else list(watch) if isinstance(watch, Iterable) else None
     if not names or not all(isinstance(n, str) for n in names) or not set(names) <= set(WATCHES):
-        raise PlugzConfigurationError(
+        raise PlugzTriggerArgumentError(
             f"PlugzSecurityEventTrigger: watch must be 'pin', 'connection' or both, not {watch!r}."
         )
     return tuple(name for name in WATCHES if name in names)
@@ -309,7 +309,7 @@ def _checked_watch(watch: str | Iterable[str]) -> tuple[str, ...]:
 
 def _checked_interval(poll_interval: float) -> float:
     if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float) or poll_interval <= 0:
-        raise PlugzConfigurationError(
+        raise PlugzTriggerArgumentError(
             "PlugzSecurityEventTrigger: poll_interval must be a number of seconds > 0, "
             f"not {poll_interval!r}."
         )

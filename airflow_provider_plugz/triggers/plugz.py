@@ -312,15 +312,18 @@ class PlugzInstanceStatusTrigger(PlugzPollingTrigger):
 
 def _checked_condition(expected: Mapping[str, Any] | None) -> dict[str, Any]:
     """A serialized condition, checked again: trigger kwargs may come from an older release."""
-    from airflow_provider_plugz.exceptions import PlugzConfigurationError
+    from airflow_provider_plugz.exceptions import PlugzConfigurationError, PlugzTriggerArgumentError
 
     if expected is None:
         return instance_status_condition()
     fields = {"state", "connected", "session", "smartphone_connected"}
     if not isinstance(expected, Mapping) or not expected or not set(expected) <= fields:
-        raise PlugzConfigurationError(
+        raise PlugzTriggerArgumentError(
             "PlugzInstanceStatusTrigger: expected must be a condition such as {'state': ['connected']} "
             "or {'connected': True}, with keys among " + ", ".join(sorted(fields)) + "; build it with "
             "PlugzInstanceStatusSensor(state=... or connected=..., smartphone_connected=...)."
         )
-    return instance_status_condition(**dict(expected))
+    try:
+        return instance_status_condition(**dict(expected))
+    except PlugzConfigurationError as err:  # a TypeError too, so the triggerer fails only this one
+        raise PlugzTriggerArgumentError(str(err)) from None

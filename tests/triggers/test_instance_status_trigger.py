@@ -56,8 +56,9 @@ def test_trigger_serialize_exactly() -> None:
     ],
 )
 def test_trigger_refuses_a_bad_condition(expected: Any) -> None:
-    with pytest.raises(PlugzConfigurationError):
+    with pytest.raises(PlugzConfigurationError) as info:
         PlugzInstanceStatusTrigger("plugz_default", expected=expected)
+    assert isinstance(info.value, TypeError)  # the triggerer then fails this trigger only
 
 
 @pytest.mark.parametrize(

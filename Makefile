@@ -9,7 +9,7 @@ VENV3 ?= .venv
 VENV2 ?= .venv-airflow2
 PYTEST_ARGS ?=
 
-.PHONY: install install-airflow2 test test-airflow3 test-airflow2 test-browser test-deployment browser-deps lint demo sandbox clean
+.PHONY: install install-airflow2 test test-airflow3 test-airflow2 test-browser test-deployment test-distributed browser-deps distributed-deps lint demo sandbox clean
 
 # $(call venv,DIR,AIRFLOW_VERSION): a virtualenv with uv, the project and its test extras.
 define venv
@@ -48,6 +48,17 @@ test-browser: browser-deps
 # venv (uv), the example DAGs in real api-server, scheduler, dag-processor and triggerer processes.
 test-deployment: install
 	$(VENV3)/bin/python -m pytest tests/deployment $(PYTEST_ARGS)
+
+# Debian's redis-server and postgresql for tests/distributed; skips what is there. Without them
+# tests/distributed skips locally; CI installs them and the test must run.
+distributed-deps:
+	bash .ci/distributed-deps.sh
+
+# Only the distributed test (`make test` runs it too, on Airflow 3): the built wheel on a real
+# CeleryExecutor deployment (Redis broker, PostgreSQL metadata database and result backend, two
+# Celery workers), the fleet audit in mapped chunks over both workers.
+test-distributed: distributed-deps install
+	$(VENV3)/bin/python -m pytest tests/distributed $(PYTEST_ARGS)
 
 lint: install
 	$(VENV3)/bin/ruff check .

@@ -1,5 +1,6 @@
-"""Fleet audit: every day, check the PIN and connection of every WhatsApp number in one task,
-then WhatsApp the on-call phone one summary of the numbers that need attention."""
+"""Fleet audit: every day, check the PIN and connection of every WhatsApp number - in one task,
+or for a large fleet in chunks mapped over Airflow's workers, merged into one report - then
+WhatsApp the on-call phone one summary of the numbers that need attention."""
 
 from __future__ import annotations
 
@@ -17,7 +18,13 @@ except ImportError:  # Airflow 2.10 / 2.11
     from airflow.models.param import Param
 
 from airflow_provider_plugz.notifications.plugz import PlugzNotifier
-from airflow_provider_plugz.operators.audit import REPORT_XCOM_KEY, PlugzPinAuditOperator
+from airflow_provider_plugz.operators.audit import (
+    DEFAULT_CHUNK_SIZE,
+    REPORT_XCOM_KEY,
+    PlugzAuditMergeOperator,
+    PlugzPinAuditOperator,
+    audit_chunks,
+)
 
 #: The Airflow Variable holding the on-call phone (digits with country and area code, or a group id).
 ONCALL_VARIABLE = "plugz_oncall_phone"
@@ -56,15 +63,21 @@ with DAG(
             items={"type": "string", "minLength": 1},
             minItems=1,
             description="Audit these Plugz connection ids instead of the Variable plugz_fleet_conn_ids.",
-        )
+        ),
+        "chunk_size": Param(
+            DEFAULT_CHUNK_SIZE,
+            type="integer",
+            minimum=1,
+            description="Numbers audited in one task; more are audited in mapped chunks of this size.",
+        ),
     },
     doc_md="""
 ### Plugz fleet audit
 
 Every day, checks whether **every** WhatsApp number of the company has a two-step-verification
-PIN — dozens or thousands of numbers, one Airflow connection of type **Plugz** each — in a
-single task (`audit_pins`) that runs the checks concurrently (at most 32 at a time, over
-pooled HTTP connections). Then it branches:
+PIN — dozens or thousands of numbers, one Airflow connection of type **Plugz** each. Each
+task of `audit_pins` runs its checks concurrently (at most 32 at a time, over pooled HTTP
+connections); `merge_reports` combines what they found into one report. Then it branches:
 
 - some number has **no PIN**, is **not connected** or **could not be checked** -> `alert`
   sends **one** WhatsApp message listing those numbers and why, to the on-call phone in the
@@ -83,6 +96,17 @@ fleet changes, no deploy needed. A manual run can audit other numbers by passing
 `{"plugz_conn_ids": ["plugz_sales"]}` as its run configuration (the DAG param wins over the
 Variable). With neither, the DAG audits `plugz_default` alone.
 
+**Large fleets: the `chunk_size` param** (default 500). `fleet_chunks` splits the ids into
+chunks of at most `chunk_size`: a fleet of up to `chunk_size` numbers is one chunk, audited in
+one task; a larger one is several, and `audit_pins` is mapped over them (Airflow's dynamic task
+mapping: one task instance per chunk, run on whichever workers the executor has, each reading
+only its own connections). Never more chunks than `[core] max_map_length` (1024 by default):
+beyond it the chunks grow instead (the task log warns). `merge_reports` runs when every chunk
+is done, whatever its state, and makes one report of the same shape from theirs, counts
+recomputed; the numbers of a chunk that ended without a report (killed, out of memory) are
+reported as `PlugzAuditError` "not checked", never dropped. How many chunks run at once is the
+executor's: its slots, `pool`, and `max_active_tis_per_dag` on `audit_pins`.
+
 **Only Plugz connections are used.** Anyone who can trigger a run can name connection ids, so
 an id whose connection is not of type `plugz` (an `http` or `postgres` connection, say) is
 refused: it gets a `PlugzConfigurationError` entry in the report, and nothing is sent with
@@ -96,7 +120,8 @@ can never cost the whole report. Numbers not checked by then are reported as
 `errors` and `timed_out`; the others keep their results. The task log says which deadline
 applied.
 
-**The report** (XCom key `report` of `audit_pins`, also its `return_value`): `total`,
+**The report** (XCom key `report` of `merge_reports`, also its `return_value`; each task of
+`audit_pins` pushes the same shape for its chunk): `total`,
 `with_pin`, `without_pin`, `errors`, `timed_out`, and under `results` one entry per connection id:
 `{"has_code": true}` or `{"error_class": "PlugzNotFoundError", "message": "..."}`. One number
 failing never hides the others.
@@ -110,23 +135,38 @@ only the status call failed (the PIN answer is kept), or `null` when the PIN che
 failed. The report counts `connected`, `disconnected`, `session_lost`, `phone_offline` and
 `status_errors`; the task log lists them too.
 
-To fail the task instead of branching, set `fail_if_missing_pin=True`,
+To fail the run instead of branching, set `fail_if_missing_pin=True`,
 `fail_if_disconnected=True` (any number not `connected`) and/or `fail_on_error=True` (a PIN or
-status call that failed) on `audit_pins`: the report is still pushed first.
+status call that failed, or a chunk that did not report) on `merge_reports`, not on
+`audit_pins`: they then apply to the whole fleet, a finding in any chunk fails that one task,
+and the merged report is still pushed first.
 """,
 ) as dag:
-    audit = PlugzPinAuditOperator(
+    # The ids, validated and split; rendered as real values (render_template_as_native_obj).
+    @task
+    def fleet_chunks(plugz_conn_ids: Any, chunk_size: int) -> list[list[str]]:
+        chunks = audit_chunks(plugz_conn_ids, chunk_size)
+        sizes = sorted({len(chunk) for chunk in chunks})
+        print(f"Auditing {sum(map(len, chunks))} number(s) in {len(chunks)} chunk(s) of {sizes} number(s).")
+        return chunks
+
+    chunks = fleet_chunks(
+        "{{ params.plugz_conn_ids or var.json.get('plugz_fleet_conn_ids', ['plugz_default']) }}",
+        "{{ params.chunk_size }}",
+    )
+    # One task instance per chunk. No fail_* here: merge_reports applies them to the whole fleet.
+    audit = PlugzPinAuditOperator.partial(
         task_id="audit_pins",
-        plugz_conn_ids=(
-            "{{ params.plugz_conn_ids or var.json.get('plugz_fleet_conn_ids', ['plugz_default']) }}"
-        ),
         max_concurrency=32,
         # Each number's connection state beside its PIN (see "Connection status" above).
         check_status=True,
         # The audit ends about a minute before this (see "Deadline" above).
         execution_timeout=timedelta(minutes=30),
+    ).expand(plugz_conn_ids=chunks)
+    merged = PlugzAuditMergeOperator(
+        task_id="merge_reports", reports=audit.output[REPORT_XCOM_KEY], chunks=chunks
     )
-    report = audit.output[REPORT_XCOM_KEY]
+    report = merged.output
 
     @task.branch
     def route(report: dict[str, Any]) -> str:

@@ -243,7 +243,9 @@ def test_fleet_audit_sends_one_summary_of_the_numbers_that_need_attention(
     report = run_dag(example_dags.get_dag("plugz_fleet_audit"), run_conf={"plugz_conn_ids": ids})
     assert report.state == "success"
     assert report.task_states == {
+        "fleet_chunks": "success",
         "audit_pins": "success",
+        "merge_reports": "success",
         "route": "success",
         "alert": "success",
         "all_good": "skipped",

@@ -29,12 +29,17 @@ How it runs, and why:
 Every hook is built with ``require_conn_type=True``: connection ids often come from users (a
 run's configuration), and a connection of another type (``http``, ``postgres``) must be refused
 before its credentials are sent anywhere.
+
+:func:`chunked` splits a long list of ids into balanced chunks, for fleets too large for one
+task: each chunk becomes one mapped task instance (Airflow's dynamic task mapping), each with
+its own fan-out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -49,7 +54,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_plugz.hooks.plugz import PlugzHook
 
-__all__ = ["FleetRun", "check_fleet", "run_in_new_loop"]
+__all__ = ["FleetRun", "check_fleet", "chunked", "run_in_new_loop"]
 
 _R = TypeVar("_R")
 _R_co = TypeVar("_R_co", covariant=True)
@@ -171,6 +176,38 @@ async def check_fleet(
         never_started=tuple(c for c in ids if c not in begun),
         max_concurrency=max_concurrency,
     )
+
+
+def chunked(conn_ids: Iterable[str], chunk_size: int, *, max_chunks: int | None = None) -> list[list[str]]:
+    """``conn_ids`` (duplicates dropped, first occurrence kept, order kept) in the fewest
+    contiguous chunks of at most ``chunk_size`` ids, their sizes differing by one at most.
+
+    Balanced, not ``chunk_size`` then a remainder: 1,001 ids at 500 are chunks of 334, 334 and
+    333, so no chunk task runs much longer than the others. With ``max_chunks`` (Airflow's
+    ``[core] max_map_length`` for mapped tasks) there are never more chunks than that: the
+    chunks then grow past ``chunk_size``, still balanced. No ids, no chunks.
+
+    :raises ValueError: ``chunk_size`` or ``max_chunks`` is not an integer >= 1.
+    """
+    for name, value in (("chunk_size", chunk_size), ("max_chunks", max_chunks)):
+        if value is None and name == "max_chunks":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    ids = list(dict.fromkeys(conn_ids))
+    if not ids:
+        return []
+    count = math.ceil(len(ids) / chunk_size)
+    if max_chunks is not None:
+        count = min(count, max_chunks)
+    size, longer = divmod(len(ids), count)  # the first `longer` chunks hold one id more
+    chunks: list[list[str]] = []
+    start = 0
+    for index in range(count):
+        end = start + size + (1 if index < longer else 0)
+        chunks.append(ids[start:end])
+        start = end
+    return chunks
 
 
 def run_in_new_loop(coroutine: Coroutine[Any, Any, _T]) -> _T:

@@ -11,6 +11,16 @@ hands the connection ids to the fan-out (:func:`airflow_provider_plugz.hooks.fle
 deadline), turns what came back into an :class:`AuditReport` (one :class:`CheckResult` per
 connection, with a :class:`StatusResult` when the status was read, and the counts), logs a
 summary, pushes :meth:`AuditReport.to_xcom` and applies the ``fail_*`` options.
+
+**Large fleets** are audited in chunks with Airflow's own dynamic task mapping:
+:func:`audit_chunks` splits the ids (never into more chunks than ``[core] max_map_length``),
+``PlugzPinAuditOperator.partial(...).expand(plugz_conn_ids=...)`` audits each chunk in its own
+task instance (on whichever worker the executor picks), and :class:`PlugzAuditMergeOperator`
+reads the chunk reports back (:meth:`AuditReport.from_xcom`), combines them
+(:meth:`AuditReport.merge`) into one report of the same shape and applies the ``fail_*``
+options to the whole fleet. Chunks are best left without ``fail_*``: the merge then fails on
+a finding in any chunk, and a chunk that failed anyway (a crash, a kill) still gets merged,
+its numbers reported as not checked.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from airflow_provider_plugz.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
     from airflow.sdk import Context
 
@@ -53,6 +63,13 @@ REPORT_MARGIN_MIN = 5.0
 REPORT_MARGIN_MAX = 60.0
 #: ``error_class`` of a number the audit did not get to check before its deadline.
 TIMED_OUT_ERROR_CLASS = PlugzTimeoutError.__name__
+#: How the message of such a number starts: how a report read back from XCom
+#: (:meth:`AuditReport.from_xcom`) tells it from a timeout of one HTTP attempt.
+NOT_CHECKED_PREFIX = "not checked within the audit's "
+#: ``error_class`` of a number whose chunk task ended without a report (merged reports only).
+NOT_REPORTED_ERROR_CLASS = PlugzAuditError.__name__
+#: Numbers per chunk task when a fleet is audited in chunks (see :func:`audit_chunks`).
+DEFAULT_CHUNK_SIZE = 500
 #: A number's connection state (:func:`connection_state`); each is also the name of its count
 #: in the report. Only ``connected`` sends; in the others messages wait in the queue.
 CONNECTION_STATES = ("connected", "disconnected", "session_lost", "phone_offline")
@@ -171,6 +188,27 @@ class StatusResult:
             "reason": self.reason,
         }
 
+    @classmethod
+    def from_xcom(cls, xcom: Any) -> StatusResult:
+        """The inverse of :meth:`to_xcom`; ValueError when ``xcom`` is not what it gives."""
+        if not isinstance(xcom, dict):
+            raise ValueError(f"a status entry must be a JSON object, got {type(xcom).__name__}")
+        if "error_class" in xcom:
+            _expect_keys(xcom, {"error_class", "message"}, "a status entry with an error")
+            return cls(error_class=xcom["error_class"], message=xcom["message"])
+        _expect_keys(
+            xcom, {"state", "connected", "session", "smartphone_connected", "reason"}, "a status entry"
+        )
+        status = cls(
+            connected=xcom["connected"],
+            session=xcom["session"],
+            smartphone_connected=xcom["smartphone_connected"],
+            reason=xcom["reason"],
+        )
+        if status.state != xcom["state"]:
+            raise ValueError(f"a status entry's state {xcom['state']!r} does not match its fields")
+        return status
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -230,7 +268,7 @@ class CheckResult:
         return cls(
             error_class=TIMED_OUT_ERROR_CLASS,
             message=(
-                f"not checked within the audit's {_seconds(deadline_seconds)} deadline; {what}. Raise "
+                f"{NOT_CHECKED_PREFIX}{_seconds(deadline_seconds)} deadline; {what}. Raise "
                 "audit_timeout (and the task's execution_timeout, which caps it) or max_concurrency, "
                 "or check why this number's Plugz instance answers slowly."
             ),
@@ -265,6 +303,40 @@ class CheckResult:
         if with_status:
             xcom["status"] = None if self.status is None else self.status.to_xcom()
         return xcom
+
+    @classmethod
+    def from_xcom(cls, xcom: Any, *, with_status: bool = False) -> CheckResult:
+        """The inverse of :meth:`to_xcom` (``timed_out`` read from the message, see
+        :data:`NOT_CHECKED_PREFIX`); ValueError when ``xcom`` is not what it gives."""
+        if not isinstance(xcom, dict):
+            raise ValueError(f"a report entry must be a JSON object, got {type(xcom).__name__}")
+        status_keys = {"status"} if with_status else set()
+        status = None
+        if with_status and xcom.get("status") is not None:
+            status = StatusResult.from_xcom(xcom["status"])
+        if "has_code" in xcom:
+            _expect_keys(xcom, {"has_code", *status_keys}, "a report entry with a PIN answer")
+            return cls(has_code=xcom["has_code"], status=status)
+        _expect_keys(xcom, {"error_class", "message", *status_keys}, "a report entry with an error")
+        message = xcom["message"]
+        timed_out = (
+            xcom["error_class"] == TIMED_OUT_ERROR_CLASS
+            and isinstance(message, str)
+            and message.startswith(NOT_CHECKED_PREFIX)
+        )
+        return cls(error_class=xcom["error_class"], message=message, timed_out=timed_out, status=status)
+
+    @classmethod
+    def not_reported(cls, chunk: int, task_id: str) -> CheckResult:
+        """A number of a chunk whose task ended without a report (it failed, or was killed)."""
+        return cls(
+            error_class=NOT_REPORTED_ERROR_CLASS,
+            message=(
+                f"not checked: the audit of its chunk ({task_id!r}, map index {chunk}) ended without "
+                "a report. See that task instance's log (it may have been killed, or run out of "
+                "memory), then clear it to audit the chunk again."
+            ),
+        )
 
 
 @dataclass(frozen=True, repr=False)
@@ -366,6 +438,78 @@ class AuditReport:
         return [
             conn_id for conn_id, r in self.results.items() if r.status is not None and r.status.state is None
         ]
+
+    @classmethod
+    def from_xcom(cls, xcom: Any) -> AuditReport:
+        """The report :meth:`to_xcom` gave, read back (a chunk's, for :meth:`merge`).
+
+        The counts are not trusted but recomputed from the entries, and must match the ones in
+        ``xcom``: anything else is not a report of this provider's audit.
+
+        :raises ValueError: saying what does not fit; it quotes no entry's text.
+        """
+        if not isinstance(xcom, dict) or not isinstance(xcom.get("results"), dict):
+            raise ValueError(
+                "not a Plugz PIN audit report: expected a JSON object with 'results', got "
+                f"{type(xcom).__name__}"
+            )
+        status_checked = all(name in xcom for name in STATUS_COUNTS)
+        results: dict[str, CheckResult] = {}
+        for conn_id, entry in xcom["results"].items():
+            try:
+                results[conn_id] = CheckResult.from_xcom(entry, with_status=status_checked)
+            except ValueError as err:
+                raise ValueError(f"the entry of {conn_id!r}: {err}") from None
+        report = cls(results, status_checked=status_checked)
+        names: tuple[str, ...] = ("total", "with_pin", "without_pin", "errors", "timed_out")
+        if status_checked:
+            names += STATUS_COUNTS
+        wrong = [name for name in names if xcom.get(name) != getattr(report, name)]
+        if wrong:
+            raise ValueError(f"its counts do not match its entries: {', '.join(wrong)}")
+        return report
+
+    @classmethod
+    def merge(
+        cls,
+        reports: Iterable[AuditReport],
+        *,
+        chunks: Sequence[Sequence[str]] | None = None,
+        task_id: str = "audit_pins",
+    ) -> AuditReport:
+        """One report of the whole fleet from the reports of its chunks, counts recomputed.
+
+        Without ``chunks`` the entries come in the order of ``reports``. With ``chunks`` (the
+        ids each mapped task was given, in map-index order: what :func:`audit_chunks`
+        returned) they come in that order, and a number no report holds - its chunk task failed
+        before it reported - gets a :meth:`CheckResult.not_reported` entry naming ``task_id``
+        and the chunk; ids of a report that no chunk lists come last. An id in two reports
+        keeps its first entry.
+
+        :raises ValueError: the reports disagree on ``status_checked`` (one operator's chunks never do).
+        """
+        merged: dict[str, CheckResult] = {}
+        checked: set[bool] = set()
+        for report in reports:
+            checked.add(report.status_checked)
+            for conn_id, result in report.results.items():
+                merged.setdefault(conn_id, result)
+        if len(checked) > 1:
+            raise ValueError(
+                "the chunk reports disagree on check_status: some hold each number's connection "
+                "status, some do not; give every chunk the same check_status"
+            )
+        status_checked = checked.pop() if checked else False
+        if chunks is None:
+            return cls(merged, status_checked=status_checked)
+        results: dict[str, CheckResult] = {}
+        for index, chunk in enumerate(chunks):
+            for conn_id in chunk:
+                if conn_id not in results:
+                    found = merged.pop(conn_id, None)
+                    results[conn_id] = found or CheckResult.not_reported(index, task_id)
+        results.update(merged)  # checked though no chunk lists them: keep, after the others
+        return cls(results, status_checked=status_checked)
 
     def to_xcom(self) -> dict[str, Any]:
         """The JSON-safe report: counts, then ``results`` (see :class:`PlugzPinAuditOperator`);
@@ -594,67 +738,277 @@ class PlugzPinAuditOperator(BaseOperator):
     # ---------------------------------------------------------------- reporting
 
     def _log_summary(self, report: AuditReport, seconds: float) -> None:
-        summary = (
-            "Plugz PIN audit of %d connection(s) in %.2f s (max_concurrency=%d): "
-            "%d with PIN, %d WITHOUT PIN, %d could not be checked (%d of them not within the deadline)."
+        log_report(
+            self.log,
+            report,
+            "Plugz PIN audit of %d connection(s) in %.2f s (max_concurrency=%d): ",
+            [report.total, seconds, self.max_concurrency],
+            max_rows=self.max_log_rows,
         )
-        args: list[Any] = [
-            report.total,
-            seconds,
-            self.max_concurrency,
-            report.with_pin,
-            report.without_pin,
-            report.errors,
-            report.timed_out,
-        ]
-        if report.status_checked:
-            summary += (
-                " Connection status: %d connected, %d DISCONNECTED, %d SESSION LOST, %d PHONE OFFLINE, "
-                "%d could not be read."
-            )
-            args += [getattr(report, name) for name in STATUS_COUNTS]
-        self.log.info(summary, *args)
-        rows = sorted(report.results.items(), key=lambda item: item[1].severity)
-        shown = rows[: self.max_log_rows]
-        width = max((len(conn_id) for conn_id, _ in shown), default=0)
-        lines = [f"  {conn_id:<{width}}  {result.describe()}" for conn_id, result in shown]
-        if len(rows) > len(shown):
-            hidden = rows[len(shown) :]
-            hidden_ok = sum(1 for _, result in hidden if result.severity == 2)
-            ok = "with PIN and connected" if report.status_checked else "with PIN"
-            lines.append(
-                f"  ... and {len(hidden)} more ({hidden_ok} {ok}, {len(hidden) - hidden_ok} "
-                f"problem(s)); the full report is in XCom {REPORT_XCOM_KEY!r}."
-            )
-        if lines:
-            self.log.info("Plugz PIN audit results (problems first):\n%s", "\n".join(lines))
 
     def _problems(self, report: AuditReport) -> str | None:
         """The failure message asked for by ``fail_*``, or None when the task should succeed."""
-        parts = []
-        if self.fail_if_missing_pin:
-            missing = report.missing_pin
-            if missing:
-                parts.append(f"{len(missing)} WhatsApp number(s) have NO PIN: {self._ids(missing)}")
-        if self.fail_if_disconnected:
-            down = [f"{c} ({_state_of(report.results[c])})" for c in report.not_connected]
-            if down:
-                parts.append(f"{len(down)} WhatsApp number(s) are not connected: {self._ids(down)}")
-        if self.fail_on_error:
-            failed = [_failure_label(c, r) for c, r in report.results.items() if _failed(r)]
-            if failed:
-                parts.append(f"{len(failed)} connection(s) could not be checked: {self._ids(failed)}")
-        if not parts:
-            return None
-        return (
-            f"Plugz PIN audit of {report.total} connection(s) failed: {'; '.join(parts)}. "
-            f"The full report is in XCom {REPORT_XCOM_KEY!r} and in the log above."
+        return audit_problems(
+            report,
+            fail_if_missing_pin=self.fail_if_missing_pin,
+            fail_if_disconnected=self.fail_if_disconnected,
+            fail_on_error=self.fail_on_error,
+            max_ids=self.max_ids_in_message,
         )
 
-    def _ids(self, items: list[str]) -> str:
-        shown = ", ".join(items[: self.max_ids_in_message])
-        more = len(items) - self.max_ids_in_message
-        return f"{shown} and {more} more" if more > 0 else shown
+
+class PlugzAuditMergeOperator(BaseOperator):
+    """One report of a fleet audited in chunks: the reports of a mapped
+    ``PlugzPinAuditOperator`` combined, with the ``fail_*`` options applied to the whole fleet.
+
+    The report has the shape of one audit's (see :class:`PlugzPinAuditOperator`): the counts
+    are recomputed from the merged entries, never summed, and every chunk report is checked
+    to be one (:meth:`AuditReport.from_xcom`). It is returned (XCom ``return_value``) and
+    pushed under ``report`` before ``fail_*`` can fail the task, like the audit's own::
+
+        chunks = audit_chunks_task(...)  # a task returning audit_chunks(ids, chunk_size)
+        audit = PlugzPinAuditOperator.partial(task_id="audit_pins", check_status=True).expand(
+            plugz_conn_ids=chunks
+        )
+        merged = PlugzAuditMergeOperator(
+            task_id="merge_reports",
+            reports=audit.output[REPORT_XCOM_KEY],
+            chunks=chunks,
+            fail_if_missing_pin=True,
+        )
+
+    **Why the chunks should not fail.** A chunk that raises on a finding (its own ``fail_*``)
+    fails its task instance, which Airflow shows as a failed audit of part of the fleet, and
+    with the default trigger rule the merge would not run. So this operator runs when every
+    chunk is done, whatever their states (``trigger_rule="all_done"`` unless given): a chunk's
+    report is pushed before it fails, so it is merged too; a chunk that ended without a report
+    (killed, out of memory, a lost worker) has each of its numbers reported as
+    ``PlugzAuditError`` ("not checked: the audit of its chunk ... ended without a report"),
+    counted under ``errors``, which ``fail_on_error`` fails on. Leave ``fail_*`` off the
+    chunks and set them here: a finding in any chunk then fails this one task, and a failed
+    chunk never silently drops numbers.
+
+    :param reports: the chunk reports (templated): ``audit.output["report"]`` of the mapped
+        audit, a sequence of :meth:`AuditReport.to_xcom` dicts.
+    :param chunks: the ids each chunk was given, in map-index order (templated; what the
+        mapped audit was expanded over). Without it the numbers of a chunk that did not
+        report are missing from the report instead of being reported as not checked.
+    :param audit_task_id: the mapped audit's task id, named in those entries.
+    :param fail_if_missing_pin: fail the task when any account has no PIN.
+    :param fail_if_disconnected: fail the task when any number's status was read and it is not
+        ``connected``; needs the chunks' ``check_status=True``.
+    :param fail_on_error: fail the task when any number could not be checked (timed out, or its
+        chunk did not report) or, with ``check_status``, its status call failed.
+    """
+
+    template_fields: Sequence[str] = ("reports", "chunks")
+    ui_color = "#25d366"
+
+    #: Per-connection lines in the log summary; beyond this, problems first, then counts.
+    max_log_rows = 50
+    #: Connection ids named in the failure message; the rest are counted.
+    max_ids_in_message = 50
+
+    def __init__(
+        self,
+        *,
+        reports: Any,
+        chunks: Any = None,
+        audit_task_id: str = "audit_pins",
+        fail_if_missing_pin: bool = False,
+        fail_if_disconnected: bool = False,
+        fail_on_error: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(**kwargs)
+        for name, value in (
+            ("fail_if_missing_pin", fail_if_missing_pin),
+            ("fail_if_disconnected", fail_if_disconnected),
+            ("fail_on_error", fail_on_error),
+        ):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
+        self.reports = reports
+        self.chunks = chunks
+        self.audit_task_id = audit_task_id
+        self.fail_if_missing_pin = fail_if_missing_pin
+        self.fail_if_disconnected = fail_if_disconnected
+        self.fail_on_error = fail_on_error
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        chunks = None if self.chunks is None else _chunk_lists(self.chunks)
+        reports: list[AuditReport] = []
+        for index, xcom in enumerate(self.reports or ()):
+            if xcom is None:  # Airflow 2 can give None for a chunk that pushed nothing
+                continue
+            try:
+                reports.append(AuditReport.from_xcom(xcom))
+            except ValueError as err:
+                raise PlugzAuditError(
+                    f"Plugz PIN audit merge: chunk report {index} is not a PlugzPinAuditOperator "
+                    f"report ({err}). Give reports=<the mapped audit>.output[{REPORT_XCOM_KEY!r}]."
+                ) from None
+        try:
+            report = AuditReport.merge(reports, chunks=chunks, task_id=self.audit_task_id)
+        except ValueError as err:
+            raise PlugzAuditError(f"Plugz PIN audit merge: {err}.") from None
+        not_reported = sum(1 for r in report.results.values() if r.error_class == NOT_REPORTED_ERROR_CLASS)
+        if not_reported:
+            self.log.warning(
+                "Plugz PIN audit merge: %d number(s) were not reported by their chunk task; "
+                "reporting them as %s.",
+                not_reported,
+                NOT_REPORTED_ERROR_CLASS,
+            )
+        log_report(
+            self.log,
+            report,
+            "Plugz PIN audit of %d connection(s), merged from %d chunk report(s): ",
+            [report.total, len(reports)],
+            max_rows=self.max_log_rows,
+        )
+        xcom = report.to_xcom()
+        context["ti"].xcom_push(key=REPORT_XCOM_KEY, value=xcom)
+        if self.fail_if_disconnected and not report.status_checked and report.total:
+            raise PlugzAuditError(
+                "Plugz PIN audit merge: fail_if_disconnected=True needs the chunks' connection "
+                "status, but they were audited without it; give the mapped PlugzPinAuditOperator "
+                "check_status=True."
+            )
+        problems = audit_problems(
+            report,
+            fail_if_missing_pin=self.fail_if_missing_pin,
+            fail_if_disconnected=self.fail_if_disconnected,
+            fail_on_error=self.fail_on_error,
+            max_ids=self.max_ids_in_message,
+        )
+        if problems:
+            raise PlugzAuditError(problems)
+        return xcom
+
+
+def audit_chunks(
+    plugz_conn_ids: Any, chunk_size: int = DEFAULT_CHUNK_SIZE, *, max_map_length: int | None = None
+) -> list[list[str]]:
+    """The ids of a fleet (validated like ``plugz_conn_ids``: :func:`conn_id_list`) in chunks
+    of at most ``chunk_size``, for ``PlugzPinAuditOperator.partial(...).expand(plugz_conn_ids=...)``.
+
+    Never more chunks than ``max_map_length`` (default: Airflow's ``[core] max_map_length``,
+    1024 unless configured), the most task instances one mapped task may have: beyond it the
+    chunks grow past ``chunk_size`` (a warning says so) rather than the run failing. The
+    chunks are balanced (see :func:`airflow_provider_plugz.hooks.fleet.chunked`); a fleet of
+    up to ``chunk_size`` numbers is one chunk, so one task.
+
+    :raises ValueError: the ids are not valid, or ``chunk_size``/``max_map_length`` is not an integer >= 1.
+    """
+    from airflow_provider_plugz.hooks.fleet import chunked
+
+    conn_ids = conn_id_list(plugz_conn_ids)
+    if max_map_length is None:
+        from airflow.configuration import conf
+
+        max_map_length = conf.getint("core", "max_map_length")
+    chunks = chunked(conn_ids, chunk_size, max_chunks=max_map_length)
+    if len(chunks[0]) > chunk_size:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "Plugz PIN audit: %d numbers in chunks of %d would be more than [core] max_map_length=%d "
+            "mapped tasks; auditing them in %d chunks of up to %d instead. Raise chunk_size, or "
+            "max_map_length in airflow.cfg, to choose yourself.",
+            len(conn_ids),
+            chunk_size,
+            max_map_length,
+            len(chunks),
+            len(chunks[0]),
+        )
+    return chunks
+
+
+def audit_problems(
+    report: AuditReport,
+    *,
+    fail_if_missing_pin: bool,
+    fail_if_disconnected: bool,
+    fail_on_error: bool,
+    max_ids: int,
+) -> str | None:
+    """The failure message the ``fail_*`` options ask for, or None when the task should succeed;
+    it names at most ``max_ids`` connection ids per finding and counts the rest."""
+    parts = []
+    if fail_if_missing_pin:
+        missing = report.missing_pin
+        if missing:
+            parts.append(f"{len(missing)} WhatsApp number(s) have NO PIN: {_ids(missing, max_ids)}")
+    if fail_if_disconnected:
+        down = [f"{c} ({_state_of(report.results[c])})" for c in report.not_connected]
+        if down:
+            parts.append(f"{len(down)} WhatsApp number(s) are not connected: {_ids(down, max_ids)}")
+    if fail_on_error:
+        failed = [_failure_label(c, r) for c, r in report.results.items() if _failed(r)]
+        if failed:
+            parts.append(f"{len(failed)} connection(s) could not be checked: {_ids(failed, max_ids)}")
+    if not parts:
+        return None
+    return (
+        f"Plugz PIN audit of {report.total} connection(s) failed: {'; '.join(parts)}. "
+        f"The full report is in XCom {REPORT_XCOM_KEY!r} and in the log above."
+    )
+
+
+def log_report(log: Any, report: AuditReport, prefix: str, args: Sequence[Any], *, max_rows: int) -> None:
+    """Log (to ``log``, a task's logger) ``prefix % args`` and the report's counts, then up to
+    ``max_rows`` entries, problems first."""
+    summary = (
+        prefix + "%d with PIN, %d WITHOUT PIN, %d could not be checked (%d of them not within the deadline)."
+    )
+    values: list[Any] = [*args, report.with_pin, report.without_pin, report.errors, report.timed_out]
+    if report.status_checked:
+        summary += (
+            " Connection status: %d connected, %d DISCONNECTED, %d SESSION LOST, %d PHONE OFFLINE, "
+            "%d could not be read."
+        )
+        values += [getattr(report, name) for name in STATUS_COUNTS]
+    log.info(summary, *values)
+    rows = sorted(report.results.items(), key=lambda item: item[1].severity)
+    shown = rows[:max_rows]
+    width = max((len(conn_id) for conn_id, _ in shown), default=0)
+    lines = [f"  {conn_id:<{width}}  {result.describe()}" for conn_id, result in shown]
+    if len(rows) > len(shown):
+        hidden = rows[len(shown) :]
+        hidden_ok = sum(1 for _, result in hidden if result.severity == 2)
+        ok = "with PIN and connected" if report.status_checked else "with PIN"
+        lines.append(
+            f"  ... and {len(hidden)} more ({hidden_ok} {ok}, {len(hidden) - hidden_ok} "
+            f"problem(s)); the full report is in XCom {REPORT_XCOM_KEY!r}."
+        )
+    if lines:
+        log.info("Plugz PIN audit results (problems first):\n%s", "\n".join(lines))
+
+
+def _ids(items: list[str], max_ids: int) -> str:
+    shown = ", ".join(items[:max_ids])
+    more = len(items) - max_ids
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def _chunk_lists(value: Any) -> list[list[str]]:
+    """The merge's ``chunks`` after templating: a list of lists of ids (a lazy XCom sequence too)."""
+    if isinstance(value, (str, bytes, dict)):
+        raise PlugzAuditError(
+            "Plugz PIN audit merge: chunks must be the list of id lists the audit was expanded "
+            f"over, got {type(value).__name__}."
+        )
+    chunks = [list(chunk) for chunk in value]
+    if not all(isinstance(c, str) for chunk in chunks for c in chunk):
+        raise PlugzAuditError("Plugz PIN audit merge: chunks must be lists of connection ids.")
+    return chunks
+
+
+def _expect_keys(xcom: dict[str, Any], keys: set[str], what: str) -> None:
+    if set(xcom) != keys:
+        raise ValueError(f"{what} has the keys {sorted(xcom)}, expected {sorted(keys)}")
 
 
 def conn_id_list(value: Any) -> list[str]:

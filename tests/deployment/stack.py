@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from pathlib import Path
 
 T = TypeVar("T")
@@ -95,12 +95,19 @@ def _run_logged(argv: list[str], log: Path, *, cwd: Path, env: Mapping[str, str]
 
 
 def build_deployment_venv(
-    *, uv: str, project: Path, python: str, airflow_version: str, workdir: Path
+    *,
+    uv: str,
+    project: Path,
+    python: str,
+    airflow_version: str,
+    workdir: Path,
+    extra_requirements: Sequence[str] = (),
 ) -> DeploymentVenv:
     """Build the project's wheel and install it with ``apache-airflow==airflow_version`` into a new venv.
 
-    ``python`` picks the interpreter (the running one, so versions match); the log of every
-    step is ``workdir/uv.log``.
+    ``python`` picks the interpreter (the running one, so versions match); ``extra_requirements``
+    are installed with them, in the same resolution (e.g. a provider of another executor); the
+    log of every step is ``workdir/uv.log``.
     """
     log = workdir / "uv.log"
     dist = workdir / "dist"
@@ -127,6 +134,7 @@ def build_deployment_venv(
             str(venv / "bin" / "python"),
             str(wheels[0]),
             f"apache-airflow=={airflow_version}",
+            *extra_requirements,
         ],
         log,
         cwd=workdir,
@@ -144,6 +152,8 @@ class Service:
     """One long-running process of the deployment, in its own process group.
 
     stdout and stderr go to ``log_path`` (appended, so a restarted service keeps one history).
+    ``user`` runs it as that user (the test must run as root), e.g. a database server that
+    refuses to run as root.
     """
 
     name: str
@@ -154,6 +164,7 @@ class Service:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     # Set by stop() when the process ignored SIGTERM for its whole timeout.
     killed: bool = False
+    user: str | None = None
 
     def start(self) -> Service:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,6 +179,7 @@ class Service:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: its children are stopped with it
+                user=self.user,
             )
         return self
 
@@ -320,23 +332,29 @@ def airflow_env(
     api_url: str,
     connections: Mapping[str, str],
     base: Mapping[str, str],
+    executor: str = "LocalExecutor",
+    sql_alchemy_conn: str | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment of every Airflow process: a throwaway SQLite home, LocalExecutor, loopback.
 
     ``base`` is the test process's environment (see :func:`venv_env`); ``connections`` maps
     ``AIRFLOW_CONN_*`` names to their values. One Fernet key and one JWT secret are shared by all
     processes, as in a real deployment (the scheduler signs the tokens the API server checks).
+    ``executor`` and ``sql_alchemy_conn`` (default: SQLite in ``home``) pick another executor
+    and metadata database; ``settings`` (``AIRFLOW__SECTION__KEY`` names) are added last, so
+    they win.
     """
     env = venv_env(venv, base)
     env.update(
         {
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_alchemy_conn or f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             # Airflow 3 runs LocalExecutor on SQLite (`airflow standalone` does too); 2 cores here.
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": executor,
             "AIRFLOW__CORE__PARALLELISM": "2",
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__API__WORKERS": "1",
@@ -353,4 +371,5 @@ def airflow_env(
         }
     )
     env.update(connections)
+    env.update(settings or {})
     return env

@@ -416,3 +416,54 @@ def test_run_in_new_loop_returns_the_result_and_lets_leftover_tasks_clean_up() -
     assert run_in_new_loop(main()) == "done"
     assert cleaned == [True]
     assert tasks[0].cancelled()
+
+
+# --------------------------------------------------------------------------- chunked (large fleets)
+
+
+@pytest.mark.parametrize(
+    ("count", "chunk_size", "max_chunks", "sizes"),
+    [
+        pytest.param(0, 5, None, [], id="no-ids-no-chunks"),
+        pytest.param(3, 5, None, [3], id="up-to-chunk-size-is-one-chunk"),
+        pytest.param(5, 5, None, [5], id="exactly-chunk-size"),
+        pytest.param(6, 5, None, [3, 3], id="one-more-is-two-balanced-chunks"),
+        pytest.param(1001, 500, None, [334, 334, 333], id="balanced-not-a-remainder"),
+        pytest.param(10, 1, None, [1] * 10, id="chunks-of-one"),
+        pytest.param(10, 2, 3, [4, 3, 3], id="max-chunks-grows-the-chunks"),
+        pytest.param(10, 2, 5, [2] * 5, id="max-chunks-not-reached"),
+        pytest.param(10, 2, 1, [10], id="max-chunks-one"),
+    ],
+)
+def test_chunked_splits_in_order_into_the_fewest_balanced_chunks(
+    count: int, chunk_size: int, max_chunks: int | None, sizes: list[int]
+) -> None:
+    from airflow_provider_plugz.hooks.fleet import chunked
+
+    ids = [f"plugz_{n}" for n in range(count)]
+    chunks = chunked(ids, chunk_size, max_chunks=max_chunks)
+    assert [len(chunk) for chunk in chunks] == sizes
+    assert [conn_id for chunk in chunks for conn_id in chunk] == ids  # every id once, in order
+
+
+def test_chunked_drops_duplicates_before_splitting() -> None:
+    from airflow_provider_plugz.hooks.fleet import chunked
+
+    assert chunked(["a", "b", "a", "c", "b", "d"], 2) == [["a", "b"], ["c", "d"]]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({"chunk_size": 0}, id="chunk-size-zero"),
+        pytest.param({"chunk_size": True}, id="chunk-size-bool"),
+        pytest.param({"chunk_size": 2.5}, id="chunk-size-float"),
+        pytest.param({"chunk_size": 2, "max_chunks": 0}, id="max-chunks-zero"),
+        pytest.param({"chunk_size": 2, "max_chunks": "3"}, id="max-chunks-str"),
+    ],
+)
+def test_chunked_refuses_bad_sizes(kwargs: dict[str, Any]) -> None:
+    from airflow_provider_plugz.hooks.fleet import chunked
+
+    with pytest.raises(ValueError, match="must be an integer >= 1"):
+        chunked(["a", "b"], **kwargs)

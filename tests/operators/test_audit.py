@@ -1403,10 +1403,19 @@ def test_importing_the_operator_loads_no_hook_or_http_client() -> None:
 # --- the example DAG, end to end -----------------------------------------------------------------
 
 
-def run_fleet_audit(example_dags: Any, run_conf: dict[str, Any] | None = None, **audit_options: Any) -> Any:
+def run_fleet_audit(
+    example_dags: Any,
+    run_conf: dict[str, Any] | None = None,
+    merge_options: dict[str, Any] | None = None,
+    **audit_options: Any,
+) -> Any:
+    """Run plugz_fleet_audit with ``audit_options`` on its (mapped) audit_pins, given as its
+    ``partial(...)`` arguments, and ``merge_options`` on merge_reports."""
     dag = example_dags.get_dag("plugz_fleet_audit")
     for name, value in audit_options.items():
-        setattr(dag.get_task("audit_pins"), name, value)
+        dag.get_task("audit_pins").partial_kwargs[name] = value
+    for name, value in (merge_options or {}).items():
+        setattr(dag.get_task("merge_reports"), name, value)
     return run_dag(dag, run_conf=run_conf)
 
 
@@ -1419,13 +1428,17 @@ def test_fleet_audit_alerts_on_the_numbers_that_need_attention(
 
     assert report.state == "success"
     assert report.task_states == {
+        "fleet_chunks": "success",
         "audit_pins": "success",
+        "merge_reports": "success",
         "route": "success",
         "alert": "success",
         "all_good": "skipped",
     }
-    audit = report.xcom_value("audit_pins", REPORT_XCOM_KEY)
-    assert audit == report.xcom_value("audit_pins")
+    audit = report.xcom_value("merge_reports", REPORT_XCOM_KEY)
+    assert audit == report.xcom_value("merge_reports")
+    # 31 numbers, fewer than chunk_size: one chunk, whose report the merge leaves as it is.
+    assert audit == report.xcom_value("audit_pins", REPORT_XCOM_KEY)
     assert {c: outcome(r) for c, r in audit["results"].items()} == {
         **fleet.expected,
         UNDEFINED_CONN_ID: {"error_class": "AirflowNotFoundException"},
@@ -1466,7 +1479,7 @@ def test_fleet_audit_reads_the_list_from_param_or_variable(
     assert report.state == "success"
     assert report.task_states["all_good"] == "success"
     assert report.task_states["alert"] == "skipped"
-    assert list(report.xcom_value("audit_pins", REPORT_XCOM_KEY)["results"]) == expected_ids
+    assert list(report.xcom_value("merge_reports", REPORT_XCOM_KEY)["results"]) == expected_ids
     assert report.xcom_value("all_good").startswith(f"All {len(expected_ids)} WhatsApp number(s)")
 
 
@@ -1474,16 +1487,18 @@ def test_fleet_audit_with_fail_option_fails_but_keeps_the_report(
     example_dags: Any, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AIRFLOW_VAR_PLUGZ_FLEET_CONN_IDS", json.dumps(fleet.conn_ids))
-    report = run_fleet_audit(example_dags, fail_on_error=True)
+    # On merge_reports, so that they apply to the whole fleet (the chunks never fail on findings).
+    report = run_fleet_audit(example_dags, merge_options={"fail_on_error": True})
 
     assert report.state == "failed"
-    assert report.task_states["audit_pins"] == "failed"
+    assert report.task_states["audit_pins"] == "success"
+    assert report.task_states["merge_reports"] == "failed"
     assert {report.task_states[t] for t in ("route", "alert", "all_good")} == {"upstream_failed"}
-    error = report.errors["audit_pins"]
+    error = report.errors["merge_reports"]
     assert isinstance(error, PlugzAuditError)
     for n, (_, error_class) in BROKEN.items():
         assert f"plugz_{n} ({error_class})" in str(error)
-    assert report.xcom_value("audit_pins", REPORT_XCOM_KEY)["errors"] == len(BROKEN)
+    assert report.xcom_value("merge_reports", REPORT_XCOM_KEY)["errors"] == len(BROKEN)
 
 
 @pytest.mark.usefixtures("alerts")  # the example DAG alerts through plugz_alerts
@@ -1503,7 +1518,7 @@ def test_fleet_audit_keeps_its_report_under_execution_timeout_and_refuses_other_
 
     assert report.state == "success"
     assert report.task_states["alert"] == "success"
-    audit = report.xcom_value("audit_pins", REPORT_XCOM_KEY)
+    audit = report.xcom_value("merge_reports", REPORT_XCOM_KEY)
     assert {c: outcome(r) for c, r in audit["results"].items()} == {
         "plugz_0": {"error_class": "PlugzTimeoutError"},
         "plugz_1": {"has_code": False},

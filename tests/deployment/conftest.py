@@ -52,7 +52,7 @@ from tests.deployment.stack import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +325,11 @@ def _healthy(api: RestClient) -> dict[str, Any] | None:
 
 
 def _start_airflow(
-    home: Path, venv: DeploymentVenv, connection: str, history: list[Service]
+    home: Path,
+    venv: DeploymentVenv,
+    connection: str,
+    history: list[Service],
+    extra_env: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Service], dict[str, str], RestClient]:
     """``db migrate``, then the four components; wait until the health endpoint says all are healthy.
 
@@ -342,6 +346,7 @@ def _start_airflow(
             connections={"AIRFLOW_CONN_PLUGZ_DEFAULT": connection},
             base=os.environ,
         )
+        env.update(extra_env or {})
         if attempt == 1:
             migrate = _airflow_service("db-migrate", ["db", "migrate"], venv=venv, env=env, home=home).start()
             history.append(migrate)
@@ -421,13 +426,20 @@ def _sandbox_exports(sandbox: Service) -> dict[str, str] | None:
 
 @pytest.fixture(scope="module")
 def deployment(deployment_venv: DeploymentVenv, request: pytest.FixtureRequest) -> Iterator[Deployment]:
-    """The example DAGs in a running Airflow deployment of the installed wheel, on loopback."""
+    """The example DAGs in a running Airflow deployment of the installed wheel, on loopback.
+
+    A test module may narrow it with module globals: ``DEPLOYMENT_DAGS`` (the example DAG ids
+    to deploy; default all of :data:`EXAMPLE_DAG_IDS`' files) and ``DEPLOYMENT_ENV`` (more
+    environment for every Airflow process).
+    """
+    dag_ids: tuple[str, ...] = getattr(request.module, "DEPLOYMENT_DAGS", EXAMPLE_DAG_IDS)
+    extra_env: dict[str, str] = dict(getattr(request.module, "DEPLOYMENT_ENV", {}))
     shutil.rmtree(ARTIFACTS, ignore_errors=True)  # a previous run's leftovers would mislead
     home = Path(tempfile.mkdtemp(prefix="plugz-deployment-airflow-"))
     (home / "dags").mkdir()
     (home / "logs" / "processes").mkdir(parents=True)
-    for dag_file in sorted(EXAMPLE_DAGS.glob("*.py")):
-        shutil.copy2(dag_file, home / "dags" / dag_file.name)
+    for dag_id in dag_ids:
+        shutil.copy2(EXAMPLE_DAGS / f"{dag_id}.py", home / "dags" / f"{dag_id}.py")
     failures_before = request.session.testsfailed
     history: list[Service] = []
     # The sandbox prints its connection (credentials included): its output stays out of logs/.
@@ -461,7 +473,7 @@ def deployment(deployment_venv: DeploymentVenv, request: pytest.FixtureRequest) 
             services=[sandbox],
         )
         services, env, api = _start_airflow(
-            home, deployment_venv, exports["AIRFLOW_CONN_PLUGZ_DEFAULT"], history
+            home, deployment_venv, exports["AIRFLOW_CONN_PLUGZ_DEFAULT"], history, extra_env
         )
         running = Deployment(
             home=home,
@@ -473,7 +485,7 @@ def deployment(deployment_venv: DeploymentVenv, request: pytest.FixtureRequest) 
             services=services,
             history=history,
         )
-        _wait_for_dags(running, EXAMPLE_DAG_IDS)
+        _wait_for_dags(running, dag_ids)
         log.info("deployment up in %.1f s: %s", time.monotonic() - started, api.base_url)
         setup_failed = False
         yield running

@@ -3,26 +3,20 @@ of the installed wheel, and one PIN flip in the sandbox makes exactly one asset 
 run, whose alert reaches the sandbox's outbox.
 
 It takes a deployment of its own (the ``deployment`` fixture is per module), with this DAG
-alone and its watcher polling every second (see ``events_only``): the flip is seen within a
-second, and the DAG run takes the rest of the wait.
+alone and its watcher polling every second (``DEPLOYMENT_DAGS``, ``DEPLOYMENT_ENV``): the flip
+is seen within a second, and the DAG run takes the rest of the wait.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 from importlib.metadata import version
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from tests.deployment.conftest import DAG_RUN_TIMEOUT, SECRETS, Deployment
 from tests.deployment.stack import DeploymentError
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 pytestmark = pytest.mark.deployment
 
@@ -34,6 +28,15 @@ if int(version("apache-airflow").split(".")[0]) < 3:
 DAG_ID = "plugz_security_events"
 ASSET_NAME = "plugz_security_plugz_default"
 POLL_INTERVAL = "1"
+# This module's deployment (see tests/deployment/conftest.py): this DAG alone (no other DAG's
+# runs or alerts mix in), the scheduler creating DAG runs from asset events
+# (``use_job_schedule``, which the other deployment turns off so that no @daily DAG runs by
+# itself), and the watcher polling every second (read when the DAG file is parsed).
+DEPLOYMENT_DAGS = ("plugz_security_events",)
+DEPLOYMENT_ENV = {
+    "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "True",
+    "PLUGZ_SECURITY_EVENTS_POLL_INTERVAL": POLL_INTERVAL,
+}
 BASELINE = "Plugz watcher of plugz_default: baseline"
 ALERTS_INSTANCE_ID = "DEP10YEDEVA1ER75NSTANCE000001"
 ALERTS_TOKEN = "DEP10YEDEVA1ER75T0KEN5ECRET01"
@@ -41,37 +44,7 @@ ONCALL_PHONE = "5511987650789"
 
 
 @pytest.fixture(scope="module")
-def events_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The ``deployment`` this module starts, fitted to the watcher (set before it starts):
-
-    - its DAGs folder holds only plugz_security_events (no other DAG's runs or alerts mix in);
-    - the scheduler creates DAG runs from asset events (``use_job_schedule``, which the shared
-      stack turns off so that no @daily example DAG runs by itself);
-    - the watcher polls every second (``PLUGZ_SECURITY_EVENTS_POLL_INTERVAL``, read at parse).
-    """
-    from tests.deployment.conftest import EXAMPLE_DAGS, airflow_env
-
-    dags = tmp_path_factory.mktemp("security-events-dags")
-    shutil.copy2(EXAMPLE_DAGS / f"{DAG_ID}.py", dags / f"{DAG_ID}.py")
-
-    def asset_runs_env(**kwargs: Any) -> dict[str, str]:
-        return {**airflow_env(**kwargs), "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "True"}
-
-    # pytest imports conftest.py under its own name: patch every copy of it that is loaded.
-    conftest_file = Path(__file__).with_name("conftest.py")
-    copies = [m for m in list(sys.modules.values()) if getattr(m, "__file__", None) == str(conftest_file)]
-    assert copies, f"{conftest_file} is not loaded"
-    with pytest.MonkeyPatch.context() as patch:
-        for module in copies:
-            patch.setattr(module, "EXAMPLE_DAGS", dags)
-            patch.setattr(module, "EXAMPLE_DAG_IDS", (DAG_ID,))
-            patch.setattr(module, "airflow_env", asset_runs_env)
-        patch.setenv("PLUGZ_SECURITY_EVENTS_POLL_INTERVAL", POLL_INTERVAL)
-        yield
-
-
-@pytest.fixture(scope="module")
-def events_deployment(events_only: None, deployment: Deployment) -> Deployment:
+def events_deployment(deployment: Deployment) -> Deployment:
     """The deployment, with ``plugz_alerts``, the on-call Variable and the DAG parsed."""
     sandbox_conn = json.loads(deployment.env["AIRFLOW_CONN_PLUGZ_DEFAULT"])
     deployment.sandbox_api.call(

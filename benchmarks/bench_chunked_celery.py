@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))  # the deployment's functions live in tests/
 
 from _common import load_average, machine, table  # noqa: E402
 
+from tests.deployment import stack  # noqa: E402
 from tests.deployment.stack import RestClient, Service, venv_env, wait_for  # noqa: E402
 from tests.distributed import conftest as dist  # noqa: E402
 
@@ -143,7 +144,7 @@ def celery_deployment(latency: float) -> Iterator[dist.CeleryDeployment]:
             history.append(sandbox.start())
             exports = wait_for(
                 "the sandbox to print its connection",
-                functools.partial(dist._sandbox_exports, sandbox),
+                functools.partial(stack.sandbox_exports, sandbox),
                 timeout=dist.SERVER_START_TIMEOUT,
                 services=[sandbox],
             )
@@ -162,8 +163,8 @@ def celery_deployment(latency: float) -> Iterator[dist.CeleryDeployment]:
             dist._wait_for_dag(deployment, DAG_ID)
             yield deployment
         finally:
-            dist._stop_all(history)
-            dist._stop_all(servers)
+            stack.stop_all(history)
+            stack.stop_all(servers)
             if os.environ.get("BENCH_KEEP_LOGS"):
                 print(f"logs kept in {home}", file=sys.stderr)
             else:

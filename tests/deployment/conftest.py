@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -46,7 +45,10 @@ from tests.deployment.stack import (
     airflow_env,
     build_deployment_venv,
     free_port,
-    shell_exports,
+    health_text,
+    in_ci,
+    sandbox_exports,
+    stop_all,
     venv_env,
     wait_for,
 )
@@ -78,10 +80,6 @@ API_START_ATTEMPTS = 3
 KEEP_LOGS_ENV = "PLUGZ_DEPLOYMENT_KEEP_LOGS"
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 def _keep_logs_asked() -> bool:
     """``PLUGZ_DEPLOYMENT_KEEP_LOGS=1`` keeps the logs in test-artifacts/deployment/ after a pass too."""
     return os.environ.get(KEEP_LOGS_ENV, "").strip().lower() not in ("", "0", "false", "no")
@@ -96,7 +94,7 @@ def _find_uv() -> str:
     if found:
         return found
     reason = f"uv is needed to build and install the wheel; it is neither beside {sys.executable} nor on PATH"
-    if _in_ci():
+    if in_ci():
         pytest.fail(f"{reason}; CI is set, so the test may not be skipped (make install)", pytrace=False)
     pytest.skip(f"{reason} (make install puts it into .venv)")
     raise AssertionError("unreachable")
@@ -312,10 +310,6 @@ def _airflow_service(
     )
 
 
-def _health_text(api: RestClient) -> str:
-    return str(api.get_or_none("api/v2/monitor/health"))
-
-
 def _healthy(api: RestClient) -> dict[str, Any] | None:
     health = api.get_or_none("api/v2/monitor/health")
     if not health:
@@ -383,23 +377,17 @@ def _start_airflow(
                 functools.partial(_healthy, api),
                 timeout=START_TIMEOUT,
                 services=services.values(),
-                last_seen=functools.partial(_health_text, api),
+                last_seen=functools.partial(health_text, api),
             )
         except DeploymentError:
             server = services["api-server"]
             if server.exit_code() is None or "address already in use" not in server.log().lower():
                 raise
             log.warning("port %d was taken before the API server bound it; starting again", port)
-            _stop_all(list(services.values()))
+            stop_all(list(services.values()))
             continue
         return services, env, api
     raise DeploymentError(f"no free port for airflow api-server in {API_START_ATTEMPTS} attempts")
-
-
-def _stop_all(services: list[Service]) -> None:
-    """Stop every service at once (each by its pid); one slow stop does not delay the others."""
-    with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
-        list(pool.map(Service.stop, services))
 
 
 def _wait_for_dags(deployment: Deployment, dag_ids: tuple[str, ...]) -> None:
@@ -416,12 +404,6 @@ def _wait_for_dags(deployment: Deployment, dag_ids: tuple[str, ...]) -> None:
         return True if all(found) else None
 
     deployment.wait(f"the dag-processor to parse {', '.join(dag_ids)}", parsed, timeout=START_TIMEOUT)
-
-
-def _sandbox_exports(sandbox: Service) -> dict[str, str] | None:
-    """The sandbox CLI's ``export`` lines, once it printed both its URL and the connection."""
-    exports = shell_exports(sandbox.log())
-    return exports if {"PLUGZ_SANDBOX_URL", "AIRFLOW_CONN_PLUGZ_DEFAULT"} <= exports.keys() else None
 
 
 @pytest.fixture(scope="module")
@@ -468,7 +450,7 @@ def deployment(deployment_venv: DeploymentVenv, request: pytest.FixtureRequest) 
         sandbox.start()
         exports = wait_for(
             "the sandbox to print its connection",
-            functools.partial(_sandbox_exports, sandbox),
+            functools.partial(sandbox_exports, sandbox),
             timeout=SANDBOX_START_TIMEOUT,
             services=[sandbox],
         )
@@ -492,7 +474,7 @@ def deployment(deployment_venv: DeploymentVenv, request: pytest.FixtureRequest) 
     except DeploymentError as exc:
         pytest.fail(f"{exc} (logs kept in {ARTIFACTS})", pytrace=False)
     finally:
-        _stop_all([*history, sandbox])
+        stop_all([*history, sandbox])
         if setup_failed or request.session.testsfailed > failures_before or _keep_logs_asked():
             _keep_artifacts(logs=home / "logs", extra=(sandbox.log_path,))
         shutil.rmtree(home, ignore_errors=True)

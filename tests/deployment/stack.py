@@ -25,6 +25,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -373,3 +374,29 @@ def airflow_env(
     env.update(connections)
     env.update(settings or {})
     return env
+
+
+# --------------------------------------------------------------------------- shared by the conftests
+
+
+def in_ci() -> bool:
+    """Whether ``CI`` is set: then a test that needs a missing tool fails instead of skipping."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def health_text(api: RestClient) -> str:
+    """The API server's health answer, for a wait's "last seen"."""
+    return str(api.get_or_none("api/v2/monitor/health"))
+
+
+def sandbox_exports(sandbox: Service) -> dict[str, str] | None:
+    """The sandbox CLI's ``export`` lines, once it printed both its URL and the connection."""
+    exports = shell_exports(sandbox.log())
+    return exports if {"PLUGZ_SANDBOX_URL", "AIRFLOW_CONN_PLUGZ_DEFAULT"} <= exports.keys() else None
+
+
+def stop_all(services: Iterable[Service]) -> None:
+    """Stop every service at once (each by its pid); one slow stop does not delay the others."""
+    stopping = list(services)
+    with ThreadPoolExecutor(max_workers=max(1, len(stopping))) as pool:
+        list(pool.map(Service.stop, stopping))

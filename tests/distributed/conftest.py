@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -54,7 +53,10 @@ from tests.deployment.stack import (
     airflow_env,
     build_deployment_venv,
     free_port,
-    shell_exports,
+    health_text,
+    in_ci,
+    sandbox_exports,
+    stop_all,
     venv_env,
     wait_for,
 )
@@ -95,13 +97,9 @@ DAG_RUN_TIMEOUT = 300.0
 API_START_ATTEMPTS = 3
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 def _skip_or_fail(reason: str) -> None:
     """Skip on a developer's machine; fail in CI, where the distributed test must run."""
-    if _in_ci():
+    if in_ci():
         pytest.fail(
             f"{reason}; CI is set, so the distributed test may not be skipped ({DEPS_HINT})", pytrace=False
         )
@@ -405,18 +403,9 @@ def _healthy(api: RestClient) -> dict[str, Any] | None:
     return health if all((health.get(part) or {}).get("status") == "healthy" for part in parts) else None
 
 
-def _health_text(api: RestClient) -> str:
-    return str(api.get_or_none("api/v2/monitor/health"))
-
-
 def _worker_ready(worker: Service) -> bool | None:
     """True once Celery logged that the worker is ready (connected to the broker, consuming)."""
     return True if re.search(r"\S+@\S+ ready\.", worker.log()) else None
-
-
-def _stop_all(services: list[Service]) -> None:
-    with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
-        list(pool.map(Service.stop, services))
 
 
 def _hostname_module(directory: Path) -> None:
@@ -509,14 +498,14 @@ def _start_airflow(
                 functools.partial(_healthy, api),
                 timeout=START_TIMEOUT,
                 services=services.values(),
-                last_seen=functools.partial(_health_text, api),
+                last_seen=functools.partial(health_text, api),
             )
         except DeploymentError:
             server = services["api-server"]
             if server.exit_code() is None or "address already in use" not in server.log().lower():
                 raise
             log.warning("port %d was taken before the API server bound it; starting again", port)
-            _stop_all(list(services.values()))
+            stop_all(list(services.values()))
             continue
         for name in WORKERS:
             wait_for(
@@ -527,11 +516,6 @@ def _start_airflow(
             )
         return services, env, api
     raise DeploymentError(f"no free port for airflow api-server in {API_START_ATTEMPTS} attempts")
-
-
-def _sandbox_exports(sandbox: Service) -> dict[str, str] | None:
-    exports = shell_exports(sandbox.log())
-    return exports if {"PLUGZ_SANDBOX_URL", "AIRFLOW_CONN_PLUGZ_DEFAULT"} <= exports.keys() else None
 
 
 def _wait_for_dag(deployment: CeleryDeployment, dag_id: str) -> None:
@@ -599,7 +583,7 @@ def celery_deployment(
         history.append(sandbox.start())
         exports = wait_for(
             "the sandbox to print its connection",
-            functools.partial(_sandbox_exports, sandbox),
+            functools.partial(sandbox_exports, sandbox),
             timeout=SERVER_START_TIMEOUT,
             services=[sandbox],
         )
@@ -624,8 +608,8 @@ def celery_deployment(
     except DeploymentError as exc:
         pytest.fail(f"{exc} (logs kept in {ARTIFACTS})", pytrace=False)
     finally:
-        _stop_all(history)
-        _stop_all(servers)
+        stop_all(history)
+        stop_all(servers)
         if setup_failed or request.session.testsfailed > failures_before:
             _keep_artifacts(home)
         shutil.rmtree(home, ignore_errors=True)

@@ -20,6 +20,7 @@ puts uv into the virtualenv).
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import re
@@ -478,3 +479,23 @@ def deployment(deployment_venv: DeploymentVenv, request: pytest.FixtureRequest) 
         if setup_failed or request.session.testsfailed > failures_before or _keep_logs_asked():
             _keep_artifacts(logs=home / "logs", extra=(sandbox.log_path,))
         shutil.rmtree(home, ignore_errors=True)
+
+
+def add_alerting(deployment: Deployment, instance_id: str, token: str, oncall_phone: str) -> None:
+    """``plugz_alerts`` on a second sandbox instance and the Variable ``plugz_oncall_phone``, kept
+    in Airflow's database through its REST API (as an admin would, in Admin > Connections)."""
+    sandbox_conn = json.loads(deployment.env["AIRFLOW_CONN_PLUGZ_DEFAULT"])
+    deployment.sandbox_api.call("POST", "_sandbox/instances", {"instance_id": instance_id, "token": token})
+    deployment.api.call(
+        "POST",
+        "api/v2/connections",
+        {
+            "connection_id": "plugz_alerts",
+            "conn_type": "plugz",
+            "host": sandbox_conn["host"],
+            "login": instance_id,
+            "password": token,
+            "extra": json.dumps(sandbox_conn["extra"]),
+        },
+    )
+    deployment.api.call("POST", "api/v2/variables", {"key": "plugz_oncall_phone", "value": oncall_phone})

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.deployment.conftest import DAG_RUN_TIMEOUT, SECRETS, DagRunOutcome, Deployment
+from tests.deployment.conftest import DAG_RUN_TIMEOUT, SECRETS, DagRunOutcome, Deployment, add_alerting
 from tests.deployment.stack import DeploymentError
 
 pytestmark = pytest.mark.deployment
@@ -57,23 +57,7 @@ def _fail_on(exc: DeploymentError) -> None:
 def alerting(deployment: Deployment) -> None:
     """``plugz_alerts`` on a second sandbox instance and the Variable ``plugz_oncall_phone``, kept
     in Airflow's database through its REST API (as an admin would, in Admin > Connections)."""
-    sandbox_conn = json.loads(deployment.env["AIRFLOW_CONN_PLUGZ_DEFAULT"])
-    deployment.sandbox_api.call(
-        "POST", "_sandbox/instances", {"instance_id": ALERTS_INSTANCE_ID, "token": ALERTS_TOKEN}
-    )
-    deployment.api.call(
-        "POST",
-        "api/v2/connections",
-        {
-            "connection_id": "plugz_alerts",
-            "conn_type": "plugz",
-            "host": sandbox_conn["host"],
-            "login": ALERTS_INSTANCE_ID,
-            "password": ALERTS_TOKEN,
-            "extra": json.dumps(sandbox_conn["extra"]),
-        },
-    )
-    deployment.api.call("POST", "api/v2/variables", {"key": "plugz_oncall_phone", "value": ONCALL_PHONE})
+    add_alerting(deployment, ALERTS_INSTANCE_ID, ALERTS_TOKEN, ONCALL_PHONE)
 
 
 @pytest.fixture(scope="module")

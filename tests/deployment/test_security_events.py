@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.deployment.conftest import DAG_RUN_TIMEOUT, SECRETS, Deployment
+from tests.deployment.conftest import DAG_RUN_TIMEOUT, SECRETS, Deployment, add_alerting
 from tests.deployment.stack import DeploymentError
 
 pytestmark = pytest.mark.deployment
@@ -46,23 +46,7 @@ ONCALL_PHONE = "5511987650789"
 @pytest.fixture(scope="module")
 def events_deployment(deployment: Deployment) -> Deployment:
     """The deployment, with ``plugz_alerts``, the on-call Variable and the DAG parsed."""
-    sandbox_conn = json.loads(deployment.env["AIRFLOW_CONN_PLUGZ_DEFAULT"])
-    deployment.sandbox_api.call(
-        "POST", "_sandbox/instances", {"instance_id": ALERTS_INSTANCE_ID, "token": ALERTS_TOKEN}
-    )
-    deployment.api.call(
-        "POST",
-        "api/v2/connections",
-        {
-            "connection_id": "plugz_alerts",
-            "conn_type": "plugz",
-            "host": sandbox_conn["host"],
-            "login": ALERTS_INSTANCE_ID,
-            "password": ALERTS_TOKEN,
-            "extra": json.dumps(sandbox_conn["extra"]),
-        },
-    )
-    deployment.api.call("POST", "api/v2/variables", {"key": "plugz_oncall_phone", "value": ONCALL_PHONE})
+    add_alerting(deployment, ALERTS_INSTANCE_ID, ALERTS_TOKEN, ONCALL_PHONE)
     try:
         deployment.wait(
             f"the dag-processor to parse {DAG_ID}",

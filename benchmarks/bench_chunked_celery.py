@@ -1,16 +1,25 @@
 """(c') on the real CeleryExecutor deployment: ``plugz_fleet_audit`` over a fleet of 10,000
 numbers, the sandbox adding 50 ms to every answer, in chunks of 500 and of 1,000 (mapped
 ``audit_pins`` task instances on two Celery workers), and the same at 1,000 numbers, so the
-growth of the cost per number from 1,000 to 10,000 shows.
+growth of the cost per number from 1,000 to 10,000 shows; ``--executor local`` runs the same on
+LocalExecutor (the scheduler runs 2 tasks at a time, as the 2 Celery slots do).
 
 The deployment is the one of ``tests/distributed`` (its functions, reused): Redis as broker,
 PostgreSQL as metadata database and result backend, api-server, scheduler, dag-processor and two
 ``airflow celery worker`` processes of concurrency 1 each (2 task slots), the built wheel in a
-fresh virtualenv; here the sandbox runs with ``--latency``. The connections are in Airflow's
-metadata database, COPYed in by psql (the REST bulk create of the distributed test takes minutes
-per 1,000 once thousands exist: the api-server masks every password it sees, O(n^2)); a task reads
-them through the Execution API, as a task on a real worker does - and the api-server masks each
-password it loads once more (``Connection.on_db_load``), which is why its CPU is a column.
+fresh virtualenv; here the sandbox runs with ``--latency``.
+
+Where the connections are (``--secrets``):
+
+- ``workers`` (default): a secrets backend the task processes read themselves (``[workers]
+  secrets_backend``), one JSON file per connection read on lookup - a per-key store like Vault's
+  KV or AWS Secrets Manager, without their network round trip. The api-server serves no
+  connection.
+- ``metastore``: Airflow's metadata database, COPYed in by psql (the REST bulk create takes
+  minutes per 1,000 once thousands exist: the api-server masks every password it sees, O(n^2));
+  a task reads them through the Execution API - and the api-server masks each password it loads
+  (``Connection.on_db_load``) in one long-lived process, quadratic in every connection it has
+  ever served, which is why its CPU is a column.
 
 Reported per run, from the REST API: the DAG run's wall time (its ``start_date`` to
 ``end_date``), the sum and the longest of the ``audit_pins`` task instances' durations, and the
@@ -26,6 +35,7 @@ The one-task layout (``chunk_size`` = the fleet) runs only up to ``--one-task-ma
 the connections one process reads).
 
     .venv/bin/python benchmarks/bench_chunked_celery.py                       # the full run
+    .venv/bin/python benchmarks/bench_chunked_celery.py --executor local      # the comparison
     .venv/bin/python benchmarks/bench_chunked_celery.py --sizes 100,300 --chunk-sizes 100,50
 """
 
@@ -39,6 +49,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -67,6 +78,31 @@ if TYPE_CHECKING:
 DAG_ID = "plugz_fleet_audit"
 CLIENT_TOKEN = "BENCHC1E7T0KEN5ECRET000000001"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+EXECUTORS = {"celery": "CeleryExecutor", "local": "LocalExecutor"}
+BACKEND_MODULE = "plugz_bench_secrets"
+# The worker-side secrets backend of ``--secrets workers``: written into the deployment's home.
+BACKEND_SOURCE = '''"""One JSON file per connection, read when looked up: a stand-in for a per-key store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from airflow.secrets import BaseSecretsBackend
+
+
+class OneFilePerConnection(BaseSecretsBackend):
+    def __init__(self, directory: str, **kwargs):
+        super().__init__(**kwargs)
+        self.directory = Path(directory)
+
+    def get_conn_value(self, conn_id, team_name=None):
+        if not conn_id.replace("_", "").isalnum():
+            return None
+        try:
+            return (self.directory / f"{conn_id}.json").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+'''
 
 
 def instance_id(n: int) -> str:
@@ -85,10 +121,14 @@ def conn_id(n: int) -> str:
 
 
 def group_cpu(pgids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds per named process group: utime+stime+cutime+cstime of each live member (a
-    member's reaped children are in its cutime/cstime, its live ones are members themselves)."""
-    totals = dict.fromkeys(pgids, 0.0)
+    """CPU seconds per service: utime+stime+cutime+cstime of every process in the service's
+    process group or descending from one that is (a task process starts a session of its own),
+    zombies included. A reaped child's time is in its parent's cutime/cstime, an unreaped one
+    (a finished task the worker has not waited for yet) is still its own: each counted once."""
     by_pgid = {pgid: name for name, pgid in pgids.items()}
+    parents: dict[int, int] = {}
+    groups: dict[int, int] = {}
+    seconds: dict[int, float] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -98,9 +138,21 @@ def group_cpu(pgids: dict[str, int]) -> dict[str, float]:
         except OSError:
             continue
         # After the command: state ppid pgrp session ... utime(14) stime cutime cstime (1-based).
-        name = by_pgid.get(int(fields[2]))
+        pid = int(entry.name)
+        parents[pid], groups[pid] = int(fields[1]), int(fields[2])
+        seconds[pid] = sum(int(x) for x in fields[11:15]) / CLK_TCK
+
+    @functools.cache
+    def service(pid: int) -> str | None:
+        if pid not in groups:
+            return None
+        return by_pgid.get(groups[pid]) or (service(parents[pid]) if parents[pid] > 1 else None)
+
+    totals = dict.fromkeys(pgids, 0.0)
+    for pid, cpu in seconds.items():
+        name = service(pid)
         if name is not None:
-            totals[name] += sum(int(x) for x in fields[11:15]) / CLK_TCK
+            totals[name] += cpu
     return totals
 
 
@@ -114,15 +166,32 @@ def deployment_venv(binaries: dist.Binaries) -> Iterator[DeploymentVenv]:
         yield venv
 
 
+def secrets_dir(deployment: dist.CeleryDeployment) -> Path:
+    return deployment.home / "bench-secrets"
+
+
 @contextlib.contextmanager
-def celery_deployment(latency: float) -> Iterator[dist.CeleryDeployment]:
-    """As ``tests/distributed/conftest.py``'s ``celery_deployment``, with a sandbox of ``latency`` s."""
+def celery_deployment(latency: float, executor: str, secrets: str) -> Iterator[dist.CeleryDeployment]:
+    """As ``tests/distributed/conftest.py``'s ``celery_deployment``, with a sandbox of ``latency`` s,
+    ``executor`` (a key of EXECUTORS) and, for ``secrets="workers"``, the worker-side backend."""
     binaries = dist._find_binaries()
     with deployment_venv(binaries) as venv:
         home = Path(tempfile.mkdtemp(prefix="plugz-bench-celery-"))
         pg_dir = Path(tempfile.mkdtemp(prefix="plugz-bench-celery-pg-"))
         (home / "dags").mkdir()
         (home / "logs" / "processes").mkdir(parents=True)
+        settings: dict[str, str] = {}
+        if secrets == "workers":
+            (home / "bench-secrets").mkdir()
+            (home / "bench-path").mkdir()
+            (home / "bench-path" / f"{BACKEND_MODULE}.py").write_text(BACKEND_SOURCE, encoding="utf-8")
+            settings = {
+                "PYTHONPATH": str(home / "bench-path"),
+                "AIRFLOW__WORKERS__SECRETS_BACKEND": f"{BACKEND_MODULE}.OneFilePerConnection",
+                "AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS": json.dumps(
+                    {"directory": str(home / "bench-secrets")}
+                ),
+            }
         shutil.copy2(dist.EXAMPLE_DAGS / f"{DAG_ID}.py", home / "dags")
         servers: list[Service] = []
         history: list[Service] = []
@@ -149,7 +218,13 @@ def celery_deployment(latency: float) -> Iterator[dist.CeleryDeployment]:
                 services=[sandbox],
             )
             services, env, api = dist._start_airflow(
-                home, venv, database, f"redis://127.0.0.1:{redis_port}/0", history
+                home,
+                venv,
+                database,
+                f"redis://127.0.0.1:{redis_port}/0",
+                history,
+                executor=EXECUTORS[executor],
+                settings=settings,
             )
             deployment = dist.CeleryDeployment(
                 home=home,
@@ -172,8 +247,8 @@ def celery_deployment(latency: float) -> Iterator[dist.CeleryDeployment]:
             shutil.rmtree(pg_dir, ignore_errors=True)
 
 
-def add_fleet(deployment: dist.CeleryDeployment, count: int) -> list[str]:
-    """``count`` numbers (a PIN each, connected) in the sandbox, their connections in Airflow's database."""
+def add_fleet(deployment: dist.CeleryDeployment, count: int, secrets: str) -> list[str]:
+    """``count`` numbers (a PIN each, connected) in the sandbox, their connections where ``secrets`` says."""
     host = deployment.sandbox_connection["host"]
     extra = json.dumps(deployment.sandbox_connection["extra"])
 
@@ -183,6 +258,17 @@ def add_fleet(deployment: dist.CeleryDeployment, count: int) -> list[str]:
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(add, range(count)))
+    if secrets == "workers":
+        for n in range(count):
+            connection = {
+                "conn_type": "plugz",
+                "host": host,
+                "login": instance_id(n),
+                "password": token(n),
+                "extra": deployment.sandbox_connection["extra"],
+            }
+            (secrets_dir(deployment) / f"{conn_id(n)}.json").write_text(json.dumps(connection), "utf-8")
+        return [conn_id(n) for n in range(count)]
     # Straight into the metadata database (unencrypted rows, which Airflow reads as they are): the
     # REST bulk create masks every password in the api-server, O(n^2) there (see the report).
     rows = io.StringIO()
@@ -219,7 +305,11 @@ def _seconds(start: str, end: str) -> float:
 
 
 def run_layout(
-    deployment: dist.CeleryDeployment, conn_ids: list[str], chunk_size: int, timeout: float
+    deployment: dist.CeleryDeployment,
+    conn_ids: list[str],
+    chunk_size: int,
+    timeout: float,
+    task_groups: tuple[str, ...],
 ) -> dict[str, Any]:
     """One DAG run over ``conn_ids`` in chunks of ``chunk_size``; its figures from the REST API and /proc."""
     pgids = {name: service.pid for name, service in deployment.services.items()}
@@ -256,7 +346,7 @@ def run_layout(
         "audit_sum": sum(durations),
         "audit_max": max(durations),
         "hosts": sorted({ti["hostname"] for ti in audits}),
-        "worker_cpu": sum(cpu[name] for name in dist.WORKERS),
+        "worker_cpu": sum(cpu[name] for name in task_groups),
         "all_cpu": sum(cpu.values()),
         "cpu": cpu,
     }
@@ -277,33 +367,54 @@ def main() -> None:
     parser.add_argument(
         "--run-timeout", type=float, default=900.0, help="per DAG run, s (default: %(default)s)"
     )
+    parser.add_argument("--executor", choices=sorted(EXECUTORS), default="celery")
+    parser.add_argument(
+        "--warmup", type=int, default=50, help="numbers of the unreported first run (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--secrets",
+        choices=("workers", "metastore"),
+        default="workers",
+        help="where the connections are (default: %(default)s; see above)",
+    )
     args = parser.parse_args()
+    # Stopped by a signal, still stop the deployment (the finally blocks); a background job
+    # starts with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # The processes the tasks run in: the two workers, or LocalExecutor's scheduler (its own CPU included).
+    task_groups = dist.WORKERS if args.executor == "celery" else ("scheduler",)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     chunk_sizes = [int(s) for s in args.chunk_sizes.split(",") if s]
 
     t0 = time.monotonic()
-    with celery_deployment(args.latency) as deployment:
+    with celery_deployment(args.latency, args.executor, args.secrets) as deployment:
         print(f"  deployment up in {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
         t1 = time.monotonic()
-        all_ids = add_fleet(deployment, max(sizes))
+        all_ids = add_fleet(deployment, max(sizes), args.secrets)
         print(f"  {len(all_ids)} numbers added in {time.monotonic() - t1:.0f} s", file=sys.stderr, flush=True)
+        # Not reported: the first run pays what every later one finds done (first imports in the
+        # workers, the api-server's first answers, the DAG's first serialization).
+        run_layout(deployment, all_ids[: args.warmup], args.warmup, args.run_timeout, task_groups)
         load_before = load_average()
         rows: list[list[Any]] = []
-        per_number: dict[int, float] = {}  # chunk size -> worker CPU per number at the smallest fleet
+        # layout ("one task" or the chunk size) -> worker CPU per number at the smallest fleet
+        per_number: dict[str, float] = {}
         cpu_detail = []
         for size in sizes:
             layouts = [c for c in chunk_sizes if c < size]
             if size <= args.one_task_max:
                 layouts.append(size)
             for chunk in layouts:
-                result = run_layout(deployment, all_ids[:size], chunk, args.run_timeout)
+                result = run_layout(deployment, all_ids[:size], chunk, args.run_timeout, task_groups)
                 cpu_ms = result["worker_cpu"] / size * 1000
-                per_number.setdefault(chunk, cpu_ms)
+                layout = "one task" if result["tasks"] == 1 else f"chunks of {chunk:,}"
+                per_number.setdefault(layout, cpu_ms)
                 task_ms = result["audit_sum"] / size * 1000
                 rows.append(
                     [
                         f"{size:,}",
-                        "one task" if result["tasks"] == 1 else f"chunks of {chunk:,}",
+                        layout,
                         result["tasks"],
                         f"{result['wall']:.1f}",
                         f"{result['audit_sum']:.1f}",
@@ -311,7 +422,7 @@ def main() -> None:
                         f"{task_ms:.2f}",
                         f"{result['worker_cpu']:.1f}",
                         f"{cpu_ms:.2f}",
-                        f"{cpu_ms / per_number[chunk]:.2f}x",
+                        f"{cpu_ms / per_number[layout]:.2f}x",
                         f"{result['cpu']['api-server']:.1f}",
                         f"{result['all_cpu'] / size * 1000:.2f}",
                         ",".join(result["hosts"]),
@@ -326,9 +437,14 @@ def main() -> None:
         load_after = load_average()
 
     print(
-        f"# (c') plugz_fleet_audit on CeleryExecutor (2 workers x concurrency 1 = 2 slots, Redis, "
-        f"PostgreSQL), {args.latency * 1000:.0f} ms sandbox latency, check_status=True, "
-        f"max_concurrency=32 per task; {machine()}"
+        "# (c') plugz_fleet_audit on "
+        + (
+            "CeleryExecutor (2 workers x concurrency 1 = 2 slots, Redis, PostgreSQL)"
+            if args.executor == "celery"
+            else "LocalExecutor (parallelism 2, PostgreSQL; 'worker CPU' is the scheduler's, tasks included)"
+        )
+        + f", connections in {args.secrets} secrets, {args.latency * 1000:.0f} ms sandbox latency, "
+        f"check_status=True, max_concurrency=32 per task; {machine()}"
     )
     print(
         table(

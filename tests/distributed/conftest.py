@@ -62,7 +62,7 @@ from tests.deployment.stack import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -421,9 +421,21 @@ def _hostname_module(directory: Path) -> None:
 
 
 def _start_airflow(
-    home: Path, venv: DeploymentVenv, database: str, broker: str, history: list[Service]
+    home: Path,
+    venv: DeploymentVenv,
+    database: str,
+    broker: str,
+    history: list[Service],
+    *,
+    executor: str = "CeleryExecutor",
+    settings: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Service], dict[str, str], RestClient]:
-    """``db migrate``, then the api-server, scheduler, dag-processor and two Celery workers."""
+    """``db migrate``, then the api-server, scheduler, dag-processor and two Celery workers.
+
+    ``executor="LocalExecutor"`` starts no workers (the scheduler runs 2 tasks at a time, as the
+    2 Celery slots do); ``settings`` go into every process's environment (the benchmarks use it).
+    """
+    celery = executor == "CeleryExecutor"
     _hostname_module(home / "worker-path")
     # psycopg2, named: for the result backend SQLAlchemy would otherwise pick psycopg (3).
     sql_alchemy_conn = database.replace("postgresql://", "postgresql+psycopg2://", 1)
@@ -436,14 +448,16 @@ def _start_airflow(
             api_url=api_url,
             connections={},
             base=os.environ,
-            executor="CeleryExecutor",
+            executor=executor,
             sql_alchemy_conn=sql_alchemy_conn,
             settings={
                 "AIRFLOW__CELERY__BROKER_URL": broker,
                 "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + sql_alchemy_conn,
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
                 # Two workers with one slot each: the scheduler may queue one task per slot.
-                "AIRFLOW__CORE__PARALLELISM": "4",
+                # LocalExecutor: its parallelism is its slots.
+                "AIRFLOW__CORE__PARALLELISM": "4" if celery else "2",
+                **(settings or {}),
             },
         )
         if attempt == 1:
@@ -467,10 +481,12 @@ def _start_airflow(
             ),
             "dag-processor": _airflow("dag-processor", ["dag-processor"], venv=venv, env=env, home=home),
         }
-        for name in WORKERS:
+        for name in WORKERS if celery else ():
             worker_env = {
                 **env,
-                "PYTHONPATH": str(home / "worker-path"),
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(home / "worker-path"), env.get("PYTHONPATH")])
+                ),
                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{HOSTNAME_MODULE}.hostname",
                 "PLUGZ_WORKER_NAME": name,
             }
@@ -507,7 +523,7 @@ def _start_airflow(
             log.warning("port %d was taken before the API server bound it; starting again", port)
             stop_all(list(services.values()))
             continue
-        for name in WORKERS:
+        for name in WORKERS if celery else ():
             wait_for(
                 f"Celery {name} ready",
                 functools.partial(_worker_ready, services[name]),

@@ -31,7 +31,7 @@ run's small tasks (fleet_chunks, merge_reports, route, all_good), which are the 
 layout.
 
 The one-task layout (``chunk_size`` = the fleet) runs only up to ``--one-task-max`` numbers
-(default 2,000): one task of 10,000 takes half an hour (Airflow's secrets masker is quadratic in
+(default 2,000): one task of 10,000 takes over an hour (Airflow's secrets masker is quadratic in
 the connections one process reads).
 
     .venv/bin/python benchmarks/bench_chunked_celery.py                       # the full run

@@ -356,7 +356,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", default="1000,10000", help="fleet sizes (default: %(default)s)")
+    parser.add_argument("--sizes", default="1000,2000,10000", help="fleet sizes (default: %(default)s)")
     parser.add_argument("--chunk-sizes", default="500,1000", help="comma-separated (default: %(default)s)")
     parser.add_argument(
         "--latency", type=float, default=0.05, help="sandbox latency, s (default: %(default)s)"

@@ -1,5 +1,5 @@
 """Shared by the benchmark scripts: the sandbox in its own process, connections, medians, tables,
-and the event-loop lag monitor."""
+the event-loop lag monitor, and the protocol with a benchmark's child process."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -235,3 +238,37 @@ def median_lag(summaries: list[dict[str, float]]) -> dict[str, float]:
 def lag_text(summary: dict[str, float]) -> str:
     """``max / p99`` in ms, for a table cell."""
     return f"{summary['max_ms']:.0f} / {summary['p99_ms']:.1f}"
+
+
+def drive_child(
+    command: list[str], env: dict[str, str], sandbox: SandboxProcess, flip: Callable[[], float], *, cwd: Path
+) -> dict[str, Any]:
+    """Run a benchmark's child process and answer its protocol on stdin/stdout: ``REQUESTS?`` ->
+    the sandbox's request count, ``FLIP`` -> ``flip()`` (it flips the state, returns when, as a
+    Unix time); ``RESULT <json>`` is the measurement returned. Its stderr is shown only with
+    ``BENCH_DEBUG`` set."""
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=None if os.environ.get("BENCH_DEBUG") else subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    result: dict[str, Any] = {}
+    for line in proc.stdout:
+        if line.startswith("REQUESTS?"):
+            proc.stdin.write(f"{sandbox.call('stats')['requests']}\n")
+            proc.stdin.flush()
+        elif line.startswith("FLIP"):
+            proc.stdin.write(f"{flip()}\n")
+            proc.stdin.flush()
+        elif line.startswith("RESULT "):
+            result = json.loads(line[len("RESULT ") :])
+    proc.wait(60)
+    if not result:
+        raise RuntimeError(f"`{' '.join(command[1:4])}` failed (exit {proc.returncode})")
+    return result

@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from typing import Any
@@ -37,6 +36,7 @@ from _common import (
     LagMonitor,
     MaskerClock,
     SandboxProcess,
+    drive_child,
     instance_pairs,
     lag_text,
     load_average,
@@ -155,32 +155,11 @@ def run_contender(
     command = [sys.executable, str(HERE / "bench_event_triggers.py"), "--child", contender]
     command += ["--triggers", str(args.triggers), "--poll-interval", str(args.poll_interval)]
     command += ["--polls-before-flip", str(args.polls_before_flip)]
-    proc = subprocess.Popen(
-        command,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=None if os.environ.get("BENCH_DEBUG") else subprocess.DEVNULL,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    assert proc.stdin is not None
-    assert proc.stdout is not None
-    result: dict[str, Any] = {}
-    for line in proc.stdout:
-        if line.startswith("REQUESTS?"):
-            proc.stdin.write(f"{sandbox.call('stats')['requests']}\n")
-            proc.stdin.flush()
-        elif line.startswith("FLIP"):
-            flipped = sandbox.call("set_has_code", prefix=prefix, count=args.triggers, has_code=True)
-            proc.stdin.write(f"{flipped}\n")
-            proc.stdin.flush()
-        elif line.startswith("RESULT "):
-            result = json.loads(line[len("RESULT ") :])
-    proc.wait(60)
-    if not result:
-        raise RuntimeError(f"{contender} child failed (exit {proc.returncode})")
-    return result
+
+    def flip() -> float:
+        return float(sandbox.call("set_has_code", prefix=prefix, count=args.triggers, has_code=True))
+
+    return drive_child(command, env, sandbox, flip, cwd=ROOT)
 
 
 def main() -> None:

@@ -22,14 +22,29 @@ if TYPE_CHECKING:  # type-checked against the newest Airflow
         Variable,
     )
     from airflow.sdk.bases.notifier import BaseNotifier
-    from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowSensorTimeout,
+        TaskDeferred,
+    )
     from airflow.sdk.log import mask_secret
 else:
     try:  # Airflow 3.1+
         from airflow.sdk import BaseHook
-        from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
+        from airflow.sdk.exceptions import (
+            AirflowException,
+            AirflowFailException,
+            AirflowSensorTimeout,
+            TaskDeferred,
+        )
     except ImportError:  # Airflow 2.10 - 3.0
-        from airflow.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
+        from airflow.exceptions import (
+            AirflowException,
+            AirflowFailException,
+            AirflowSensorTimeout,
+            TaskDeferred,
+        )
         from airflow.hooks.base import BaseHook
     try:  # Airflow 3
         from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue, Variable
@@ -185,6 +200,7 @@ def listener_manager() -> Any:
 __all__ = [
     "AIRFLOW_V3",
     "AirflowException",
+    "AirflowFailException",
     "AirflowSensorTimeout",
     "BaseBranchOperator",
     "BaseHook",

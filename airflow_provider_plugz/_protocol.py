@@ -51,6 +51,7 @@ from airflow_provider_plugz.exceptions import (
     PlugzRateLimitedError,
     PlugzReadTimeoutError,
     PlugzRedirectError,
+    PlugzRefusedError,
     PlugzServerError,
     PlugzSubscriptionError,
     PlugzTLSError,
@@ -341,6 +342,7 @@ def check_response(
     server_message = _server_message(payload, (*config.secrets, *secrets))
 
     error_class: type[PlugzError] | None = None
+    refused = False
     if 300 <= status < 400:
         error_class = PlugzRedirectError
     elif status >= 400:
@@ -353,9 +355,13 @@ def check_response(
         and not endpoint.error_is_state(payload)
     ):
         error_class = _classify_text(server_message) or PlugzBadRequestError
+    elif payload is not None and payload.get("success") is False and 200 <= status < 300:
+        # The API's documented refusal ("success: false", with a ``message`` saying why), on any
+        # endpoint: never a success, and not a malformed answer either.
+        error_class, refused = _classify_text(server_message) or PlugzRefusedError, True
 
     if error_class is not None:
-        raise _api_error(config, endpoint, error_class, status, server_message, headers)
+        raise _api_error(config, endpoint, error_class, status, server_message, headers, refused=refused)
     if not 200 <= status < 300:
         raise _api_error(config, endpoint, PlugzMalformedResponseError, status, server_message, headers)
 
@@ -371,8 +377,8 @@ def _body_problem(body: bytes, payload: dict[str, Any] | None, headers: Mapping[
         return f"the body is larger than {MAX_BODY_BYTES} bytes"
     if payload is None:
         return _describe_non_object(body, headers)
-    if "success" in payload and payload["success"] is not True:
-        return f"its 'success' is {_json_kind(payload['success'])}, not true, and it has no error text"
+    if "success" in payload and not isinstance(payload["success"], bool):
+        return f"its 'success' is {_json_kind(payload['success'])}, not a boolean"
     return None
 
 
@@ -470,8 +476,12 @@ def _api_error(
     status: int,
     server_message: str | None,
     headers: Mapping[str, str],
+    *,
+    refused: bool = False,
 ) -> PlugzError:
     said = f": {server_message}" if server_message else ""
+    if refused:
+        said = f", success: false{said or ' (the API gave no reason)'}"
     message = (
         f"Plugz {endpoint.action} failed for connection {config.conn_id!r}: HTTP {status}{said}. "
         f"{error_class.advice}"
@@ -520,15 +530,17 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 class TransportFailure(enum.Enum):
     """What went wrong below HTTP; each transport sorts its own exceptions into these.
 
-    ``CONNECT`` and ``CONNECT_TIMEOUT`` are the failures after which the request provably never
-    left (name resolution, refused or unreachable, connect timeout); ``NETWORK`` may come after
-    the request was written (a dropped connection), ``DEADLINE`` certainly does.
+    ``CONNECT``, ``CONNECT_TIMEOUT`` and ``DEADLINE_CONNECTING`` are the failures after which the
+    request provably never left (name resolution, refused or unreachable, connect timeout, the
+    attempt's deadline passing before the request was written); ``NETWORK`` may come after the
+    request was written (a dropped connection), ``DEADLINE`` certainly does.
     """
 
     CONNECT = "connect failure"
     CONNECT_TIMEOUT = "connect timeout"
     READ_TIMEOUT = "read timeout"
     DEADLINE = "deadline"
+    DEADLINE_CONNECTING = "deadline before sending"
     TLS = "TLS failure"
     INVALID_REQUEST = "invalid request"
     NETWORK = "network failure"
@@ -565,7 +577,13 @@ _TRANSPORT_ERRORS: dict[TransportFailure, tuple[type[PlugzError], str]] = {
     ),
     TransportFailure.DEADLINE: (
         PlugzReadTimeoutError,
-        "did not complete within its {deadline:g} s deadline ({host} was too slow to send the whole answer)",
+        "did not complete within its {deadline:g} s deadline{elapsed} ({host} was too slow to send the "
+        "whole answer)",
+    ),
+    TransportFailure.DEADLINE_CONNECTING: (
+        PlugzConnectTimeoutError,
+        "did not connect to {host} within its {deadline:g} s deadline (total_timeout){elapsed}; the "
+        "request was not sent",
     ),
     TransportFailure.TLS: (PlugzTLSError, "failed the TLS check with {host} ({reason})"),
     TransportFailure.INVALID_REQUEST: (
@@ -577,13 +595,19 @@ _TRANSPORT_ERRORS: dict[TransportFailure, tuple[type[PlugzError], str]] = {
 
 
 def transport_error(
-    config: PlugzConfig, request: PlugzRequest, failure: TransportFailure, exc: BaseException
+    config: PlugzConfig,
+    request: PlugzRequest,
+    failure: TransportFailure,
+    exc: BaseException,
+    *,
+    elapsed: float | None = None,
 ) -> PlugzError:
     """The one PlugzError for a failure below HTTP, with a text safe to show anywhere.
 
     Low-level exception texts quote the URL (and so the instance token): only the exception's
     class name and its OS/TLS reason code are kept, and of the URL only the host and port (the
-    path may be a proxy's, and below it come the credentials).
+    path may be a proxy's, and below it come the credentials). ``elapsed`` is the attempt's
+    wall-clock time so far, which a deadline's message gives (rounded up, to the hundredth).
     """
     found = _OS_REASON.search(str(exc)[:2000])
     said = redact(sanitize(found.group(0).strip(), 80), config.secrets) if found else ""
@@ -592,6 +616,7 @@ def transport_error(
         host=urlsplit(config.base_url).netloc,
         reason=type(exc).__name__ + (f": {said}" if said else ""),
         deadline=config.total_timeout,
+        elapsed="" if elapsed is None else f", stopped after {math.ceil(elapsed * 100) / 100:.2f} s",
     )
     return error_class(
         f"Plugz {request.endpoint.action} for connection {config.conn_id!r} {happened}. {error_class.advice}"

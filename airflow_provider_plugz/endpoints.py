@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from airflow_provider_plugz._protocol import Answer, BadArgument, Body, Endpoint, Malformed
-from airflow_provider_plugz._redaction import Secret
+from airflow_provider_plugz._redaction import Secret, mask_phones
 
 __all__ = [
     "CONNECTION_STATES",
@@ -99,13 +99,23 @@ class SentMessage:
 
 @dataclass(frozen=True)
 class DeviceInfo:
-    """The phone behind the instance (``GET .../device``).
+    """The phone behind the instance (``GET .../device``), from Plugz's layout or Z-API's.
 
-    ``phone`` is personal data: reprs and :attr:`masked_phone` show its last 4 digits only.
+    ``phone`` is None when no number is paired (both references' own example answers with
+    ``"phone": ""``). ``platform`` is WhatsApp's code for the phone's app (``android``,
+    ``iphone``, ``smba``/``smbi`` for WhatsApp Business): Plugz's ``device.platform`` or Z-API's
+    ``originalDevice``. The phone's own details (``wa_version`` ... ``mnc``, ``model``) come from
+    Plugz's layout only: in Z-API's, ``device.device_model`` names the session software (e.g.
+    "Z-API"), never the phone, so ``model`` stays None there and ``session_name`` holds
+    ``device.sessionName``; ``session_id`` (Z-API's ``sessionId``) and ``is_business`` are Z-API's.
+
+    Personal data stays out of reprs: ``phone`` shows as its last 4 digits (:attr:`masked_phone`);
+    ``name`` and ``about`` (the WhatsApp profile's name and status text) and ``img_url`` (its
+    picture) are left out, and any phone-like number in another field is masked.
     """
 
-    phone: str = field(repr=False)
-    img_url: str | None = None
+    phone: str | None = field(repr=False)
+    img_url: str | None = field(default=None, repr=False)
     wa_version: str | None = None
     platform: str | None = None
     os_version: str | None = None
@@ -114,16 +124,24 @@ class DeviceInfo:
     model: str | None = None
     mcc: str | None = None
     mnc: str | None = None
+    name: str | None = field(default=None, repr=False)
+    about: str | None = field(default=None, repr=False)
+    is_business: bool | None = None
+    session_name: str | None = None
+    session_id: int | None = None
 
     @property
-    def masked_phone(self) -> str:
-        return mask_phone(self.phone)
+    def masked_phone(self) -> str | None:
+        """The phone as logs may show it (``***`` and its last 4 digits); None when none is paired."""
+        return None if self.phone is None else mask_phone(self.phone)
 
     def __repr__(self) -> str:
-        fields = ", ".join(
-            f"{name}={getattr(self, name)!r}" for name in self.__dataclass_fields__ if name != "phone"
-        )
-        return f"DeviceInfo(phone={self.masked_phone!r}, {fields})"
+        shown = [f"phone={self.masked_phone!r}"]
+        for item in fields(self):
+            if item.repr:
+                value = getattr(self, item.name)
+                shown.append(f"{item.name}={(mask_phones(value) if isinstance(value, str) else value)!r}")
+        return f"DeviceInfo({', '.join(shown)})"
 
 
 def mask_phone(phone: object) -> str:
@@ -135,6 +153,8 @@ def mask_phone(phone: object) -> str:
 
 
 # --- parsing answers ---------------------------------------------------------------------------
+
+_MISSING = object()
 
 
 def _flag(answer: Answer, key: str, *, optional: bool = False) -> bool | None:
@@ -176,30 +196,81 @@ def _sent_message(answer: Answer) -> SentMessage:
     return SentMessage(zaap_id=str(ids["zaapId"]), message_id=str(ids["messageId"]))
 
 
-_DEVICE_FIELDS = {
+def _text_field(answer: Answer, key: str, where: str = "") -> str | None:
+    """A documented string field as server text (see :meth:`Answer.text`): None when absent,
+    null or blank; any other JSON type is malformed."""
+    value = answer.payload.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise Malformed(f"'{where}{key}' is not a text")
+    return (answer.text(key) or "").strip() or None
+
+
+# Plugz's ``device`` object: the phone's own details (ours: theirs).
+_PHONE_DETAILS = {
     "wa_version": "wa_version",
     "platform": "platform",
     "os_version": "os_version",
     "os_build_number": "osbuildnumber",
     "manufacturer": "device_manufacturer",
-    "model": "device_model",
     "mcc": "mcc",
     "mnc": "mnc",
 }
+# Fields only Z-API's layout has: with any of them, ``device.device_model`` is the session software.
+_SESSION_LAYOUT_KEYS = ("originalDevice", "sessionId", "isBusiness")
+# A phone number as the API writes it: digits, perhaps with "+" and the usual separators.
+_DEVICE_PHONE = re.compile(r"\+?[0-9][0-9 ().-]{0,31}")
+_MAX_SESSION_ID = 2**63
+
+
+def _device_phone(answer: Answer) -> str | None:
+    phone = answer.payload.get("phone", _MISSING)
+    if phone is _MISSING:
+        raise Malformed("it has no 'phone' field")
+    if phone is None or (isinstance(phone, str) and not phone.strip()):
+        return None  # no number paired yet: the documented example itself
+    if not isinstance(phone, str):
+        raise Malformed("'phone' is not a text")
+    if not _DEVICE_PHONE.fullmatch(phone.strip()):
+        raise Malformed("'phone' is not a phone number (digits, at most 32 characters)")
+    return phone.strip()
+
+
+def _session_id(answer: Answer) -> int | None:
+    value = answer.payload.get("sessionId")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_SESSION_ID:
+        raise Malformed("'sessionId' is not a whole number from 0 to 2**63 - 1")
+    return value
 
 
 def _device(answer: Answer) -> DeviceInfo:
-    phone = answer.payload.get("phone")
-    if not isinstance(phone, str) or not phone.strip():
-        raise Malformed("it has no 'phone' text")
-    device = answer.payload.get("device") or {}
+    """Plugz's layout (``device`` holds the phone's details) or Z-API's (``device`` holds
+    ``sessionName`` and the session software as ``device_model``; see :class:`DeviceInfo`)."""
+    phone = _device_phone(answer)
+    device = answer.payload.get("device")
+    if device is None:
+        device = {}
     if not isinstance(device, Mapping):
         raise Malformed("'device' is not an object")
     details = Answer(device, answer.secrets)
+    found = {ours: _text_field(details, theirs, "device.") for ours, theirs in _PHONE_DETAILS.items()}
+    found["platform"] = found["platform"] or _text_field(answer, "originalDevice")
+    model = _text_field(details, "device_model", "device.")
+    session_name = _text_field(details, "sessionName", "device.")
+    session_layout = "sessionName" in device or any(key in answer.payload for key in _SESSION_LAYOUT_KEYS)
     return DeviceInfo(
-        phone=phone.strip(),
-        img_url=answer.text("imgUrl"),
-        **{ours: details.text(theirs) for ours, theirs in _DEVICE_FIELDS.items()},
+        phone=phone,
+        img_url=_text_field(answer, "imgUrl"),
+        **found,
+        model=None if session_layout else model,
+        name=_text_field(answer, "name"),
+        about=_text_field(answer, "about"),
+        is_business=_flag(answer, "isBusiness", optional=True),
+        session_name=session_name,
+        session_id=_session_id(answer),
     )
 
 

@@ -6,6 +6,8 @@ Callers branch on classes, never on message text::
     ├── PlugzConfigurationError          the Airflow connection is missing a field or has a bad one
     │   └── PlugzTriggerArgumentError    a trigger built with bad arguments (also a TypeError)
     ├── PlugzAuditError                  a fleet audit found numbers without a PIN or with errors
+    ├── PlugzOutcomeUnknownError         a message (or PIN) may have reached Plugz: not retried by
+    │                                    Airflow either (also an ``AirflowFailException``)
     ├── PlugzMalformedResponseError      2xx answer we cannot trust: not JSON, HTML, no boolean hasCode
     ├── PlugzTransientError              worth trying again later; sensors keep waiting on these
     │   ├── PlugzConnectionError         dropped connection, TLS failure (the request may have left)
@@ -22,6 +24,7 @@ Callers branch on classes, never on message text::
         ├── PlugzNotFoundError           404, unknown instance or instance id/token mismatch
         ├── PlugzSubscriptionError       the instance's subscription or trial has expired
         ├── PlugzRedirectError           3xx: redirects are never followed (the Client-Token stays put)
+        ├── PlugzRefusedError            a 2xx answer saying success: false (the API's own refusal)
         └── PlugzBadRequestError         400 and other 4xx
             ├── PlugzMethodNotAllowedError     405
             ├── PlugzUnsupportedMediaTypeError 415
@@ -40,7 +43,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from airflow_provider_plugz._compat import AirflowException
+from airflow_provider_plugz._compat import AirflowException, AirflowFailException
 
 
 class PlugzError(AirflowException):
@@ -205,6 +208,20 @@ class PlugzRedirectError(PlugzAPIError):
     )
 
 
+class PlugzRefusedError(PlugzAPIError):
+    """The API answered (HTTP 2xx) but refused: ``{"success": false}``, usually with a ``message``.
+
+    The server's reason, redacted, is in the message and in ``server_message``; a reason that
+    names a known cause raises that cause's class instead (e.g. :class:`PlugzSubscriptionError`).
+    """
+
+    advice = (
+        "The Plugz API refused the request and did not carry it out; fix what its reason names "
+        "(in the Plugz panel or the connection), then run again. Without a reason, check the "
+        "instance in the Plugz panel."
+    )
+
+
 class PlugzBadRequestError(PlugzAPIError):
     """HTTP 400 (or another 4xx): the request does not match what the API expects."""
 
@@ -249,6 +266,20 @@ class PlugzQueueFullError(PlugzBadRequestError):
     )
 
 
+class PlugzOutcomeUnknownError(PlugzError, AirflowFailException):
+    """A state-changing request (a message, a PIN) may have reached Plugz, and we cannot tell.
+
+    Also an ``AirflowFailException``: the task fails without an Airflow retry, since a retry
+    would send it again (a duplicate message is something a person reads).
+    """
+
+    advice = (
+        "Check what happened before sending again: the sending number's queue (GET .../queue, or the "
+        "Plugz panel) and the recipient's chat for a message, PlugzPinStatusOperator for a PIN. To "
+        "send again anyway, run the task with allow_resend=True."
+    )
+
+
 #: Failures after which the request provably never left: the only ones a state-changing call retries.
 NEVER_SENT: tuple[type[PlugzError], ...] = (PlugzConnectError, PlugzConnectTimeoutError)
 
@@ -268,10 +299,12 @@ __all__ = [
     "PlugzMalformedResponseError",
     "PlugzMethodNotAllowedError",
     "PlugzNotFoundError",
+    "PlugzOutcomeUnknownError",
     "PlugzQueueFullError",
     "PlugzRateLimitedError",
     "PlugzReadTimeoutError",
     "PlugzRedirectError",
+    "PlugzRefusedError",
     "PlugzServerError",
     "PlugzSubscriptionError",
     "PlugzTLSError",

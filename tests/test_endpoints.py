@@ -22,6 +22,7 @@ from airflow_provider_plugz.exceptions import (
     PlugzError,
     PlugzMalformedResponseError,
     PlugzNotFoundError,
+    PlugzRefusedError,
     PlugzServerError,
     PlugzTimeoutError,
 )
@@ -265,9 +266,12 @@ def test_device_over_http(sandbox: PlugzSandbox) -> None:
 @pytest.mark.parametrize(
     ("body", "error"),
     [
-        pytest.param({"imgUrl": None}, "it has no 'phone' text", id="no-phone"),
+        pytest.param({"imgUrl": None}, "it has no 'phone' field", id="no-phone"),
         pytest.param(
             {"phone": "5511987654321", "device": ["x"]}, "'device' is not an object", id="device-list"
+        ),
+        pytest.param(
+            {"phone": "", "sessionId": "66"}, "'sessionId' is not a whole number", id="session-id-text"
         ),
     ],
 )
@@ -275,3 +279,69 @@ def test_device_malformed(mock: rm.Mocker, body: dict[str, Any], error: str) -> 
     mock.get(f"{BASE}/device", json=body)
     with pytest.raises(PlugzMalformedResponseError, match=error):
         PlugzHook().get_device()
+
+
+@pytest.mark.parametrize(
+    ("body", "model", "platform"),
+    [
+        pytest.param(
+            {"phone": "", "imgUrl": None, "device": {"device_model": "SM-N975F", "platform": "smba"}},
+            "SM-N975F",
+            "smba",
+            id="plugz-layout-not-paired",
+        ),
+        pytest.param(
+            {
+                "phone": "",
+                "name": "",
+                "device": {"sessionName": "Z-API", "device_model": "Z-API"},
+                "sessionId": 66,
+                "isBusiness": True,
+            },
+            None,
+            None,
+            id="z-api-layout-not-paired",
+        ),
+    ],
+)
+def test_device_not_paired_is_a_result(
+    mock: rm.Mocker, body: dict[str, Any], model: str | None, platform: str | None
+) -> None:
+    """A number not paired yet (both references' own example) is a DeviceInfo without a phone."""
+    mock.get(f"{BASE}/device", json=body)
+    device = PlugzHook().get_device()
+    assert (device.phone, device.masked_phone, device.model, device.platform) == (None, None, model, platform)
+
+
+# Every call of the provider, as the hook makes it.
+CALLS = {
+    "pin-status": ("get", "security/two-fa-code", lambda hook: hook.get_pin_status()),
+    "set-pin": ("post", "security/two-fa-code", lambda hook: hook.set_pin("482913")),
+    "status": ("get", "status", lambda hook: hook.get_instance_status()),
+    "device": ("get", "device", lambda hook: hook.get_device()),
+    "send-text": ("post", "send-text", lambda hook: hook.send_text(PHONE, TEXT)),
+}
+
+
+@pytest.mark.parametrize("call", list(CALLS))
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"success": False}, id="bare"),
+        pytest.param({"success": False, "message": f"not now, {PHONE}"}, id="with-message"),
+    ],
+)
+def test_success_false_is_a_refusal_never_retried(
+    mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch, call: str, body: dict[str, Any]
+) -> None:
+    # The default policy (4 attempts): one request means the refusal is final.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps({**CONN, "extra": {"client_token": CLIENT_TOKEN}})
+    )
+    method, path, run = CALLS[call]
+    mock.register_uri(method.upper(), f"{BASE}/{path}", json=body)
+    with pytest.raises(PlugzRefusedError, match=r"HTTP 200, success: false") as info:
+        run(PlugzHook())
+    assert mock.call_count == 1
+    assert PHONE not in str(info.value)
+    assert "482913" not in str(info.value)

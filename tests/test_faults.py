@@ -47,6 +47,7 @@ from airflow_provider_plugz.exceptions import (
     PlugzRateLimitedError,
     PlugzReadTimeoutError,
     PlugzRedirectError,
+    PlugzRefusedError,
     PlugzServerError,
     PlugzSubscriptionError,
     PlugzTransientError,
@@ -736,11 +737,34 @@ CASES = [
     pytest.param(
         Case(
             faults=body(200, {"success": False, "hasCode": True}),
-            error=PlugzMalformedResponseError,
-            match="its 'success' is false, not true",
+            error=PlugzRefusedError,
+            match="HTTP 200, success: false (the API gave no reason).",
             requests=1,
         ),
         id="body-200-success-false",
+    ),
+    pytest.param(
+        Case(
+            faults=body(
+                200, {"success": False, "message": f"no PIN data for {CLIENT_TOKEN} / 5521912345678"}
+            ),
+            error=PlugzRefusedError,
+            match="HTTP 200, success: false: no PIN data for *** / ***. The Plugz API refused",
+            requests=1,
+            hidden=("5521912345678",),
+        ),
+        id="body-200-success-false-message-echoes-token-and-phone",
+    ),
+    pytest.param(
+        Case(
+            faults=body(
+                200, {"success": False, "message": "This feature is only available for mobile instances"}
+            ),
+            error=PlugzInstanceNotSupportedError,
+            match="success: false: This feature is only available for mobile instances",
+            requests=1,
+        ),
+        id="body-200-success-false-web-instance",
     ),
     pytest.param(
         Case(
@@ -1019,7 +1043,7 @@ CASES = [
         Case(
             faults=body(200, {"success": CLIENT_TOKEN, "hasCode": True}),
             error=PlugzMalformedResponseError,
-            match="its 'success' is string, not true",
+            match="its 'success' is string, not a boolean",
             requests=1,
             hidden=(CLIENT_TOKEN[:8],),
         ),
@@ -1177,7 +1201,7 @@ def observe(call: Callable[[], Any]) -> Observed:
 def sensor_for(case: Case, **kwargs: Any) -> PlugzPinStatusSensor:
     """A sensor that succeeds on the row's ``has_code`` (a failing row waits for a PIN)."""
     expected = True if case.has_code is None else case.has_code
-    return PlugzPinStatusSensor(task_id="wait", expected=expected, poke_interval=0, timeout=30, **kwargs)
+    return PlugzPinStatusSensor(task_id="wait", expected=expected, poke_interval=0.01, timeout=30, **kwargs)
 
 
 def run_hook(case: Case) -> tuple[Observed, Any]:
@@ -1338,6 +1362,7 @@ def test_the_table_is_big_and_covers_every_outcome() -> None:
         PlugzRateLimitedError,
         PlugzServerError,
         PlugzMalformedResponseError,
+        PlugzRefusedError,
     }
     assert any(case.has_code is True for case in cases)
     assert any(case.has_code is False for case in cases)

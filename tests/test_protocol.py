@@ -17,12 +17,14 @@ from airflow_provider_plugz.endpoints import (
     INSTANCE_STATUS,
     PIN_STATUS,
     SEND_TEXT,
+    SET_PIN,
     DeviceInfo,
     InstanceStatus,
     PinStatus,
     SentMessage,
 )
 from airflow_provider_plugz.exceptions import (
+    PlugzAPIError,
     PlugzAuthenticationError,
     PlugzBadRequestError,
     PlugzError,
@@ -33,6 +35,7 @@ from airflow_provider_plugz.exceptions import (
     PlugzQueueFullError,
     PlugzRateLimitedError,
     PlugzRedirectError,
+    PlugzRefusedError,
     PlugzServerError,
     PlugzSubscriptionError,
     PlugzUnsupportedMediaTypeError,
@@ -153,8 +156,13 @@ BODY_CASES = [
     pytest.param(b'{"success": true, "hasCode": "true"}', "not a boolean", id="string-hasCode"),
     pytest.param(b'{"success": true, "hasCode": 1}', "not a boolean", id="int-hasCode"),
     pytest.param(b'{"success": true, "hasCode": null}', "not a boolean", id="null-hasCode"),
-    pytest.param(b'{"success": false}', "'success' is false, not true", id="success-false"),
-    pytest.param(b'{"success": false, "hasCode": true}', "'success' is false", id="success-false-with-code"),
+    pytest.param(
+        b'{"success": "false", "hasCode": true}', "'success' is string, not a boolean", id="success-text"
+    ),
+    pytest.param(b'{"success": 0, "message": "no"}', "'success' is number, not a boolean", id="success-zero"),
+    pytest.param(
+        b'{"success": null, "hasCode": true}', "'success' is null, not a boolean", id="success-null"
+    ),
     pytest.param(b"\xff\xfe\x00garbage", "not valid JSON", id="binary"),
     pytest.param(b"[" * 100_000, "not valid JSON", id="deeply-nested"),
 ]
@@ -241,6 +249,26 @@ def test_oversized_body() -> None:
 
 PHONE = "5511987654321"
 TEXT = "Disk 93% full on db-7; page Marina"
+PLUGZ_DEVICE = {
+    "wa_version": "2.21.10.16",
+    "mcc": "724",
+    "mnc": "039",
+    "os_version": "7.1.2",
+    "device_manufacturer": "samsung",
+    "device_model": "SM-N975F",
+    "osbuildnumber": "samsung-user 7.1.2 20171130.276299 release-keys",
+    "platform": "smba",
+}
+ZAPI_DEVICE = {
+    "phone": PHONE,
+    "imgUrl": "https://exemplo.com/foto-perfil.jpg",
+    "about": "Recado do perfil do contato",
+    "name": "Nome do Perfil",
+    "device": {"sessionName": "Z-API", "device_model": "Z-API"},
+    "originalDevice": "android",
+    "sessionId": 175,
+    "isBusiness": False,
+}
 STATUS_REQUEST = build_request(CONFIG, INSTANCE_STATUS)
 DEVICE_REQUEST = build_request(CONFIG, DEVICE)
 SEND_REQUEST = build_request(CONFIG, SEND_TEXT, PHONE, TEXT)
@@ -339,13 +367,104 @@ def test_instance_status_successes(body: dict[str, Any], expected: InstanceStatu
         ),
         pytest.param({"phone": PHONE}, DeviceInfo(phone=PHONE), id="phone-only"),
         pytest.param({"phone": PHONE, "device": None, "imgUrl": None}, DeviceInfo(phone=PHONE), id="nulls"),
+        pytest.param(
+            {"phone": "+55 (11) 98765-4321"}, DeviceInfo(phone="+55 (11) 98765-4321"), id="phone-as-written"
+        ),
+        # Plugz's page, verbatim: a number not paired yet has an empty phone.
+        pytest.param(
+            {"phone": "", "imgUrl": None, "device": PLUGZ_DEVICE},
+            DeviceInfo(
+                phone=None,
+                wa_version="2.21.10.16",
+                platform="smba",
+                os_version="7.1.2",
+                os_build_number="samsung-user 7.1.2 20171130.276299 release-keys",
+                manufacturer="samsung",
+                model="SM-N975F",
+                mcc="724",
+                mnc="039",
+            ),
+            id="plugz-docs-example-empty-phone",
+        ),
+        # Z-API's current page, verbatim: device_model names the session software, not the phone.
+        pytest.param(
+            ZAPI_DEVICE,
+            DeviceInfo(
+                phone=PHONE,
+                img_url="https://exemplo.com/foto-perfil.jpg",
+                platform="android",
+                name="Nome do Perfil",
+                about="Recado do perfil do contato",
+                is_business=False,
+                session_name="Z-API",
+                session_id=175,
+            ),
+            id="z-api-docs-example",
+        ),
+        # Z-API's older page, verbatim: empty phone, no originalDevice.
+        pytest.param(
+            {
+                "phone": "",
+                "imgUrl": "",
+                "name": "",
+                "device": {"sessionName": "Z-API", "device_model": "Z-API"},
+                "sessionId": 66,
+                "isBusiness": True,
+            },
+            DeviceInfo(phone=None, is_business=True, session_name="Z-API", session_id=66),
+            id="z-api-older-example-empty-phone",
+        ),
+        pytest.param(
+            {"phone": None, "device": {"device_model": "Z-API"}, "sessionId": 0},
+            DeviceInfo(phone=None, session_id=0),
+            id="z-api-layout-without-session-name",
+        ),
+        pytest.param(
+            {"phone": "  ", "device": {"device_model": "Z-API"}, "isBusiness": None},
+            DeviceInfo(phone=None),
+            id="z-api-layout-by-is-business-blank-phone",
+        ),
+        pytest.param(
+            {"phone": PHONE, "originalDevice": "iphone", "device": {"platform": "smbi", "device_model": "x"}},
+            DeviceInfo(phone=PHONE, platform="smbi"),
+            id="mixed-layout-keeps-plugz-platform-drops-model",
+        ),
+        pytest.param(
+            {"phone": PHONE, "name": f"on call {CLIENT_TOKEN}", "device": {"wa_version": INSTANCE_TOKEN}},
+            DeviceInfo(phone=PHONE, wa_version="***", name="on call ***"),
+            id="echoed-secrets-redacted",
+        ),
     ],
 )
 def test_device_successes(body: dict[str, Any], expected: DeviceInfo) -> None:
     result = answer(200, body, request=DEVICE_REQUEST)
     assert result == expected
-    assert result.masked_phone == "***4321"
+    assert result.masked_phone == (None if expected.phone is None else "***4321")
+    assert result.model != "Z-API"  # the session software is never reported as the phone's model
     assert PHONE not in repr(result)
+    assert_no_secret(repr(result))
+
+
+def test_device_repr_keeps_personal_data_out() -> None:
+    """The profile's name, status text and picture never show; nor does a number in another field."""
+    other = "5521912345678"
+    device = DeviceInfo(
+        phone=PHONE,
+        img_url=f"https://pps.whatsapp.net/v/{PHONE}.jpg",
+        name="Marina",
+        about=f"call me at {other}",
+        os_build_number=f"build {other}",
+        session_name="Z-API",
+        session_id=175,
+    )
+    shown = repr(device)
+    for private in (PHONE, other, "Marina", "call me", "pps.whatsapp.net"):
+        assert private not in shown
+    assert shown.startswith("DeviceInfo(phone='***4321', ")
+    assert "os_build_number='build ***'" in shown
+    assert "session_name='Z-API', session_id=175" in shown
+    assert "phone=None" in repr(DeviceInfo(phone=None))
+    assert DeviceInfo(phone=None).masked_phone is None
 
 
 @pytest.mark.parametrize(
@@ -387,10 +506,69 @@ NEW_MALFORMED = [
         id="status-ints",
     ),
     pytest.param("status", [True], "not an object", id="status-array"),
-    pytest.param("device", {"imgUrl": None}, "no 'phone' text", id="device-no-phone"),
-    pytest.param("device", {"phone": "   "}, "no 'phone' text", id="device-blank-phone"),
-    pytest.param("device", {"phone": 5511987654321}, "no 'phone' text", id="device-phone-number"),
+    pytest.param("device", {"imgUrl": None}, "it has no 'phone' field", id="device-no-phone"),
+    pytest.param("device", {"phone": 5511987654321}, "'phone' is not a text", id="device-phone-number"),
+    pytest.param("device", {"phone": [PHONE]}, "'phone' is not a text", id="device-phone-list"),
+    pytest.param("device", {"phone": False}, "'phone' is not a text", id="device-phone-false"),
+    pytest.param("device", {"phone": "n/a"}, "'phone' is not a phone number", id="device-phone-words"),
+    pytest.param("device", {"phone": "5" * 40}, "'phone' is not a phone number", id="device-phone-too-long"),
+    pytest.param(
+        "device", {"phone": f"{PHONE}\n{PHONE}"}, "'phone' is not a phone number", id="device-phone-two-lines"
+    ),
     pytest.param("device", {"phone": PHONE, "device": ["x"]}, "'device' is not an object", id="device-list"),
+    pytest.param(
+        "device", {"phone": PHONE, "device": "Z-API"}, "'device' is not an object", id="device-text"
+    ),
+    pytest.param(
+        "device",
+        {"phone": PHONE, "device": {"device_model": 8}},
+        "'device.device_model' is not a text",
+        id="device-model-number",
+    ),
+    pytest.param(
+        "device",
+        {"phone": PHONE, "device": {"mcc": 724}},
+        "'device.mcc' is not a text",
+        id="device-mcc-number",
+    ),
+    pytest.param(
+        "device",
+        {"phone": PHONE, "device": {"sessionName": {"n": 1}}},
+        "'device.sessionName' is not a text",
+        id="device-session-name-object",
+    ),
+    pytest.param("device", {"phone": PHONE, "name": 7}, "'name' is not a text", id="device-name-number"),
+    pytest.param("device", {"phone": PHONE, "about": True}, "'about' is not a text", id="device-about-true"),
+    pytest.param("device", {"phone": PHONE, "imgUrl": {}}, "'imgUrl' is not a text", id="device-img-object"),
+    pytest.param(
+        "device",
+        {"phone": PHONE, "originalDevice": 1},
+        "'originalDevice' is not a text",
+        id="device-original-1",
+    ),
+    pytest.param(
+        "device",
+        {**ZAPI_DEVICE, "isBusiness": "false"},
+        "'isBusiness' is not a boolean",
+        id="device-business-text",
+    ),
+    pytest.param(
+        "device", {**ZAPI_DEVICE, "isBusiness": 0}, "'isBusiness' is not a boolean", id="device-business-zero"
+    ),
+    *(
+        pytest.param(
+            "device", {**ZAPI_DEVICE, "sessionId": value}, "'sessionId' is not a whole number", id=name
+        )
+        for name, value in (
+            ("device-session-id-text", "175"),
+            ("device-session-id-true", True),
+            ("device-session-id-fraction", 1.5),
+            ("device-session-id-float", 175.0),
+            ("device-session-id-negative", -1),
+            ("device-session-id-huge", 10**30),
+            ("device-session-id-list", [175]),
+        )
+    ),
     pytest.param("send-text", {"messageId": "m1"}, "no 'zaapId' text", id="send-no-zaap-id"),
     pytest.param(
         "send-text", {"zaapId": "", "messageId": ""}, "no 'zaapId' or 'messageId'", id="send-empty-ids"
@@ -561,3 +739,198 @@ def test_new_endpoint_failures(
     assert info.value.http_status == status
     for text in (message, repr(info.value), str(info.value.server_message)):
         assert_private(text)
+
+
+# --- success: false, the API's documented refusal (every endpoint) -----------------------------
+
+NEW_PIN = "731946"
+REFUSAL_REQUESTS = {
+    "pin": REQUEST,
+    "set-pin": build_request(CONFIG, SET_PIN, NEW_PIN),
+    **NEW_REQUESTS,
+}
+NO_REASON = "HTTP 200, success: false (the API gave no reason)"
+
+REFUSALS = [
+    pytest.param("pin", 200, {"success": False}, PlugzRefusedError, NO_REASON, id="pin-bare"),
+    pytest.param(
+        "pin", 200, {"success": False, "hasCode": True}, PlugzRefusedError, NO_REASON, id="pin-with-has-code"
+    ),
+    pytest.param(
+        "pin",
+        200,
+        {"success": False, "message": "Não foi possível consultar o PIN"},
+        PlugzRefusedError,
+        "HTTP 200, success: false: Não foi possível consultar o PIN.",
+        id="pin-with-message",
+    ),
+    pytest.param(
+        "pin",
+        201,
+        {"success": False, "message": "busy"},
+        PlugzRefusedError,
+        "HTTP 201, success",
+        id="pin-201",
+    ),
+    pytest.param(
+        "pin",
+        200,
+        {"success": False, "message": "", "error": None},
+        PlugzRefusedError,
+        NO_REASON,
+        id="pin-empty-message-null-error",
+    ),
+    pytest.param("set-pin", 200, {"success": False}, PlugzRefusedError, NO_REASON, id="set-pin-bare"),
+    pytest.param(
+        "set-pin",
+        200,
+        {"success": False, "message": f"PIN {NEW_PIN} was not accepted for {PHONE}"},
+        PlugzRefusedError,
+        "success: false: PIN *** was not accepted for ***.",
+        id="set-pin-echoes-pin-and-phone",
+    ),
+    pytest.param(
+        "set-pin",
+        200,
+        {"success": False, "message": f"Client-Token {CLIENT_TOKEN} lacks rights on /instances/x/token/y/z"},
+        PlugzAuthenticationError,
+        "Client-Token *** lacks rights on /instances/***/token/***/z",
+        id="set-pin-echoes-token-and-url",
+    ),
+    pytest.param(
+        "set-pin",
+        200,
+        {"success": False, "message": f"{INSTANCE_TOKEN[2:20]} refused"},
+        PlugzRefusedError,
+        "success: false: *** refused",
+        id="set-pin-echoes-part-of-the-instance-token",
+    ),
+    pytest.param(
+        "pin",
+        200,
+        {"success": False, "message": "This feature is only available for mobile instances"},
+        PlugzInstanceNotSupportedError,
+        "success: false: This feature is only available for mobile instances",
+        id="pin-message-web-instance",
+    ),
+    pytest.param(
+        "set-pin",
+        200,
+        {
+            "success": False,
+            "message": "To continue sending a message, you must subscribe to this instance again",
+        },
+        PlugzSubscriptionError,
+        "Renew",
+        id="set-pin-message-expired",
+    ),
+    pytest.param(
+        "pin",
+        200,
+        {"success": False, "message": "Instance not found"},
+        PlugzNotFoundError,
+        "success: false: Instance not found",
+        id="pin-message-not-found",
+    ),
+    # An ``error`` key still wins: its text is classified as on any 200 with an error.
+    pytest.param(
+        "pin",
+        200,
+        {"success": False, "error": "null not allowed"},
+        PlugzAuthenticationError,
+        "HTTP 200: null not allowed",
+        id="pin-error-key-wins",
+    ),
+    pytest.param(
+        "set-pin",
+        200,
+        {"success": False, "error": "something odd", "message": "more"},
+        PlugzBadRequestError,
+        "HTTP 200: something odd: more",
+        id="set-pin-error-and-message",
+    ),
+    pytest.param(
+        "pin",
+        200,
+        {"success": False, "message": {"reason": CLIENT_TOKEN}},
+        PlugzRefusedError,
+        "success: false: (a JSON object)",
+        id="pin-message-an-object",
+    ),
+    pytest.param(
+        "pin",
+        200,
+        {"success": False, "message": "line one\nline two \x1b[31mred\x00"},
+        PlugzRefusedError,
+        "success: false: line one line two ?[31mred?.",
+        id="pin-message-control-characters",
+    ),
+    pytest.param(
+        "pin",
+        200,
+        {"success": False, "message": "x" * 100_000},
+        PlugzRefusedError,
+        "xxx...",
+        id="pin-huge-message",
+    ),
+    # Any endpoint: success: false is never a success, and a /status answer's state does not hide it.
+    pytest.param(
+        "status",
+        200,
+        {
+            "connected": False,
+            "smartphoneConnected": False,
+            "error": "You are not connected.",
+            "success": False,
+        },
+        PlugzRefusedError,
+        "success: false: You are not connected.",
+        id="status-state-with-success-false",
+    ),
+    pytest.param(
+        "status",
+        200,
+        {"connected": True, "smartphoneConnected": True, "success": False},
+        PlugzRefusedError,
+        NO_REASON,
+        id="status-connected-but-success-false",
+    ),
+    pytest.param(
+        "device",
+        200,
+        {"phone": PHONE, "success": False},
+        PlugzRefusedError,
+        NO_REASON,
+        id="device-success-false",
+    ),
+    pytest.param(
+        "send-text",
+        200,
+        {"zaapId": "z1", "messageId": "m1", "success": False, "message": f"'{TEXT}' to {PHONE} not queued"},
+        PlugzRefusedError,
+        "success: false: '***' to *** not queued",
+        id="send-success-false-echoes-text-and-phone",
+    ),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "status", "body", "error_class", "fragment"), REFUSALS)
+def test_success_false_is_a_refusal(
+    endpoint: str, status: int, body: Any, error_class: type[PlugzError], fragment: str
+) -> None:
+    request = REFUSAL_REQUESTS[endpoint]
+    with pytest.raises(error_class) as info:
+        answer(status, body, request=request)
+    err = info.value
+    assert type(err) is error_class
+    assert isinstance(err, PlugzAPIError)  # the server said no: permanent, never retried
+    message = str(err)
+    assert f"Plugz {request.endpoint.action} failed for connection 'plugz_default': HTTP {status}" in message
+    assert fragment in message
+    assert message.endswith(error_class.advice)
+    assert message.isprintable()
+    assert err.http_status == status
+    assert len(err.server_message or "") <= 303  # a bounded line, "..." when cut
+    for text in (message, repr(err), str(err.server_message)):
+        assert_private(text)
+        assert NEW_PIN not in text

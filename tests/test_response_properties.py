@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
 import zlib
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +20,8 @@ from requests.structures import CaseInsensitiveDict
 
 from airflow_provider_plugz._protocol import Answer, Malformed, check_response
 from airflow_provider_plugz.connection import PlugzConfig
-from airflow_provider_plugz.endpoints import PIN_STATUS, PinStatus
-from airflow_provider_plugz.exceptions import PlugzError, PlugzMalformedResponseError
+from airflow_provider_plugz.endpoints import DEVICE, PIN_STATUS, DeviceInfo, PinStatus
+from airflow_provider_plugz.exceptions import PlugzAPIError, PlugzError, PlugzMalformedResponseError
 from airflow_provider_plugz.hooks.plugz import PlugzHook
 from airflow_provider_plugz.testing import Fault
 from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
@@ -224,3 +225,69 @@ def test_both_transports_raise_only_plugz_errors(hostile_server: PlugzSandbox, a
         assert_safe(result)
         if isinstance(result, PlugzError):
             assert str(result).isprintable()
+
+
+# --- success: false and /device, over any values -------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(status=st.integers(min_value=200, max_value=299), body=api_like)
+def test_success_false_is_always_a_refusal(status: int, body: dict[str, Any]) -> None:
+    """Whatever else the body holds, a 2xx saying success: false is the API's refusal: never a
+    result, never "malformed", and its redacted reason is one bounded line."""
+    body = {**body, "success": False}
+    result = outcome(status, "application/json", json.dumps(body).encode())
+    assert_safe(result)
+    assert isinstance(result, PlugzAPIError), repr(result)
+    if body.get("error") in (None, False, ""):
+        assert f"HTTP {status}, success: false" in str(result)
+    assert len(result.server_message or "") <= 303
+    assert str(result).isprintable()
+
+
+PHONES = st.sampled_from(["", "5511987654321", "+55 (11) 98765-4321", None])
+# Mostly values of the documented types (so that most answers parse), any JSON value now and then.
+texts = st.text(max_size=20) | PHONES | json_values
+device_like = st.fixed_dictionaries(
+    {"phone": PHONES | json_values},
+    optional={
+        **dict.fromkeys(("imgUrl", "name", "about", "originalDevice"), texts),
+        "isBusiness": st.booleans() | json_values,
+        "sessionId": st.integers(min_value=0, max_value=10**6) | json_values,
+        "device": st.fixed_dictionaries(
+            {},
+            optional=dict.fromkeys(
+                ("sessionName", "device_model", "platform", "wa_version", "osbuildnumber"), texts
+            ),
+        )
+        | json_values,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=device_like)
+def test_device_answers_parse_or_are_malformed(body: dict[str, Any]) -> None:
+    """Any /device answer is a DeviceInfo or a PlugzMalformedResponseError; Z-API's layout never
+    yields a phone model, and no repr holds a phone number."""
+    try:
+        result = DEVICE.parse(
+            Answer(check_response(CONFIG, DEVICE, 200, CaseInsensitiveDict(), json.dumps(body).encode()))
+        )
+    except Malformed:
+        return
+    except PlugzError as err:
+        assert_safe(err)
+        return
+    assert isinstance(result, DeviceInfo)
+    device = body.get("device")
+    if (isinstance(device, dict) and "sessionName" in device) or {
+        "originalDevice",
+        "sessionId",
+        "isBusiness",
+    } & set(body):
+        assert result.model is None
+    assert result.phone is None or result.phone == body["phone"].strip()
+    shown = repr(result)
+    assert "98765" not in shown
+    assert re.search("[0-9]{8}", shown.replace(f"session_id={result.session_id}", "")) is None

@@ -10,6 +10,7 @@ import functools
 import heapq
 import http.client
 import http.cookiejar
+import ipaddress
 import itertools
 import logging
 import os
@@ -25,6 +26,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.util.connection import allowed_gai_family
 
 from airflow_provider_plugz import sentry
 from airflow_provider_plugz._compat import (
@@ -334,12 +336,13 @@ class PlugzHook(BaseHook):
         (``GET .../security/two-fa-code``). A number that is not connected is reported, not a
         failure (the credentials work); a web instance has no PIN state (mobile-only endpoints).
         A failing call ends the test with its error, which names the check that failed; after
-        an unusable status answer (malformed, refused as a bad request) the PIN is still read.
+        an unusable status answer (malformed, a bad request, success: false) the PIN is still read.
         """
         from airflow_provider_plugz.exceptions import (
             PlugzBadRequestError,
             PlugzInstanceNotSupportedError,
             PlugzMalformedResponseError,
+            PlugzRefusedError,
         )
 
         def failure(err: PlugzError) -> str:
@@ -361,7 +364,7 @@ class PlugzHook(BaseHook):
         status_error: PlugzError | None = None
         try:
             facts.append(connection_state(self.get_instance_status()))
-        except (PlugzMalformedResponseError, PlugzBadRequestError) as err:
+        except (PlugzMalformedResponseError, PlugzBadRequestError, PlugzRefusedError) as err:
             status_error = err  # this answer was unusable; the PIN call may still tell the rest
         except PlugzError as err:
             return False, failure(err)
@@ -420,9 +423,10 @@ class PlugzHook(BaseHook):
     def _send(self, config: PlugzConfig, request: PlugzRequest) -> TransportAnswer:
         """Send over requests; map its exceptions without letting their URL-bearing text through.
 
-        The whole attempt, from send to last byte, is bounded by ``config.total_timeout``: a
-        watchdog shuts the socket down when it passes (per-read timeouts alone let a server that
-        drips one byte at a time hold the call forever).
+        The whole attempt, from its start to the last byte, is bounded by ``config.total_timeout``
+        whatever phase it is in (see :class:`_Watch`): the connect is given no more than the time
+        left, and a watchdog shuts the socket down when the deadline passes (per-read timeouts
+        alone let a server that drips one byte at a time hold the call forever).
         """
         error: PlugzError
         watch = _WATCHDOG.watch(config.total_timeout)
@@ -439,18 +443,18 @@ class PlugzHook(BaseHook):
                 reader = BodyReader(response.headers.get("Content-Encoding"))
                 # Raw bytes: decoding is ours, so its output is bounded while it is produced.
                 for chunk in response.raw.stream(_CHUNK, decode_content=False):
-                    if not reader.feed(chunk):
+                    if watch.fired or not reader.feed(chunk):
                         break
                 if not watch.fired:
                     return response.status_code, response.headers, reader.body, reader.problem
             exc: BaseException = TimeoutError("deadline")
-            failure = TransportFailure.DEADLINE
+            failure = watch.failure
         except _SYNC_ERRORS as caught:
-            exc, failure = caught, TransportFailure.DEADLINE if watch.fired else _requests_failure(caught)
+            exc, failure = caught, watch.failure if watch.fired else _requests_failure(caught)
         finally:
             watch.finish()
-        error = transport_error(config, request, failure, exc)
-        if failure is TransportFailure.DEADLINE:
+        error = transport_error(config, request, failure, exc, elapsed=time.monotonic() - watch.started)
+        if watch.fired:
             self.close()  # the socket was shut down under the pool
         # Raised outside the except block on purpose: requests' exceptions (and urllib3's
         # under them) quote the URL, which holds the instance token, so they must not ride
@@ -458,15 +462,23 @@ class PlugzHook(BaseHook):
         raise error
 
     async def _asend(self, config: PlugzConfig, request: PlugzRequest) -> TransportAnswer:
-        """Send over httpx; the same rules as :meth:`_send`, the deadline kept by asyncio."""
+        """Send over httpx; the same rules as :meth:`_send`, the deadline kept by asyncio.
+
+        The deadline cancels whatever the attempt awaits (a pooled connection, name resolution,
+        the connect, TLS, writing, reading); httpcore's trace events tell whether the request
+        had started to go out by then.
+        """
         import httpx  # imported off the loop by aget_config already
 
         error: PlugzError
+        started = time.monotonic()
+        progress = _Progress()
         client = self._async_client_for(config)
         try:
-            return await _within(config.total_timeout, self._aexchange(client, config, request))
+            return await _within(config.total_timeout, self._aexchange(client, config, request, progress))
         except asyncio.TimeoutError as exc:
-            error = transport_error(config, request, TransportFailure.DEADLINE, exc)
+            failure = TransportFailure.DEADLINE if progress.sending else TransportFailure.DEADLINE_CONNECTING
+            error = transport_error(config, request, failure, exc, elapsed=time.monotonic() - started)
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError) as exc:
             error = transport_error(config, request, _httpx_failure(exc), exc)
         raise error
@@ -482,7 +494,7 @@ class PlugzHook(BaseHook):
 
     @staticmethod
     async def _aexchange(
-        client: httpx.AsyncClient, config: PlugzConfig, request: PlugzRequest
+        client: httpx.AsyncClient, config: PlugzConfig, request: PlugzRequest, progress: _Progress
     ) -> TransportAnswer:
         import httpx
 
@@ -492,6 +504,7 @@ class PlugzHook(BaseHook):
             headers=dict(request.headers),
             content=request.body,
             timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
+            extensions={"trace": progress.trace},
         ) as response:
             reader = BodyReader(response.headers.get("Content-Encoding"))
             async for chunk in response.aiter_raw(_CHUNK):
@@ -577,6 +590,24 @@ async def _within(seconds: float, awaitable: Awaitable[T]) -> T:
     return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - Python 3.10
 
 
+class _Progress:
+    """How far one httpx attempt got, from httpcore's trace events (the ``trace`` extension).
+
+    ``sending`` turns True when the request's first bytes are about to be written: before
+    that (waiting for a pooled connection, resolving, connecting, TLS) it provably never left.
+    """
+
+    __slots__ = ("sending",)
+
+    def __init__(self) -> None:
+        self.sending = False
+
+    async def trace(self, event: str, info: Any) -> None:
+        # "http11.send_request_headers.started", "http2.send_request_headers.started"
+        if event.endswith(".send_request_headers.started"):
+            self.sending = True
+
+
 class _RedactCredentialUrls(logging.Filter):
     """Rewrites log records of the HTTP clients so that they hold no instance URL or known secret.
 
@@ -622,38 +653,75 @@ def _redact_client_logs() -> None:
 
 
 class _Watch:
-    """One request's deadline: when it passes, the socket of the request's connection is shut down."""
+    """One attempt's deadline, kept whatever phase the attempt is in when it passes.
 
-    __slots__ = ("_connection", "_done", "_lock", "deadline", "fired")
+    - Resolving the host name and connecting: both get no more than the time left
+      (:func:`_connect_watched`); a connection that opens after the deadline is not used.
+    - The TLS handshake, writing the request, waiting for the answer, reading it: the watch holds
+      a duplicate of the connection's socket and the watchdog shuts it down at the deadline,
+      which wakes up whatever blocks on it. A duplicate, because ``ssl`` takes the original's
+      descriptor over for the handshake and http.client drops its own reference to the socket
+      of an answer that closes the connection: neither takes the socket out of our reach.
 
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
+    ``sending`` turns True when the connection is open and the request is about to be written:
+    a deadline that fired before then means the request never left.
+    """
+
+    __slots__ = ("_done", "_held", "_lock", "deadline", "fired", "sending", "started")
+
+    def __init__(self, seconds: float) -> None:
+        self.started = time.monotonic()
+        self.deadline = self.started + seconds
         self.fired = False
+        self.sending = False
         self._done = False
-        self._connection: HTTPConnection | None = None
+        self._held: socket.socket | None = None
         self._lock = threading.Lock()
 
-    def attach(self, connection: HTTPConnection) -> None:
+    @property
+    def failure(self) -> TransportFailure:
+        """What a fired deadline is: before the request was written, or after it may have left."""
+        return TransportFailure.DEADLINE if self.sending else TransportFailure.DEADLINE_CONNECTING
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def hold(self, sock: socket.socket) -> None:
+        """Watch the socket of the attempt's connection (the first one given; see the class)."""
         with self._lock:
-            self._connection = connection
-            fired = self.fired and not self._done
-        if fired:
-            _shut_down(connection)
+            if self._done or self._held is not None:
+                return
+            # socket.fromfd duplicates the descriptor; it works for an SSLSocket too.
+            self._held = socket.fromfd(sock.fileno(), sock.family, sock.type)
+            if self.fired:
+                _shut_down(self._held)
+
+    def begin_sending(self) -> None:
+        """The connection is open and the request is about to be written.
+
+        :raises TimeoutError: the deadline passed first; the request then never left.
+        """
+        with self._lock:
+            if not self.fired:
+                self.sending = True
+                return
+        raise _DeadlinePassed("the attempt's deadline passed before the request was written")
 
     def fire(self) -> None:
         with self._lock:
             if self._done:
                 return
             self.fired = True
-            connection = self._connection
-        if connection is not None:
-            _shut_down(connection)
+            if self._held is not None:
+                _shut_down(self._held)  # under the lock: finish() cannot close it meanwhile
 
     def finish(self) -> None:
         with self._lock:
             self._done = True
-            self._connection = None
-        if _CURRENT.__dict__.get("watch") is self:
+            held, self._held = self._held, None
+            if held is not None:
+                held.close()  # the duplicate only: the connection's own socket is the pool's
+        if _current_watch() is self:
             _CURRENT.watch = None
 
     @property
@@ -661,13 +729,11 @@ class _Watch:
         return self._done
 
 
-def _shut_down(connection: HTTPConnection) -> None:
-    sock = getattr(connection, "sock", None)
-    if sock is None:
-        return
-    # socket.socket's own shutdown, also for an SSLSocket: it only wakes the reader up.
-    with contextlib.suppress(OSError, TypeError, ValueError):
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+def _shut_down(sock: socket.socket) -> None:
+    # It only wakes up whoever blocks on the socket (connect, handshake, send, recv): each then
+    # fails or reads an early end, and the caller closes the connection.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class _Watchdog:
@@ -684,8 +750,8 @@ class _Watchdog:
         self._thread: threading.Thread | None = None
 
     def watch(self, seconds: float) -> _Watch:
-        """Start watching the calling thread's next request; :meth:`_Watch.finish` ends it."""
-        watch = _Watch(time.monotonic() + seconds)
+        """Start watching the calling thread's next attempt; :meth:`_Watch.finish` ends it."""
+        watch = _Watch(seconds)
         with self._condition:
             heapq.heappush(self._heap, (watch.deadline, next(self._order), watch))
             if self._thread is None or not self._thread.is_alive():
@@ -716,21 +782,140 @@ _WATCHDOG = _Watchdog()
 _CURRENT = threading.local()
 
 
-def _attach_current(connection: HTTPConnection) -> None:
+class _DeadlinePassed(TimeoutError):
+    """Raised inside urllib3 when the attempt's deadline passed before the request was written."""
+
+
+def _current_watch() -> _Watch | None:
     watch: _Watch | None = _CURRENT.__dict__.get("watch")
-    if watch is not None:
-        watch.attach(connection)
+    return watch
+
+
+def _connect_watched(connection: HTTPConnection, connect: Callable[[], None]) -> None:
+    """``connection.connect()`` within the current attempt's deadline (see :class:`_Watch`)."""
+    watch = _current_watch()
+    if watch is None:
+        connect()
+        return
+    try:
+        connect()
+    except BaseException as exc:
+        if isinstance(exc, _DeadlinePassed) or watch.remaining() <= 0:
+            watch.fire()  # it ran out of the time left: the deadline's doing, whatever it raised
+        raise
+    watch.begin_sending()
+
+
+def _new_conn_watched(connection: HTTPConnection, new_conn: Callable[[], socket.socket]) -> socket.socket:
+    """urllib3's ``_new_conn`` (resolve, then connect to each address in turn) within the deadline.
+
+    The name is resolved here first (:func:`_resolve_within`), then each address gets a connect
+    timeout of at most the time left; the socket that opens is held by the watch at once, so the
+    TLS handshake that follows is the watchdog's. ``_dns_host`` is urllib3's name for what it
+    connects to; the TLS check and the Host header keep using the host name.
+    """
+    watch = _current_watch()
+    if watch is None:
+        return new_conn()
+    name, timeout = connection._dns_host, connection.timeout
+    addresses = _resolve_within(name, connection.port, watch)
+    failure: BaseException | None = None
+    try:
+        for address in addresses:
+            remaining = watch.remaining()
+            if remaining <= 0:
+                raise _DeadlinePassed("the attempt's deadline passed before a connection opened")
+            connection._dns_host = address
+            bounded = isinstance(timeout, (int, float)) and timeout <= remaining
+            connection.timeout = timeout if bounded else remaining
+            try:
+                sock = new_conn()
+            except urllib3.exceptions.ConnectTimeoutError as exc:  # NewConnectionError too
+                if not bounded and not isinstance(exc, urllib3.exceptions.NewConnectionError):
+                    raise _DeadlinePassed("the attempt's deadline passed while connecting") from None
+                failure = exc  # try the next address, as urllib3 itself does
+                continue
+            break
+        else:
+            assert failure is not None
+            raise failure
+    finally:
+        connection._dns_host, connection.timeout = name, timeout
+    try:
+        watch.hold(sock)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _resolve_within(host: str, port: int | None, watch: _Watch) -> list[str]:
+    """The addresses of ``host``, resolved in a helper thread waited for no longer than the time left.
+
+    ``getaddrinfo`` can be neither interrupted nor given a timeout: a thread still resolving at
+    the deadline is left to finish on its own. An IP address is returned as it is, and so is a
+    name that does not resolve (urllib3 then resolves it again and says why it failed).
+    """
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        return [host]
+    resolved: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
+
+    def resolve() -> None:
+        try:
+            found = socket.getaddrinfo(host, port, allowed_gai_family(), socket.SOCK_STREAM)
+        except BaseException as exc:  # handed over to the waiting thread
+            resolved.set_exception(exc)
+        else:
+            resolved.set_result(found)
+
+    threading.Thread(target=resolve, name="plugz-resolve", daemon=True).start()
+    try:
+        found = resolved.result(timeout=max(watch.remaining(), 0.0))
+    except concurrent.futures.TimeoutError:
+        raise _DeadlinePassed("the attempt's deadline passed while resolving the host name") from None
+    except OSError:
+        return [host]
+    addresses = list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in found))
+    return addresses or [host]
+
+
+def _request_watched(connection: HTTPConnection) -> None:
+    """Before a request is written: a kept-alive connection's socket is held, and the request leaves.
+
+    A new connection is not open yet here when urllib3 lets http.client open it while sending
+    (plain HTTP): :func:`_connect_watched` marks that one.
+    """
+    watch = _current_watch()
+    if watch is not None and connection.sock is not None:
+        watch.hold(connection.sock)
+        watch.begin_sending()
 
 
 class _WatchedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        return _new_conn_watched(self, super()._new_conn)
+
+    def connect(self) -> None:
+        _connect_watched(self, super().connect)
+
     def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach_current(self)
+        _request_watched(self)
         super().request(*args, **kwargs)
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        return _new_conn_watched(self, super()._new_conn)
+
+    def connect(self) -> None:
+        _connect_watched(self, super().connect)
+
     def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach_current(self)
+        _request_watched(self)
         super().request(*args, **kwargs)
 
 
@@ -743,7 +928,7 @@ class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
 
 
 class _DeadlineAdapter(HTTPAdapter):
-    """requests' adapter whose connections tell the watchdog which socket a request uses."""
+    """requests' adapter whose connections keep the attempt's deadline (see :class:`_Watch`)."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from airflow_provider_plugz.exceptions import (
     NEVER_SENT,
+    PlugzAPIError,
+    PlugzConfigurationError,
     PlugzConnectionError,
     PlugzError,
     PlugzRateLimitedError,
@@ -69,6 +71,18 @@ class RetryPolicy:
     def start(self, *, idempotent: bool = True) -> Retrying:
         """State for one call: feed it each failure, it says how long to wait or gives up."""
         return Retrying(self, idempotent)
+
+
+def may_have_been_applied(error: PlugzError) -> bool:
+    """Whether the server may have carried out the request that ended in ``error``.
+
+    No when it provably never left (:data:`~..exceptions.NEVER_SENT`, or stopped before sending
+    as a configuration error) or when the server answered that it refused it (any
+    ``PlugzAPIError``: 3xx, 4xx, a ``success: false`` or ``error`` body; a 429). Yes for
+    everything else: a timeout or dropped connection after sending, a 408 or 5xx (a gateway may
+    have passed it on), an answer we could not read.
+    """
+    return not isinstance(error, (*NEVER_SENT, PlugzConfigurationError, PlugzAPIError, PlugzRateLimitedError))
 
 
 @dataclass

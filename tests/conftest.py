@@ -156,9 +156,28 @@ class FakeTaskInstance:
         self.pushed[key] = value
 
 
-def task_context() -> Any:
-    """A context for ``execute()`` outside Airflow: only the task instance."""
-    return {"ti": FakeTaskInstance()}
+class FakeTaskStateStore:
+    """Airflow 3.3's ``context["task_state_store"]`` as a dict (``values`` outlives a try)."""
+
+    def __init__(self, values: dict[str, Any] | None = None) -> None:
+        self.values = {} if values is None else values
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        assert value is not None
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+def task_context(store: FakeTaskStateStore | None = None, try_number: int = 1) -> Any:
+    """A context for ``execute()`` outside Airflow: the task instance and its task state store."""
+    ti = FakeTaskInstance()
+    ti.try_number = try_number
+    return {"ti": ti, "task_state_store": store or FakeTaskStateStore()}
 
 
 def assert_no_secrets(*texts: str, secrets: tuple[str, ...] = (*SECRETS, INSTANCE_ID)) -> None:
@@ -257,6 +276,23 @@ def airflow_db() -> Iterator[Path]:
     patcher.setattr(time, "sleep", sleep)
     yield AIRFLOW_HOME
     patcher.undo()
+
+
+def load_dag_file(folder: Path, source: str, dag_id: str) -> Any:
+    """Write ``source`` as a DAG file in ``folder``, parse it and, on Airflow 3, serialize it to
+    the metadata database (dag.test() and `airflow tasks test` run only a serialized DAG)."""
+    from airflow_provider_plugz._compat import AIRFLOW_V3, dag_bag
+
+    (folder / f"{dag_id}.py").write_text(source)
+    bag = dag_bag(str(folder))
+    assert bag.import_errors == {}
+    if AIRFLOW_V3:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+        from airflow.dag_processing.dagbag import sync_bag_to_db
+
+        DagBundlesManager().sync_bundles_to_db()
+        sync_bag_to_db(bag, "dags-folder", None)
+    return bag.get_dag(dag_id)
 
 
 @pytest.fixture

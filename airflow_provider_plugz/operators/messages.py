@@ -25,13 +25,23 @@ class PlugzSendMessageOperator(BaseOperator):
 
     A success means Plugz *queued* the message: it sends its queue one message at a time, and a
     message from a number that is not connected waits there until it reconnects (at most 1,000).
-    The message is sent at most once: after a request that may have reached Plugz it is never
-    retried, since a duplicate is something a person reads. Phone and text are personal data:
-    the log shows the phone's last 4 digits and the text's length, errors show neither.
+
+    The message is sent at most once per task instance, Airflow's retries included, since a
+    duplicate is something a person reads: a request that may have reached Plugz (a timeout or a
+    dropped connection after sending) is never sent again, and the try fails without an Airflow
+    retry (:class:`~..exceptions.PlugzOutcomeUnknownError`, saying how to check). Each try records
+    its attempt durably before sending (:mod:`._once`), so a later try - a retry, a worker lost
+    mid-request, a clear - sends nothing when an earlier one may have sent: it returns the earlier
+    ids when that one was confirmed, and fails otherwise, unless ``allow_resend=True``.
+
+    Phone and text are personal data: the log shows the phone's last 4 digits and the text's
+    length, errors show neither.
 
     :param phone: digits with country and area code (``5511999999999``) or a group id (templated).
     :param message: the text, 1 to 4,096 characters (templated).
     :param plugz_conn_id: the Plugz connection of the sending number (templated).
+    :param allow_resend: send even when an earlier try of this task instance sent, or may have
+        sent, the message (a duplicate is then possible); logged when it does.
     """
 
     template_fields: Sequence[str] = ("phone", "message", "plugz_conn_id")
@@ -44,12 +54,16 @@ class PlugzSendMessageOperator(BaseOperator):
         phone: str,
         message: str,
         plugz_conn_id: str = DEFAULT_CONN_ID,
+        allow_resend: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not isinstance(allow_resend, bool):
+            raise TypeError(f"allow_resend must be True or False, not {type(allow_resend).__name__}")
         self.phone = phone
         self.message = message
         self.plugz_conn_id = plugz_conn_id
+        self.allow_resend = allow_resend
 
     @cached_property
     def hook(self) -> PlugzHook:
@@ -59,9 +73,48 @@ class PlugzSendMessageOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, str]:
         from airflow_provider_plugz.endpoints import mask_phone
+        from airflow_provider_plugz.exceptions import PlugzError
+        from airflow_provider_plugz.operators._once import SENT, AttemptLedger
+        from airflow_provider_plugz.retry import may_have_been_applied
 
         phone = str(self.phone).strip()
-        sent = self.hook.send_text(phone, str(self.message))
+        ledger = AttemptLedger.for_task(context, "the WhatsApp message")
+        earlier = ledger.earlier()
+        if (
+            earlier is not None
+            and earlier.result is not None
+            and earlier.state == SENT
+            and not self.allow_resend
+        ):
+            self.log.info(
+                "Try %d of this task already queued the message (Plugz id %s); not sending it again.",
+                earlier.try_number,
+                earlier.result.get("zaap_id"),
+            )
+            return earlier.result
+        if earlier is not None and not self.allow_resend:
+            self.log.warning(
+                "Not sending: try %d of this task may have sent the message and no answer was recorded "
+                "(allow_resend=False).",
+                earlier.try_number,
+            )
+            raise ledger.refused_after(earlier)
+        if earlier is not None:
+            self.log.warning(
+                "Try %d of this task %s the message; sending again because allow_resend=True.",
+                earlier.try_number,
+                "sent" if earlier.state == SENT else "may have sent",
+            )
+        ledger.record_sending()
+        try:
+            sent = self.hook.send_text(phone, str(self.message))
+        except PlugzError as err:
+            if not may_have_been_applied(err):
+                ledger.forget()
+                raise
+            raise ledger.outcome_unknown(err) from None
+        result = {"zaap_id": sent.zaap_id, "message_id": sent.message_id}
+        ledger.record_sent(result)
         self.log.info(
             "Plugz connection %r queued a WhatsApp message of %d character(s) to %s (Plugz id %s).",
             self.plugz_conn_id,
@@ -69,4 +122,4 @@ class PlugzSendMessageOperator(BaseOperator):
             mask_phone(phone),
             sent.zaap_id,
         )
-        return {"zaap_id": sent.zaap_id, "message_id": sent.message_id}
+        return result

@@ -166,10 +166,17 @@ class PlugzSetPinOperator(BaseOperator):
     ``overwrite=True``. After setting, it reads the status again and fails unless the PIN is
     now reported. Returns ``{"changed": bool, "has_code": bool}``.
 
+    Sent at most once per task instance, Airflow's retries included (as the send-message
+    operator's text, see :mod:`._once`): a request that may have reached Plugz fails the try
+    without an Airflow retry; a later try reads the PIN state first and sends again only when
+    no PIN is set, or with ``allow_resend=True``.
+
     :param pin_extra: name of the Plugz connection's extra holding the PIN, e.g. ``"pin_secret"``.
     :param pin_variable: name of the Airflow Variable holding the PIN (templated).
     :param overwrite: replace a PIN that is already set.
     :param plugz_conn_id: the Plugz connection (templated).
+    :param allow_resend: with ``overwrite``, send even when an earlier try of this task instance
+        may have registered the PIN already.
     """
 
     template_fields: Sequence[str] = ("plugz_conn_id", "pin_variable")
@@ -182,9 +189,12 @@ class PlugzSetPinOperator(BaseOperator):
         pin_extra: str | None = None,
         overwrite: bool = False,
         plugz_conn_id: str = DEFAULT_CONN_ID,
+        allow_resend: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not isinstance(allow_resend, bool):
+            raise TypeError(f"allow_resend must be True or False, not {type(allow_resend).__name__}")
         if (pin_variable is None) == (pin_extra is None):
             raise ValueError(
                 "give exactly one of pin_extra (a connection extra, e.g. "
@@ -194,6 +204,7 @@ class PlugzSetPinOperator(BaseOperator):
         self.pin_extra = pin_extra
         self.overwrite = overwrite
         self.plugz_conn_id = plugz_conn_id
+        self.allow_resend = allow_resend
 
     @cached_property
     def hook(self) -> PlugzHook:
@@ -203,16 +214,49 @@ class PlugzSetPinOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, bool]:
         from airflow_provider_plugz.exceptions import PlugzError
+        from airflow_provider_plugz.operators._once import SENT, AttemptLedger
+        from airflow_provider_plugz.retry import may_have_been_applied
 
-        if self.hook.get_pin_status().has_code and not self.overwrite:
+        ledger = AttemptLedger.for_task(context, "the PIN")
+        earlier = ledger.earlier()
+        has_code = self.hook.get_pin_status().has_code
+        if has_code and earlier is not None and not self.allow_resend:
+            # An earlier try sent the PIN and the number reports one now.
+            if earlier.state == SENT or not self.overwrite:
+                self.log.info(
+                    "Try %d of this task registered the PIN; not sending it again.", earlier.try_number
+                )
+                return {"changed": earlier.state == SENT, "has_code": True}
+            self.log.warning(
+                "Not sending: try %d of this task may have registered the PIN, and a PIN is set now "
+                "(allow_resend=False).",
+                earlier.try_number,
+            )
+            raise ledger.refused_after(earlier)
+        if has_code and not self.overwrite:
             self.log.info("Plugz connection %r already has a PIN; nothing to do.", self.plugz_conn_id)
             return {"changed": False, "has_code": True}
-        self.hook.set_pin(self._read_pin())
+        if earlier is not None:
+            # Read first: no PIN now means the earlier try's request did not take (or was undone).
+            why = "allow_resend=True" if self.allow_resend else "the number reports no PIN"
+            self.log.warning(
+                "Try %d of this task sent the PIN before; sending it again: %s.", earlier.try_number, why
+            )
+        pin = self._read_pin()
+        ledger.record_sending()
+        try:
+            self.hook.set_pin(pin)
+        except PlugzError as err:
+            if not may_have_been_applied(err):
+                ledger.forget()
+                raise
+            raise ledger.outcome_unknown(err) from None
         if not self.hook.get_pin_status().has_code:
             raise PlugzError(
                 f"Plugz connection {self.plugz_conn_id!r}: the server accepted the PIN but still reports "
                 "no PIN set; check the number in the Plugz panel before running again."
             )
+        ledger.record_sent({"has_code": "true"})
         self.log.info("Plugz connection %r: PIN registered and confirmed.", self.plugz_conn_id)
         return {"changed": True, "has_code": True}
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_plugz._compat import AIRFLOW_V3, BaseNotifier, dag_bag
+from airflow_provider_plugz._compat import AIRFLOW_V3, BaseNotifier
 from airflow_provider_plugz.exceptions import (
     PlugzAuthenticationError,
     PlugzBadRequestError,
@@ -24,7 +24,7 @@ from airflow_provider_plugz.exceptions import (
 from airflow_provider_plugz.hooks.plugz import PlugzHook
 from airflow_provider_plugz.notifications.plugz import DEFAULT_ALERTS_CONN_ID, PlugzNotifier, default_message
 from airflow_provider_plugz.testing.dag_run import run_dag
-from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, ROOT, assert_no_secrets
+from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, ROOT, assert_no_secrets, load_dag_file
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -461,16 +461,7 @@ def run_alert_dag(folder: Path, phone: str, on: str) -> DagRunReport:
         dag_callback=callback if on == "dag" else "",
         task_callback=callback if on == "task" else "",
     )
-    (folder / "plugz_alert_dag.py").write_text(source)
-    bag = dag_bag(str(folder))
-    assert bag.import_errors == {}
-    if AIRFLOW_V3:  # dag.test() runs only a DAG serialized to the metadata database
-        from airflow.dag_processing.bundles.manager import DagBundlesManager
-        from airflow.dag_processing.dagbag import sync_bag_to_db
-
-        DagBundlesManager().sync_bundles_to_db()
-        sync_bag_to_db(bag, "dags-folder", None)
-    return run_dag(bag.get_dag(DAG_ID))
+    return run_dag(load_dag_file(folder, source, DAG_ID))
 
 
 @pytest.fixture

@@ -8,7 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_plugz.exceptions import PlugzConfigurationError, PlugzQueueFullError, PlugzServerError
+from airflow_provider_plugz.exceptions import (
+    PlugzConfigurationError,
+    PlugzOutcomeUnknownError,
+    PlugzQueueFullError,
+)
 from airflow_provider_plugz.operators.messages import PlugzSendMessageOperator
 from airflow_provider_plugz.testing import Fault
 from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, task_context
@@ -81,7 +85,7 @@ def test_bad_input_is_refused_before_sending(sandbox: PlugzSandbox, phone: str, 
 
 def test_never_sent_twice(sandbox: PlugzSandbox) -> None:
     sandbox.inject(Fault.status(503), times=4)
-    with pytest.raises(PlugzServerError) as info:
+    with pytest.raises(PlugzOutcomeUnknownError) as info:
         run(phone=PHONE, message=TEXT)
     assert sandbox.request_count == 1
     assert PHONE not in str(info.value)

@@ -13,13 +13,14 @@ from airflow_provider_plugz.exceptions import (
     PlugzError,
     PlugzInstanceNotSupportedError,
     PlugzMalformedResponseError,
+    PlugzRefusedError,
     PlugzServerError,
     PlugzTimeoutError,
 )
 from airflow_provider_plugz.hooks.plugz import PlugzHook
 from airflow_provider_plugz.operators.plugz import PlugzSetPinOperator
 from airflow_provider_plugz.testing import Fault
-from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
+from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, task_context
 
 if TYPE_CHECKING:
     from airflow_provider_plugz.testing import PlugzSandbox
@@ -74,8 +75,12 @@ def test_set_pin_validates_six_digits_without_echo(sandbox: PlugzSandbox, code: 
     [
         pytest.param(Fault.slow(0.3), PlugzTimeoutError, 1, id="read-timeout-never-retried"),
         pytest.param(Fault.status(503), PlugzServerError, 1, id="503-never-resent"),  # may have applied
+        pytest.param(Fault.status(200, body={"success": False}), PlugzRefusedError, 1, id="success-false"),
         pytest.param(
-            Fault.status(200, body={"success": False}), PlugzMalformedResponseError, 1, id="success-false"
+            Fault.status(200, body={"success": False, "message": f"PIN {PIN} refused"}),
+            PlugzRefusedError,
+            1,
+            id="success-false-echoes-the-pin",
         ),
         pytest.param(Fault.status(200, body={}), PlugzMalformedResponseError, 1, id="no-success"),
         pytest.param(Fault.status(500), PlugzServerError, 1, id="500"),
@@ -108,7 +113,7 @@ def test_set_pin_refused_on_a_web_instance(sandbox: PlugzSandbox) -> None:
 
 
 def run_operator(**kwargs: Any) -> Any:
-    return PlugzSetPinOperator(task_id="set_pin", **kwargs).execute({})  # type: ignore[arg-type]
+    return PlugzSetPinOperator(task_id="set_pin", **kwargs).execute(task_context())
 
 
 @pytest.fixture

@@ -66,6 +66,11 @@ def describe(event: dict[str, Any]) -> str:
     change, new = event.get("change"), event.get("new")
     if event.get("status") == "error":
         return f"cannot be checked: {event.get('error_class')}: {event.get('message')}"
+    if event.get("status") == "flapping":
+        if event.get("watch") == "pin":
+            return "keeps losing and regaining its two-step-verification PIN: check WhatsApp > Settings now"
+        seen = ", ".join(str(value) for value in event.get("values") or [])
+        return f"keeps changing connection state ({seen}): check its phone and the Plugz panel"
     words = {
         "pin_removed": "LOST its two-step-verification PIN: set one in WhatsApp > Settings",
         "pin_set": "has its two-step-verification PIN again",
@@ -118,8 +123,9 @@ parsed) and fires only on a **change**: a steady state, good or bad, runs nothin
 - `collect` gathers the run's events (the asset events' payloads, plus the `events` param of a
   manual run, for trying the DAG out);
 - `route` -> `alert` WhatsApps the on-call phone one message listing them (a PIN removed or
-  set, disconnected or reconnected, or the watcher unable to check: bad credentials, unknown
-  instance), or -> `nothing_to_report`;
+  set, disconnected or reconnected, a PIN or connection that keeps changing - one `flapping`
+  event, not one per flip -, or the watcher unable to check: bad credentials, unknown instance,
+  a connection missing or malformed), or -> `nothing_to_report`;
 - **only if a PIN was removed and the `remediate` param is true** (off by default; runs the
   watcher starts take the default, so change it in the DAG file to turn it on), `set_pin`
   registers the PIN kept in the `plugz_default` connection's extra `pin_secret` and

@@ -560,6 +560,19 @@ EVENTS_NOT_REMEDIATED = EVENTS_ALERTED | {
             id="error",
         ),
         pytest.param(
+            [
+                {
+                    **event("flapping", "connected", "connected", "connection"),
+                    "status": "flapping",
+                    "values": ["connected", "disconnected"],
+                    "changes": 2,
+                    "polls": 3,
+                }
+            ],
+            ["keeps changing connection state (connected, disconnected)"],
+            id="flapping",
+        ),
+        pytest.param(
             [PIN_REMOVED, event("disconnected", "connected", "phone_offline", "connection")],
             ["LOST its two-step-verification PIN", "has its phone offline"],
             id="two-events-one-message",

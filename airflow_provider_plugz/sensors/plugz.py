@@ -15,14 +15,13 @@ triggers are loaded only when a task runs.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Collection
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_plugz import exceptions
+from airflow_provider_plugz import _intervals, exceptions
 from airflow_provider_plugz._compat import (
     AirflowSensorTimeout,
     BaseSensorOperator,
@@ -30,8 +29,6 @@ from airflow_provider_plugz._compat import (
     default_deferrable,
 )
 from airflow_provider_plugz.connection import DEFAULT_CONN_ID
-
-_MAX_INTERVAL = 86400.0
 
 #: The connection states of a number (``GET .../status``), as the fleet audit names them; see
 #: :func:`airflow_provider_plugz.triggers.plugz.instance_state`. ``-`` may stand for ``_``.
@@ -42,6 +39,7 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
+    from airflow_provider_plugz.connection import PlugzConfig
     from airflow_provider_plugz.hooks.plugz import PlugzHook
     from airflow_provider_plugz.triggers.plugz import PlugzPollingTrigger
 
@@ -64,7 +62,11 @@ class PlugzPollingSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer instead of a worker.
     :param poke_interval: seconds between checks, as on every sensor; here it may also be a
         template (``"{{ params.poll_interval }}"``), rendered when the task runs, so a run's
-        params can shorten the wait without copying the DAG.
+        params can shorten the wait without copying the DAG. More than 0 and at most a day; under
+        the floor (1 s, 0.01 s for a loopback host) it is raised to it, with a warning.
+    :param timeout: as on every sensor; more than 0 s and at most 366 days.
+    :raises PlugzConfigurationError: an interval or timeout out of those bounds (a templated
+        ``poke_interval`` when the task runs, before any request).
     """
 
     template_fields: Sequence[str] = ("plugz_conn_id", "poke_interval")
@@ -78,10 +80,16 @@ class PlugzPollingSensor(BaseSensorOperator):
         poke_interval: float | timedelta | str = 60,
         **kwargs: Any,
     ) -> None:
-        # A template is checked once rendered (execute); Airflow's own check wants a number now.
+        # Ours before Airflow's own checks, which let NaN through and fail on infinity with a raw
+        # OverflowError. A template is checked once rendered (execute).
+        if not isinstance(poke_interval, str):
+            poke_interval = _poke_interval(poke_interval)
+        if kwargs.get("timeout") is not None:
+            kwargs["timeout"] = _timeout(kwargs["timeout"])
         super().__init__(poke_interval=60 if isinstance(poke_interval, str) else poke_interval, **kwargs)
         if isinstance(poke_interval, str):
             self.poke_interval = poke_interval  # type: ignore[assignment]
+        self.timeout = _timeout(self.timeout)  # Airflow's default comes from its configuration
         self.plugz_conn_id = plugz_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
@@ -89,7 +97,21 @@ class PlugzPollingSensor(BaseSensorOperator):
     def hook(self) -> PlugzHook:
         from airflow_provider_plugz.hooks.plugz import PlugzHook
 
-        return PlugzHook(plugz_conn_id=self.plugz_conn_id)
+        # Only a Plugz connection: the credentials of another type are never sent to Plugz (and
+        # the trigger, which reads the same connection, refuses it too).
+        return PlugzHook(plugz_conn_id=self.plugz_conn_id, require_conn_type=True)
+
+    def _config(self) -> PlugzConfig:
+        """The connection, read as the trigger reads it: any failure a ``PlugzConfigurationError``
+        that says what to fix (Airflow's own "conn_id isn't defined" names no fix)."""
+        from airflow_provider_plugz.triggers.plugz import connection_error
+
+        try:
+            return self.hook.config
+        except exceptions.PlugzError:
+            raise
+        except Exception as err:
+            raise connection_error(self.plugz_conn_id, err) from None
 
     def _trigger(self, *, poll_interval: float = 60.0, deadline: float | None = None) -> PlugzPollingTrigger:
         """The trigger that waits for what this sensor waits for (also its condition in a poke)."""
@@ -115,7 +137,12 @@ class PlugzPollingSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=wait.matches(observation), xcom_value=self._xcom(observation))
 
     def execute(self, context: Context) -> Any:
-        self.poke_interval = _seconds(self.poke_interval)
+        interval = _poke_interval(self.poke_interval, rendered=True)
+        self.timeout = _timeout(self.timeout)
+        # The floor depends on the host: reading the connection is what the first poke does anyway.
+        self.poke_interval = _intervals.at_least_floor(
+            interval, name="poke_interval", base_url=self._config().base_url, log=self.log
+        )
         if not self.deferrable:
             return super().execute(context)
         # One check in the worker first: no trip through the triggerer if it is already done.
@@ -310,17 +337,17 @@ def _states(state: object) -> list[str]:
     return states
 
 
-def _seconds(value: object) -> float:
-    """A rendered ``poke_interval``: a positive, finite number of seconds (at most a day)."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        seconds = math.nan
-    if not 0 <= seconds <= _MAX_INTERVAL:  # also refuses nan
-        raise exceptions.PlugzConfigurationError(
-            f"poke_interval must be a number of seconds between 0 and {_MAX_INTERVAL:g}, got "
-            f"{str(value)[:40]!r}; check the DAG param or template it is rendered from."
-        )
-    return seconds
+def _poke_interval(value: object, *, rendered: bool = False) -> float:
+    """A ``poke_interval`` in seconds, within :mod:`airflow_provider_plugz._intervals`' bounds."""
+    return _intervals.seconds(
+        value,
+        name="poke_interval",
+        maximum=_intervals.MAX_INTERVAL,
+        text=rendered,
+        hint="check the DAG param or template it is rendered from." if rendered else "",
+    )
+
+
+def _timeout(value: object) -> float:
+    """A sensor's ``timeout`` in seconds, within :mod:`airflow_provider_plugz._intervals`' bounds."""
+    return _intervals.seconds(value, name="timeout", maximum=_intervals.MAX_TIMEOUT)

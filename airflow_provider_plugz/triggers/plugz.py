@@ -3,7 +3,9 @@
 :class:`PlugzPollingTrigger` is the machinery of every such wait: it polls one endpoint
 (``hook.acall(endpoint)``), turns each answer into a JSON-safe *observation* (a dict) and
 compares it with the *expected* condition; transient failures are logged and polling goes on,
-any other ``PlugzError`` or the deadline ends the wait with one event. The sensors in
+any other ``PlugzError``, a connection that cannot be read (missing, of another type,
+malformed) or the deadline ends the wait with one event; so does an unexpected exception (a bug),
+reported by its class name: nothing but the documented events leaves ``run()``. The sensors in
 :mod:`airflow_provider_plugz.sensors.plugz` use the same trigger object as the description of
 their wait, so a poke in a worker and a poll in the triggerer decide alike.
 
@@ -18,19 +20,31 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_plugz.exceptions import PlugzError, PlugzTransientError
+from airflow_provider_plugz import _intervals
+from airflow_provider_plugz.exceptions import (
+    PlugzConfigurationError,
+    PlugzError,
+    PlugzTransientError,
+    PlugzTriggerArgumentError,
+)
 from airflow_provider_plugz.sensors.plugz import instance_status_condition
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from airflow_provider_plugz._protocol import Endpoint
+    from airflow_provider_plugz.connection import PlugzConfig
+    from airflow_provider_plugz.hooks.plugz import PlugzHook
+
+log = logging.getLogger(__name__)
 
 # Event payload keys and statuses: the contract between these triggers and the sensors.
 EVENT_SUCCESS = "success"
@@ -54,8 +68,9 @@ class PlugzPollingTrigger(BaseTrigger):
 
     :param plugz_conn_id: the Airflow connection to use.
     :param expected: what to wait for (JSON-safe; its form is the subclass's).
-    :param poll_interval: seconds between two checks.
+    :param poll_interval: seconds between two checks (bounds and floor: :mod:`.._intervals`).
     :param deadline: a Unix timestamp after which the wait ends with a ``timeout`` event.
+    :raises PlugzTriggerArgumentError: an interval or deadline out of bounds (also a ``TypeError``).
     """
 
     #: The endpoint's name in :mod:`airflow_provider_plugz.endpoints`.
@@ -73,10 +88,18 @@ class PlugzPollingTrigger(BaseTrigger):
         deadline: float | None = None,
     ) -> None:
         super().__init__()
+        name = type(self).__name__
         self.plugz_conn_id = plugz_conn_id
         self.expected = expected
-        self.poll_interval = poll_interval
-        self.deadline = deadline
+        self.poll_interval = _intervals.seconds(
+            poll_interval,
+            name=f"{name}: poll_interval",
+            maximum=_intervals.MAX_INTERVAL,
+            error=PlugzTriggerArgumentError,
+        )
+        self.deadline = _intervals.deadline(
+            deadline, name=f"{name}: deadline", error=PlugzTriggerArgumentError
+        )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -121,18 +144,31 @@ class PlugzPollingTrigger(BaseTrigger):
         return {"status": EVENT_SUCCESS, "observation": observation}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_provider_plugz.hooks.plugz import PlugzHook
+        hook_type = await hook_class()  # its module imported off the loop
 
         # A client of its own (~3 KiB, the TLS context shared): one httpx client shared by every
         # trigger on the loop costs more, since httpcore matches queued requests to connections
         # in O(requests x connections) each time (benchmarks/README.md, d').
-        hook = PlugzHook(self.plugz_conn_id)
+        hook = hook_type(self.plugz_conn_id, require_conn_type=True)
         try:
             yield TriggerEvent(await self._wait(hook))
         finally:
-            await hook.aclose()
+            await close_hook(hook)
 
     async def _wait(self, hook: Any) -> dict[str, Any]:
+        """The one event of this wait; whatever goes wrong becomes an ``error`` event."""
+        try:
+            return await self._poll(hook)
+        except PlugzError as err:  # permanent, or the connection cannot be read
+            return error_event(err)
+        except Exception as err:  # a bug: said in an event, not a trigger that dies with a traceback
+            return unexpected_error_event(err, f"the {self.check}", self.plugz_conn_id)
+
+    async def _poll(self, hook: Any) -> dict[str, Any]:
+        config = await read_connection(hook)
+        interval = _intervals.at_least_floor(
+            self.poll_interval, name=f"{type(self).__name__} poll_interval", base_url=config.base_url, log=log
+        )
         endpoint = self.endpoint()
         last: dict[str, Any] | None = None
         while True:
@@ -140,8 +176,6 @@ class PlugzPollingTrigger(BaseTrigger):
                 observation = self.observe(await hook.acall(endpoint))
             except PlugzTransientError as err:
                 self.log.warning("Plugz %s failed, will try again: %s", self.check, err)
-            except PlugzError as err:
-                return {"status": EVENT_ERROR, "error_class": type(err).__name__, "message": str(err)}
             else:
                 if self.matches(observation):
                     return self.success_event(observation)
@@ -149,7 +183,7 @@ class PlugzPollingTrigger(BaseTrigger):
                 # (a line per poll of 1,000 triggers is most of a triggerer's log, and its CPU).
                 self._log_waiting(observation, changed=observation != last)
                 last = observation
-            delay = self.poll_interval
+            delay = interval
             if self.deadline is not None:
                 remaining = self.deadline - time.time()
                 if remaining <= 0:
@@ -246,6 +280,93 @@ class PlugzPinStatusTrigger(PlugzPollingTrigger):
         log("PIN set: %s; waiting for %s.", observation["has_code"], self.expected)
 
 
+# --- what every Plugz trigger shares: reading the connection, error events ---------------------
+
+# The hooks module, once hook_class() imported it (one in sys.modules may still be loading).
+_HOOKS_MODULE: list[Any] = []
+
+
+async def hook_class() -> type[PlugzHook]:
+    """``PlugzHook``, its module imported in a worker thread by the first trigger that needs it.
+
+    That first import (requests, urllib3, the protocol, the endpoints: 0.1-0.5 s) would hold
+    the triggerer's event loop, and every trigger on it, if done there (Airflow logs it as
+    "Triggerer's async thread was blocked"). An import in a thread holds nothing the loop needs.
+    """
+    if not _HOOKS_MODULE:
+        import importlib
+
+        module = await asyncio.to_thread(importlib.import_module, "airflow_provider_plugz.hooks.plugz")
+        _HOOKS_MODULE[:] = [module]
+    hook: type[PlugzHook] = _HOOKS_MODULE[0].PlugzHook
+    return hook
+
+
+async def read_connection(hook: PlugzHook) -> PlugzConfig:
+    """The hook's connection, read without blocking the loop; any failure a ``PlugzConfigurationError``.
+
+    Airflow's ``AirflowNotFoundException`` (no such connection, or an ``AIRFLOW_CONN_*`` value that
+    is neither JSON nor a URI) and anything else a secrets backend raises become one error that
+    says what to fix, with no secret and no traceback; a connection of another type or with a bad
+    field already is one (:func:`~airflow_provider_plugz.connection.parse_connection`).
+    """
+    try:
+        return await hook.aget_config()
+    except PlugzError:
+        raise
+    except Exception as err:
+        raise connection_error(hook.plugz_conn_id, err) from None
+
+
+def connection_error(conn_id: str, err: Exception) -> PlugzConfigurationError:
+    """A failure to read connection ``conn_id`` as an error that says what to fix (no secret)."""
+    from airflow.exceptions import AirflowNotFoundException  # type: ignore[attr-defined]
+
+    shown = repr(conn_id) if len(repr(conn_id)) <= 80 else repr(conn_id)[:77] + "..."
+    env = "AIRFLOW_CONN_" + re.sub(r"[^0-9A-Za-z]", "_", str(conn_id)).upper()[:80]
+    if isinstance(err, AirflowNotFoundException):
+        return PlugzConfigurationError(
+            f"Plugz connection {shown} does not exist (or its {env} value is neither JSON nor a "
+            "connection URI): create it in Admin > Connections with type Plugz, or set "
+            f"{env} or the secrets backend entry."
+        )
+    return PlugzConfigurationError(
+        f"Plugz connection {shown} could not be read ({type(err).__name__}): check the connection in "
+        f"Admin > Connections, its {env} value, or the secrets backend that serves it."
+    )
+
+
+def error_event(err: PlugzError) -> dict[str, Any]:
+    """The ``error`` event of a ``PlugzError`` (its message is already free of secrets)."""
+    return {"status": EVENT_ERROR, "error_class": type(err).__name__, "message": str(err)}
+
+
+def unexpected_error_event(err: Exception, doing: str, conn_id: str) -> dict[str, Any]:
+    """The ``error`` event of an exception that is not a ``PlugzError`` (a bug somewhere).
+
+    The event names its class only: its text may hold anything (a URL, a token). The traceback
+    goes to the triggerer's log, through Airflow's secrets masker.
+    """
+    log.error("Plugz: %s of connection %r failed unexpectedly.", doing, conn_id, exc_info=err)
+    return {
+        "status": EVENT_ERROR,
+        "error_class": type(err).__name__,
+        "message": (
+            f"{doing} of Plugz connection {conn_id!r} failed unexpectedly ({type(err).__name__}); this "
+            "is a bug in airflow-provider-plugz or a library it uses: please report it with the "
+            "triggerer's log, which has the traceback."
+        ),
+    }
+
+
+async def close_hook(hook: PlugzHook) -> None:
+    """Close the hook's client; a failure to close is logged, never raised past ``run()``."""
+    try:
+        await hook.aclose()
+    except Exception:
+        log.warning("Plugz: closing the client of connection %r failed.", hook.plugz_conn_id, exc_info=True)
+
+
 def instance_state(observation: Mapping[str, Any]) -> str:
     """The connection state a ``GET .../status`` observation describes (the rule of
     :func:`airflow_provider_plugz.endpoints.connection_state`, shared with the fleet audit)."""
@@ -312,8 +433,6 @@ class PlugzInstanceStatusTrigger(PlugzPollingTrigger):
 
 def _checked_condition(expected: Mapping[str, Any] | None) -> dict[str, Any]:
     """A serialized condition, checked again: trigger kwargs may come from an older release."""
-    from airflow_provider_plugz.exceptions import PlugzConfigurationError, PlugzTriggerArgumentError
-
     if expected is None:
         return instance_status_condition()
     fields = {"state", "connected", "session", "smartphone_connected"}

@@ -325,6 +325,7 @@ def _start_airflow(
     connection: str,
     history: list[Service],
     extra_env: Mapping[str, str] | None = None,
+    triggerer_env: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Service], dict[str, str], RestClient]:
     """``db migrate``, then the four components; wait until the health endpoint says all are healthy.
 
@@ -366,7 +367,11 @@ def _start_airflow(
                 "dag-processor", ["dag-processor"], venv=venv, env=env, home=home
             ),
             "triggerer": _airflow_service(
-                "triggerer", ["triggerer", "--skip-serve-logs"], venv=venv, env=env, home=home
+                "triggerer",
+                ["triggerer", "--skip-serve-logs"],
+                venv=venv,
+                env={**env, **(triggerer_env or {})},
+                home=home,
             ),
         }
         for service in services.values():
@@ -412,17 +417,22 @@ def deployment(deployment_venv: DeploymentVenv, request: pytest.FixtureRequest) 
     """The example DAGs in a running Airflow deployment of the installed wheel, on loopback.
 
     A test module may narrow it with module globals: ``DEPLOYMENT_DAGS`` (the example DAG ids
-    to deploy; default all of :data:`EXAMPLE_DAG_IDS`' files) and ``DEPLOYMENT_ENV`` (more
-    environment for every Airflow process).
+    to deploy; default all of :data:`EXAMPLE_DAG_IDS`' files), ``DEPLOYMENT_EXTRA_DAGS`` (``{dag_id:
+    source}`` of more DAG files, each deployed as ``<dag_id>.py``), ``DEPLOYMENT_ENV`` (more
+    environment for every Airflow process) and ``DEPLOYMENT_TRIGGERER_ENV`` (for the triggerer only).
     """
     dag_ids: tuple[str, ...] = getattr(request.module, "DEPLOYMENT_DAGS", EXAMPLE_DAG_IDS)
+    extra_dags: dict[str, str] = dict(getattr(request.module, "DEPLOYMENT_EXTRA_DAGS", {}))
     extra_env: dict[str, str] = dict(getattr(request.module, "DEPLOYMENT_ENV", {}))
+    triggerer_env: dict[str, str] = dict(getattr(request.module, "DEPLOYMENT_TRIGGERER_ENV", {}))
     shutil.rmtree(ARTIFACTS, ignore_errors=True)  # a previous run's leftovers would mislead
     home = Path(tempfile.mkdtemp(prefix="plugz-deployment-airflow-"))
     (home / "dags").mkdir()
     (home / "logs" / "processes").mkdir(parents=True)
     for dag_id in dag_ids:
         shutil.copy2(EXAMPLE_DAGS / f"{dag_id}.py", home / "dags" / f"{dag_id}.py")
+    for dag_id, source in extra_dags.items():
+        (home / "dags" / f"{dag_id}.py").write_text(source, encoding="utf-8")
     failures_before = request.session.testsfailed
     history: list[Service] = []
     # The sandbox prints its connection (credentials included): its output stays out of logs/.
@@ -456,7 +466,7 @@ def deployment(deployment_venv: DeploymentVenv, request: pytest.FixtureRequest) 
             services=[sandbox],
         )
         services, env, api = _start_airflow(
-            home, deployment_venv, exports["AIRFLOW_CONN_PLUGZ_DEFAULT"], history, extra_env
+            home, deployment_venv, exports["AIRFLOW_CONN_PLUGZ_DEFAULT"], history, extra_env, triggerer_env
         )
         running = Deployment(
             home=home,
@@ -468,7 +478,7 @@ def deployment(deployment_venv: DeploymentVenv, request: pytest.FixtureRequest) 
             services=services,
             history=history,
         )
-        _wait_for_dags(running, dag_ids)
+        _wait_for_dags(running, (*dag_ids, *extra_dags))
         log.info("deployment up in %.1f s: %s", time.monotonic() - started, api.base_url)
         setup_failed = False
         yield running

@@ -202,3 +202,60 @@ def test_sensor_bad_rendered_poke_interval_is_a_clear_error(rendered: Any) -> No
     sensor.poke_interval = rendered
     with pytest.raises(PlugzConfigurationError, match="poke_interval must be a number of seconds"):
         sensor.execute({"ti": None})  # type: ignore[arg-type]
+
+
+# --- a connection that cannot be read ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("conn", "says"),
+    [
+        pytest.param(None, "does not exist", id="missing"),
+        pytest.param("plugz://::::@@@[[[", "does not exist", id="neither-json-nor-uri"),
+        pytest.param(
+            {
+                "conn_type": "http",
+                "login": INSTANCE_ID,
+                "password": "T0KEN5ECRETX",
+                "extra": {"client_token": "C1"},
+            },
+            "has type 'http', not 'plugz'",
+            id="wrong-conn-type",
+        ),
+        pytest.param(RuntimeError, "could not be read (RuntimeError)", id="secrets-backend-fails"),
+    ],
+)
+@pytest.mark.parametrize(
+    "mode",
+    [
+        pytest.param({"mode": "poke"}, id="poke"),
+        pytest.param({"mode": "reschedule"}, id="reschedule"),
+        pytest.param({"deferrable": True}, id="deferrable"),
+    ],
+)
+def test_a_connection_that_cannot_be_read_fails_the_task_saying_what_to_fix(
+    sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch, conn: Any, says: str, mode: dict[str, Any]
+) -> None:
+    import json
+
+    from airflow_provider_plugz.hooks.plugz import PlugzHook
+    from tests.conftest import CLIENT_TOKEN, assert_no_secrets
+
+    if conn is None:
+        monkeypatch.delenv("AIRFLOW_CONN_PLUGZ_DEFAULT")
+    elif conn is RuntimeError:
+
+        def fail(cls: Any, conn_id: str) -> Any:
+            raise RuntimeError(f"secrets backend down; its token is {CLIENT_TOKEN}")
+
+        monkeypatch.setattr(PlugzHook, "get_connection", classmethod(fail))
+    else:
+        monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", conn if isinstance(conn, str) else json.dumps(conn))
+    sensor = PlugzPinStatusSensor(task_id="wait", poke_interval=0.01, timeout=5, **mode)
+    with pytest.raises(PlugzConfigurationError) as info:
+        sensor.execute({"ti": None})  # type: ignore[arg-type]
+    message = str(info.value)
+    assert says in message
+    assert "plugz_default" in message
+    assert_no_secrets(message, secrets=(CLIENT_TOKEN, "T0KEN5ECRETX"))
+    assert sandbox.request_count == 0

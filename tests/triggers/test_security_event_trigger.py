@@ -6,7 +6,9 @@ shared poll streams, many watchers served by one poll."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from airflow_provider_plugz.testing import PlugzSandbox
+    from tests.triggers.conftest import UnreadableConnection
 
 CLASSPATH = "airflow_provider_plugz.triggers.events.PlugzSecurityEventTrigger"
 TICK = 0.01  # the poll interval of every trigger here
@@ -97,11 +100,16 @@ def test_shared_stream_key_groups_watchers_of_one_connection_endpoints_and_inter
 
 
 def snap(pin: bool | None = None, connection: str | None = None, error: str | None = None) -> dict[str, Any]:
-    """A snapshot as the poll yields it; ``error`` is ``"Class: message"``."""
+    """A snapshot as the poll yields it; ``error`` is ``"Class status: message"`` (status or ``-``)."""
     failure = None
     if error:
-        error_class, message = error.split(": ", 1)
-        failure = {"error_class": error_class, "message": message}
+        head, message = error.split(": ", 1)
+        error_class, status = head.split(" ")
+        failure = {
+            "error_class": error_class,
+            "http_status": None if status == "-" else int(status),
+            "message": message,
+        }
     return {
         "observed_at": "2026-12-02T01:00:00.000+00:00",
         "pin": pin,
@@ -119,92 +127,152 @@ def fired(snapshots: list[dict[str, Any]], fire_on_bad_baseline: bool = False) -
     ]
 
 
-AUTH = "PlugzAuthenticationError: Client-Token *** not allowed"
-NOT_FOUND = "PlugzNotFoundError: unknown instance"
+AUTH = "PlugzAuthenticationError 403: Client-Token *** not allowed"
+NOT_FOUND = "PlugzNotFoundError 404: unknown instance"
+BAD_CONN = "PlugzConfigurationError -: Plugz connection 'plugz_x' does not exist"
+OK = snap(True, "connected")
+PIN_GONE = snap(False, "connected")
+DOWN = snap(True, "disconnected")
+NONE: list[str] = []
+
+
+def not_found(request_id: int) -> dict[str, Any]:
+    """A 404 whose text carries a request id: a new text on every poll."""
+    return snap(error=f"PlugzNotFoundError 404: unknown instance (request id {request_id:08x})")
 
 
 @pytest.mark.parametrize(
     ("snapshots", "flag", "expected"),
     [
-        pytest.param([snap(True, "connected")] * 4, False, [[]] * 4, id="steady-good-state-fires-nothing"),
-        pytest.param([snap(False, "disconnected")] * 4, False, [[]] * 4, id="steady-bad-state-fires-nothing"),
+        pytest.param([OK] * 4, False, [NONE] * 4, id="steady-good-state-fires-nothing"),
+        pytest.param(
+            [snap(False, "disconnected")] * 4, False, [NONE] * 4, id="steady-bad-state-fires-nothing"
+        ),
         pytest.param(
             [snap(False, "disconnected")] * 3,
             True,
-            [["baseline:no_pin", "baseline:not_connected"], [], []],
+            [["baseline:no_pin", "baseline:not_connected"], NONE, NONE],
             id="bad-baseline-fires-once-when-asked",
         ),
+        pytest.param([OK] * 2, True, [NONE, NONE], id="good-baseline-fires-nothing-when-asked"),
         pytest.param(
-            [snap(True, "connected")] * 2, True, [[], []], id="good-baseline-fires-nothing-when-asked"
+            [OK, OK, PIN_GONE, PIN_GONE, PIN_GONE, PIN_GONE, OK, OK],
+            False,
+            [NONE, NONE, NONE, ["change:pin_removed"], NONE, NONE, NONE, ["change:pin_set"]],
+            id="a-change-fires-on-the-second-poll-that-sees-it",
         ),
         pytest.param(
+            [OK, *[snap(True, "phone_offline")] * 4, *[snap(True, "session_lost")] * 4, *[OK] * 3],
+            False,
             [
-                snap(True, "connected"),
-                snap(False, "connected"),
-                snap(False, "connected"),
-                snap(True, "connected"),
+                NONE,
+                NONE,
+                ["change:disconnected"],
+                NONE,
+                NONE,
+                NONE,
+                ["change:connection_changed"],
+                NONE,
+                NONE,
+                NONE,
+                ["change:reconnected"],
+                NONE,
             ],
-            False,
-            [[], ["change:pin_removed"], [], ["change:pin_set"]],
-            id="pin-removed-then-set",
+            id="three-changes-that-hold-still-are-three-changes-not-flapping",
         ),
         pytest.param(
-            [
-                snap(True, "connected"),
-                snap(True, "phone_offline"),
-                snap(True, "session_lost"),
-                snap(True, "connected"),
-            ],
+            [OK, snap(False, "disconnected"), snap(False, "disconnected")],
             False,
-            [[], ["change:disconnected"], ["change:connection_changed"], ["change:reconnected"]],
-            id="connection-states",
-        ),
-        pytest.param(
-            [snap(True, "connected"), snap(False, "disconnected")],
-            False,
-            [[], ["change:pin_removed", "change:disconnected"]],
+            [NONE, NONE, ["change:pin_removed", "change:disconnected"]],
             id="two-changes-in-one-poll-two-events",
         ),
         pytest.param(
+            [OK, snap(None, None), snap(None, "connected"), snap(False, None), snap(None, None), PIN_GONE],
+            False,
+            [NONE, NONE, NONE, NONE, NONE, ["change:pin_removed"]],
+            id="unanswered-polls-learn-nothing-and-break-no-run",
+        ),
+        pytest.param(
+            [OK, snap(True, "phone_offline"), DOWN, DOWN],
+            False,
+            [NONE, NONE, NONE, ["change:disconnected"]],
+            id="a-new-value-replaced-before-it-settled-reports-the-last",
+        ),
+        pytest.param(
+            [OK, PIN_GONE, OK, OK, OK],
+            False,
+            [NONE, NONE, ["flapping:flapping"], NONE, NONE],
+            id="a-one-poll-blip-is-reported-as-flapping",
+        ),
+        pytest.param(
+            [OK, DOWN, OK, DOWN, OK, DOWN, OK, DOWN, DOWN, DOWN],
+            False,
+            [NONE, NONE, ["flapping:flapping"], NONE, NONE, NONE, NONE, NONE, NONE, ["change:disconnected"]],
+            id="flapping-fires-once-then-the-value-it-settles-on-within-3-polls",
+        ),
+        pytest.param(
+            [OK, DOWN, OK, DOWN, OK, OK, OK, OK],
+            False,
+            [NONE, NONE, ["flapping:flapping"], NONE, NONE, NONE, NONE, NONE],
+            id="flapping-that-settles-back-fires-nothing-more",
+        ),
+        pytest.param(
+            [OK, OK, DOWN, DOWN, OK, OK, DOWN, DOWN, OK, OK],
+            False,
             [
-                snap(True, "connected"),
-                snap(None, None),
-                snap(None, "connected"),
-                snap(False, None),
-                snap(False, "connected"),
+                NONE,
+                NONE,
+                NONE,
+                ["change:disconnected"],
+                NONE,
+                ["change:reconnected"],
+                NONE,
+                ["change:disconnected"],
+                ["flapping:flapping"],
+                NONE,
             ],
-            False,
-            [[], [], [], ["change:pin_removed"], []],
-            id="unanswered-fields-learn-nothing",
+            id="slow-flapping-is-caught-by-its-count-of-changes",
         ),
         pytest.param(
-            [snap(error=AUTH), snap(error=AUTH), snap(error=AUTH), snap(error=NOT_FOUND), snap(error=AUTH)],
+            [snap(error=AUTH)] * 3 + [snap(error=NOT_FOUND)] * 10,
+            False,
+            [["error:PlugzAuthenticationError"], *[NONE] * 9, ["error:PlugzNotFoundError"], NONE, NONE],
+            id="an-error-fires-once-another-error-at-most-one-per-10-polls",
+        ),
+        pytest.param(
+            [not_found(i) for i in range(29)],
+            False,
+            [["error:PlugzNotFoundError"], *[NONE] * 28],
+            id="an-error-is-its-class-and-status-not-its-text",
+        ),
+        pytest.param(
+            [snap(error=AUTH), snap(error=AUTH.replace("403", "401"))],
+            False,
+            [["error:PlugzAuthenticationError"], NONE],
+            id="another-status-is-another-error-but-not-within-10-polls",
+        ),
+        pytest.param(
+            [OK, snap(error=AUTH), OK, snap(error=AUTH)] * 5,
             False,
             [
+                NONE,
                 ["error:PlugzAuthenticationError"],
-                [],
-                [],
-                ["error:PlugzNotFoundError"],
+                *[NONE] * 9,
                 ["error:PlugzAuthenticationError"],
+                *[NONE] * 8,
             ],
-            id="an-error-fires-once-until-it-changes",
+            id="an-error-between-good-answers-at-most-once-per-10-polls",
         ),
         pytest.param(
-            [snap(True, "connected"), snap(error=AUTH), snap(True, "connected"), snap(error=AUTH)],
+            [OK, snap(error=AUTH), PIN_GONE, PIN_GONE],
             False,
-            [[], ["error:PlugzAuthenticationError"], [], ["error:PlugzAuthenticationError"]],
-            id="a-good-answer-forgets-the-error",
-        ),
-        pytest.param(
-            [snap(True, "connected"), snap(error=AUTH), snap(False, "connected")],
-            False,
-            [[], ["error:PlugzAuthenticationError"], ["change:pin_removed"]],
+            [NONE, ["error:PlugzAuthenticationError"], NONE, ["change:pin_removed"]],
             id="a-change-behind-an-error-fires-when-answers-come-back",
         ),
         pytest.param(
-            [snap(error=AUTH), snap(False, "connected")],
+            [snap(error=BAD_CONN), PIN_GONE],
             True,
-            [["error:PlugzAuthenticationError"], ["baseline:no_pin"]],
+            [["error:PlugzConfigurationError"], ["baseline:no_pin"]],
             id="an-error-first-then-the-baseline",
         ),
     ],
@@ -213,9 +281,72 @@ def test_change_rules(snapshots: list[dict[str, Any]], flag: bool, expected: lis
     assert fired(snapshots, fire_on_bad_baseline=flag) == expected
 
 
-def test_change_event_payload_is_small_and_json_safe() -> None:
+CYCLES = {
+    "pin": [True, False],
+    "connected-disconnected": ["connected", "disconnected"],
+    "three-states": ["connected", "phone_offline", "disconnected"],
+    "each-value-twice": ["connected", "connected", "session_lost", "session_lost"],
+}
+
+
+@pytest.mark.parametrize("cycle", [pytest.param(values, id=name) for name, values in CYCLES.items()])
+@pytest.mark.parametrize(
+    "error_every", [pytest.param(0, id="no-errors"), pytest.param(3, id="errors-between")]
+)
+def test_a_value_that_keeps_changing_fires_at_most_one_event_per_10_polls(
+    cycle: list[Any], error_every: int
+) -> None:
+    """200 polls of a value that changes on every poll (or every other), with or without a
+    permanent error between them: it is found flapping within the first 10 polls that answered,
+    and from then on never more than one event in any 10 polls; errors at most one per 10 polls."""
+    name = "pin" if isinstance(cycle[0], bool) else "connection"
+    detector = ChangeDetector("plugz_x", (name,), False)
+    per_poll: list[list[dict[str, Any]]] = []
+    for poll in range(200):
+        if error_every and poll % error_every == error_every - 1:
+            per_poll.append(detector.feed(snap(error=AUTH)))
+            continue
+        per_poll.append(detector.feed(snap(**{name: cycle[poll % len(cycle)]})))
+    statuses = [e["status"] for events in per_poll for e in events]
+    assert "flapping" in statuses
+    first_flap = next(
+        i for i, events in enumerate(per_poll) if any(e["status"] == "flapping" for e in events)
+    )
+    assert first_flap < (15 if error_every else 10)  # every third poll is an error
+    for start in range(first_flap, 200 - 10):
+        window = [e for events in per_poll[start : start + 10] for e in events if e["status"] != "error"]
+        assert len(window) <= 1, (start, window)
+    errors = [i for i, events in enumerate(per_poll) for e in events if e["status"] == "error"]
+    assert all(b - a >= 10 for a, b in itertools.pairwise(errors))
+
+
+HISTORIES = {
+    "steady": [OK] * 5,
+    "after-a-change": [OK, PIN_GONE, PIN_GONE, OK, OK],
+    "after-a-blip": [OK, OK, PIN_GONE, OK, OK],
+    "after-flapping": [OK, PIN_GONE, OK, PIN_GONE, OK, PIN_GONE, OK],
+    "after-an-error": [OK, snap(error=AUTH), OK],
+    "after-transient-gaps": [OK, snap(), OK, snap(), OK],
+}
+
+
+@pytest.mark.parametrize("history", [pytest.param(h, id=name) for name, h in HISTORIES.items()])
+def test_a_change_that_holds_still_fires_within_3_polls(history: list[dict[str, Any]]) -> None:
+    detector = ChangeDetector("plugz_x", ("pin",), False)
+    for snapshot in history:
+        detector.feed(snapshot)
+    assert detector.known == {"pin": True}
+    fired_after = [
+        [e["change"] for e in detector.feed(PIN_GONE) if e["status"] == "change"] for _poll in range(3)
+    ]
+    assert ["pin_removed"] in fired_after, fired_after
+    assert [kind for kinds in fired_after for kind in kinds] == ["pin_removed"]
+
+
+def test_change_and_flapping_event_payloads_are_small_and_json_safe() -> None:
     detector = ChangeDetector("plugz_x", ("pin",), False)
     detector.feed(snap(pin=True))
+    detector.feed(snap(pin=False))
     (event,) = detector.feed(snap(pin=False))
     assert event == {
         "status": "change",
@@ -226,7 +357,22 @@ def test_change_event_payload_is_small_and_json_safe() -> None:
         "new": False,
         "observed_at": "2026-12-02T01:00:00.000+00:00",
     }
-    assert json.loads(json.dumps(event)) == event
+    detector.feed(snap(pin=True))
+    (flapping,) = detector.feed(snap(pin=False))
+    assert flapping == {
+        "status": "flapping",
+        "plugz_conn_id": "plugz_x",
+        "watch": "pin",
+        "change": "flapping",
+        "old": False,
+        "new": False,
+        "values": [True, False],
+        "changes": 3,
+        "polls": 5,
+        "observed_at": "2026-12-02T01:00:00.000+00:00",
+    }
+    for payload in (event, flapping):
+        assert json.loads(json.dumps(payload)) == payload
 
 
 # --- in an event loop, against the sandbox -----------------------------------------------------
@@ -382,40 +528,27 @@ def test_a_permanent_error_fires_once_and_the_fixed_connection_is_read_again(
         await watch.polls(5)
         assert changes(watch.events) == ["PlugzAuthenticationError"]  # not repeated
         plugz.clear_faults()
-        monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(revoked))  # read again: another error
-        await watch.until_events(2)
-        await watch.polls(3)
+        monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(revoked))  # read again: another text
+        await until(
+            lambda: plugz.requests[-1].headers.get("client-token") == "REVOKED-CLIENT-TOKEN-0001",
+            what="a poll with the connection read again",
+        )
+        await watch.polls(5)
+        assert changes(watch.events) == ["PlugzAuthenticationError"]  # same class and status: same error
         plugz.set_has_code(INSTANCE_ID, False)  # a change while the credentials are bad
         monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(good))  # fixed: no restart needed
-        await watch.until_events(3)
+        await watch.until_events(2)
         await watch.polls(3)
         await watch.stop()
         return watch.events
 
     events = asyncio.run(scenario())
-    assert changes(events) == ["PlugzAuthenticationError", "PlugzAuthenticationError", "pin_removed"]
-    first, second = events[0], events[1]
+    assert changes(events) == ["PlugzAuthenticationError", "pin_removed"]
+    first = events[0]
     assert set(first) == {"status", "plugz_conn_id", "error_class", "message", "observed_at"}
     assert first["status"] == "error"
     assert "Client-Token *** not allowed" in first["message"]
-    assert first["message"] != second["message"]  # the error changed: what the server said
     assert_no_secrets(json.dumps(events), secrets=(CLIENT_TOKEN, "REVOKED-CLIENT-TOKEN-0001"))
-
-
-def test_a_missing_connection_is_one_error_event(
-    plugz: PlugzSandbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps({"conn_type": "plugz", "login": "x"}))
-
-    async def scenario() -> list[dict[str, Any]]:
-        watch = Watch(PlugzSecurityEventTrigger("plugz_default", poll_interval=TICK), plugz).start()
-        await watch.until_events(1)
-        await asyncio.sleep(TICK * 10)  # ten more polls, all the same error
-        await watch.stop()
-        return watch.events
-
-    events = asyncio.run(scenario())
-    assert changes(events) == ["PlugzConfigurationError"]
 
 
 def test_an_unknown_instance_is_one_error_event(plugz: PlugzSandbox) -> None:
@@ -429,6 +562,173 @@ def test_an_unknown_instance_is_one_error_event(plugz: PlugzSandbox) -> None:
         return watch.events
 
     assert changes(asyncio.run(scenario())) == ["PlugzNotFoundError"]
+
+
+@pytest.fixture
+def flipping(plugz: PlugzSandbox, monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], None]:
+    """``flip(True)``: from now on the sandbox answers every ``GET .../status`` with the other of
+    connected and disconnected, whatever the instance's state; ``flip(False)``: the state again."""
+    from airflow_provider_plugz.testing.sandbox import _api
+
+    real = dict(_api._STATUS)
+
+    class Flipping(dict):  # type: ignore[type-arg]
+        on = False
+        answers = 0
+
+        def __getitem__(self, state: Any) -> Any:
+            if not self.on:
+                return real[state]
+            self.answers += 1
+            return real["disconnected" if self.answers % 2 else "connected"]
+
+    table = Flipping(real)
+    monkeypatch.setattr(_api, "_STATUS", table)
+
+    def flip(on: bool) -> None:
+        table.on = on
+
+    return flip
+
+
+def test_a_server_flapping_on_every_poll_fires_one_event_then_the_state_it_settles_on(
+    plugz: PlugzSandbox, flipping: Callable[[bool], None]
+) -> None:
+    """Connected and disconnected on alternate polls for 40 polls: one ``flapping`` event (not 40
+    changes, not one per 10 polls either); settled on disconnected, one ``disconnected`` within
+    3 polls."""
+
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        trigger = PlugzSecurityEventTrigger("plugz_default", watch="connection", poll_interval=TICK)
+        watch = Watch(trigger, plugz).start()
+        await watch.polls(2)
+        flipping(True)
+        await watch.polls(40)
+        while_flapping = list(watch.events)
+        plugz.set_state(INSTANCE_ID, "disconnected")
+        flipping(False)
+        await watch.polls(4)  # at most one poll in flight answered the flip, then 3 that hold still
+        await watch.stop()
+        return while_flapping, watch.events
+
+    while_flapping, events = asyncio.run(scenario())
+    assert [e["status"] for e in while_flapping] == ["flapping"]
+    (flap,) = while_flapping
+    assert flap["watch"] == "connection"
+    assert flap["old"] == "connected"
+    assert sorted(flap["values"]) == ["connected", "disconnected"]
+    assert changes(events) == ["flapping", "disconnected"]
+    assert (events[1]["old"], events[1]["new"]) == ("connected", "disconnected")
+
+
+def test_a_connection_that_cannot_be_read_is_one_error_event_and_the_watch_starts_when_fixed(
+    plugz: PlugzSandbox, monkeypatch: pytest.MonkeyPatch, unreadable_connection: UnreadableConnection
+) -> None:
+    """The watcher never dies on its connection: one error event saying what to fix, then it keeps
+    polling (reading the connection every time) and fires nothing more; once the connection is
+    fixed it takes its baseline and reports what changes after. No host is known while the
+    connection cannot be read, so it polls at the real-host floor, lowered here for speed."""
+    from airflow_provider_plugz import _intervals
+    from airflow_provider_plugz.hooks.plugz import PlugzHook
+
+    monkeypatch.setattr(_intervals, "MIN_INTERVAL", TICK)
+    good = os.environ["AIRFLOW_CONN_PLUGZ_DEFAULT"]
+    reads: list[str] = []
+    real = PlugzHook._read_config
+
+    def counted(self: PlugzHook) -> Any:
+        reads.append(self.plugz_conn_id)
+        return real(self)
+
+    monkeypatch.setattr(PlugzHook, "_read_config", counted)
+
+    async def scenario() -> list[dict[str, Any]]:
+        with unreadable_connection:
+            watch = Watch(PlugzSecurityEventTrigger("plugz_default", poll_interval=TICK), plugz).start()
+            await watch.until_events(1)
+            before = len(reads)
+            await until(lambda: len(reads) >= before + 5, what="5 more polls reading the connection")
+            assert len(watch.events) == 1  # nothing more while it stays broken
+            assert plugz.request_count == 0  # and nothing sent with a connection it could not read
+        assert os.environ["AIRFLOW_CONN_PLUGZ_DEFAULT"] == good  # fixed
+        await watch.polls(3)  # the baseline: fires nothing
+        plugz.set_has_code(INSTANCE_ID, False)
+        await watch.until_events(2)
+        await watch.stop()
+        return watch.events
+
+    events = asyncio.run(scenario())
+    assert changes(events) == ["PlugzConfigurationError", "pin_removed"]
+    unreadable_connection.check(events[0]["message"])
+
+
+def test_an_unexpected_exception_is_one_error_event_and_the_watch_goes_on(
+    plugz: PlugzSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug (here: the hook raising a KeyError whose text holds a secret) never ends the watch:
+    an error event named by the class, its text left out; cancellation still ends it (stop())."""
+    from airflow_provider_plugz.hooks.plugz import PlugzHook
+
+    real = PlugzHook.acall
+    failing = {"on": False}
+
+    async def acall(self: PlugzHook, *args: Any, **kwargs: Any) -> Any:
+        if failing["on"]:
+            raise KeyError(CLIENT_TOKEN)
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PlugzHook, "acall", acall)
+
+    async def scenario() -> list[dict[str, Any]]:
+        watch = Watch(
+            PlugzSecurityEventTrigger("plugz_default", watch="pin", poll_interval=TICK), plugz
+        ).start()
+        await watch.polls(2)
+        failing["on"] = True
+        await watch.until_events(1)
+        await asyncio.sleep(TICK * 5)
+        failing["on"] = False
+        plugz.set_has_code(INSTANCE_ID, False)
+        await watch.until_events(2)
+        await watch.stop()
+        return watch.events
+
+    events = asyncio.run(scenario())
+    assert changes(events) == ["KeyError", "pin_removed"]
+    assert "bug" in events[0]["message"]
+    assert_no_secrets(json.dumps(events))
+
+
+def test_a_bug_in_the_change_rules_is_one_error_event_per_kind_and_the_watch_goes_on(
+    plugz: PlugzSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = ChangeDetector.feed
+    broken = {"on": False}
+
+    def feed(self: ChangeDetector, snapshot: Any) -> Any:
+        if broken["on"]:
+            raise ZeroDivisionError(CLIENT_TOKEN)
+        return real(self, snapshot)
+
+    monkeypatch.setattr(ChangeDetector, "feed", feed)
+
+    async def scenario() -> list[dict[str, Any]]:
+        watch = Watch(
+            PlugzSecurityEventTrigger("plugz_default", watch="pin", poll_interval=TICK), plugz
+        ).start()
+        await watch.polls(2)
+        broken["on"] = True
+        await watch.polls(5)  # five polls, one bug: one event
+        broken["on"] = False
+        plugz.set_has_code(INSTANCE_ID, False)
+        await watch.until_events(2)
+        await watch.stop()
+        return watch.events
+
+    events = asyncio.run(scenario())
+    assert changes(events) == ["ZeroDivisionError", "pin_removed"]
+    assert set(events[0]) == {"status", "plugz_conn_id", "error_class", "message", "observed_at"}
+    assert_no_secrets(json.dumps(events))
 
 
 def load_stored(kwargs: dict[str, Any]) -> PlugzSecurityEventTrigger:

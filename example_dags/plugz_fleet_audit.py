@@ -104,8 +104,12 @@ only its own connections). Never more chunks than `[core] max_map_length` (1024 
 beyond it the chunks grow instead (the task log warns). `merge_reports` runs when every chunk
 is done, whatever its state, and makes one report of the same shape from theirs, counts
 recomputed; the numbers of a chunk that ended without a report (killed, out of memory) are
-reported as `PlugzAuditError` "not checked", never dropped. How many chunks run at once is the
-executor's: its slots, `pool`, and `max_active_tis_per_dag` on `audit_pins`.
+reported as `PlugzAuditError` "not checked", never dropped. It is given the chunks (`chunks=`)
+so it knows which chunk owns each number and trusts only that chunk about it: an entry a
+report holds for another chunk's number is ignored (the log says so), a number missing from
+its chunk's report is "not checked" too, and a malformed report fails it naming the chunk.
+How many chunks run at once is the executor's: its slots, `pool`, and
+`max_active_tis_per_dag` on `audit_pins`.
 
 **Only Plugz connections are used.** Anyone who can trigger a run can name connection ids, so
 an id whose connection is not of type `plugz` (an `http` or `postgres` connection, say) is
@@ -163,6 +167,7 @@ and the merged report is still pushed first.
         # The audit ends about a minute before this (see "Deadline" above).
         execution_timeout=timedelta(minutes=30),
     ).expand(plugz_conn_ids=chunks)
+    # chunks: which chunk (map index) owns which number, so no chunk reports on another's.
     merged = PlugzAuditMergeOperator(
         task_id="merge_reports", reports=audit.output[REPORT_XCOM_KEY], chunks=chunks
     )

@@ -17,8 +17,9 @@ summary, pushes :meth:`AuditReport.to_xcom` and applies the ``fail_*`` options.
 ``PlugzPinAuditOperator.partial(...).expand(plugz_conn_ids=...)`` audits each chunk in its own
 task instance (on whichever worker the executor picks), and :class:`PlugzAuditMergeOperator`
 reads the chunk reports back (:meth:`AuditReport.from_xcom`), combines them
-(:meth:`AuditReport.merge`) into one report of the same shape and applies the ``fail_*``
-options to the whole fleet. Chunks are best left without ``fail_*``: the merge then fails on
+(:func:`merge_chunk_reports`: each number from the chunk that owns it, nothing counted twice
+or lost) into one report of the same shape and applies the ``fail_*`` options to the whole
+fleet. Chunks are best left without ``fail_*``: the merge then fails on
 a finding in any chunk, and a chunk that failed anyway (a crash, a kill) still gets merged,
 its numbers reported as not checked.
 """
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import ast
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -76,8 +76,29 @@ CONNECTION_STATES = ("connected", "disconnected", "session_lost", "phone_offline
 #: The report's counts that ``check_status`` adds: one per state, and the numbers whose status
 #: could not be read. They add up to ``total``.
 STATUS_COUNTS = (*CONNECTION_STATES, "status_errors")
+#: The counts of every report (those of :data:`STATUS_COUNTS` come with ``check_status``).
+_COUNTS = ("total", "with_pin", "without_pin", "errors", "timed_out")
+
+#: Bounds on what a report read back from XCom may hold (:meth:`AuditReport.from_xcom`); the
+#: audit's own entries stay within them (texts are cut at :data:`MAX_TEXT_LENGTH`).
+#: A connection id: at most Airflow's own limit, no whitespace or control characters.
+MAX_CONN_ID_LENGTH = 250
+#: An entry's ``message`` and a status ``reason``.
+MAX_TEXT_LENGTH = 4096
+#: An entry's ``error_class``: a Python class name.
+MAX_ERROR_CLASS_LENGTH = 100
+#: Entries of one report read back without a chunk list to bound them (a chunk report holds
+#: at most its chunk's ids).
+MAX_REPORT_ENTRIES = 1_000_000
+#: ``plugz_conn_ids`` given as text (ample for 100,000 ids).
+MAX_CONN_IDS_TEXT = 8 * 1024 * 1024
 
 _SEPARATORS = re.compile(r"[\s,]+")
+_CONN_ID = re.compile(rf"\S{{1,{MAX_CONN_ID_LENGTH}}}")
+_ERROR_CLASS = re.compile(rf"[^\W\d]\w{{0,{MAX_ERROR_CLASS_LENGTH - 1}}}")
+#: String literals of JSON or Python text (for counting the brackets outside them).
+_KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+_STRING_LITERALS = re.compile(r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'""", re.DOTALL)
 
 
 def connection_state(connected: bool, session: bool | None, smartphone_connected: bool) -> str:
@@ -133,8 +154,17 @@ class StatusResult:
                 )
             if self.message is not None:
                 raise ValueError("a StatusResult with an answer has no message")
-        elif not self.error_class or self.message is None:
-            raise ValueError("a StatusResult with an error needs a non-empty error_class and a message")
+            if self.reason is not None and not isinstance(self.reason, str):
+                raise ValueError(
+                    f"a StatusResult's reason must be a string or None, not {_kind(self.reason)}"
+                )
+        elif (
+            not isinstance(self.error_class, str) or not self.error_class or not isinstance(self.message, str)
+        ):
+            raise ValueError(
+                "a StatusResult with an error needs a non-empty error_class and a message, both "
+                f"strings (got {_kind(self.error_class)} and {_kind(self.message)})"
+            )
         elif any(
             v is not None for v in (self.connected, self.session, self.smartphone_connected, self.reason)
         ):
@@ -149,7 +179,7 @@ class StatusResult:
             connected=status.connected,
             session=status.session,
             smartphone_connected=status.smartphone_connected,
-            reason=status.error,
+            reason=None if status.error is None else _cut(status.error),
         )
 
     @classmethod
@@ -190,23 +220,38 @@ class StatusResult:
 
     @classmethod
     def from_xcom(cls, xcom: Any) -> StatusResult:
-        """The inverse of :meth:`to_xcom`; ValueError when ``xcom`` is not what it gives."""
+        """The inverse of :meth:`to_xcom`, every field checked by type and size; ValueError when
+        ``xcom`` is not what it gives (saying what, never quoting a text of it)."""
         if not isinstance(xcom, dict):
-            raise ValueError(f"a status entry must be a JSON object, got {type(xcom).__name__}")
+            raise ValueError(f"a status entry must be a JSON object, got {_kind(xcom)}")
         if "error_class" in xcom:
             _expect_keys(xcom, {"error_class", "message"}, "a status entry with an error")
-            return cls(error_class=xcom["error_class"], message=xcom["message"])
+            return cls(
+                error_class=_error_class(xcom["error_class"], "the status error_class"),
+                message=_text(xcom["message"], "the status message"),
+            )
         _expect_keys(
             xcom, {"state", "connected", "session", "smartphone_connected", "reason"}, "a status entry"
         )
+        for name in ("connected", "smartphone_connected"):
+            if not isinstance(xcom[name], bool):
+                raise ValueError(f"a status entry's {name} must be true or false, not {_kind(xcom[name])}")
+        if xcom["session"] is not None and not isinstance(xcom["session"], bool):
+            raise ValueError(
+                f"a status entry's session must be true, false or null, not {_kind(xcom['session'])}"
+            )
+        reason = xcom["reason"]
         status = cls(
             connected=xcom["connected"],
             session=xcom["session"],
             smartphone_connected=xcom["smartphone_connected"],
-            reason=xcom["reason"],
+            reason=None if reason is None else _text(reason, "the status reason"),
         )
-        if status.state != xcom["state"]:
-            raise ValueError(f"a status entry's state {xcom['state']!r} does not match its fields")
+        state = xcom["state"]
+        if not isinstance(state, str) or state not in CONNECTION_STATES:
+            raise ValueError(f"a status entry's state must be one of {', '.join(CONNECTION_STATES)}")
+        if status.state != state:
+            raise ValueError(f"a status entry's state {state!r} does not match its fields")
         return status
 
 
@@ -231,16 +276,23 @@ class CheckResult:
 
     def __post_init__(self) -> None:
         if self.has_code is None:
-            if not self.error_class or self.message is None:
-                raise ValueError("a CheckResult without has_code needs an error_class and a message")
+            if (
+                not isinstance(self.error_class, str)
+                or not self.error_class
+                or not isinstance(self.message, str)
+            ):
+                raise ValueError(
+                    "a CheckResult without has_code needs a non-empty error_class and a message, "
+                    f"both strings (got {_kind(self.error_class)} and {_kind(self.message)})"
+                )
         elif not isinstance(self.has_code, bool):
-            raise ValueError(f"has_code must be a bool, got {type(self.has_code).__name__}")
+            raise ValueError(f"has_code must be a bool, got {_kind(self.has_code)}")
         elif self.error_class is not None or self.message is not None or self.timed_out:
             raise ValueError("a CheckResult with has_code has no error_class, message or timed_out")
+        if not isinstance(self.timed_out, bool):
+            raise ValueError(f"a CheckResult's timed_out must be a bool, got {_kind(self.timed_out)}")
         if self.status is not None and not isinstance(self.status, StatusResult):
-            raise ValueError(
-                f"a CheckResult's status must be a StatusResult, got {type(self.status).__name__}"
-            )
+            raise ValueError(f"a CheckResult's status must be a StatusResult, got {_kind(self.status)}")
         if self.timed_out and self.status is not None:
             raise ValueError("a CheckResult that timed out has no status")
 
@@ -307,36 +359,40 @@ class CheckResult:
     @classmethod
     def from_xcom(cls, xcom: Any, *, with_status: bool = False) -> CheckResult:
         """The inverse of :meth:`to_xcom` (``timed_out`` read from the message, see
-        :data:`NOT_CHECKED_PREFIX`); ValueError when ``xcom`` is not what it gives."""
+        :data:`NOT_CHECKED_PREFIX`), every field checked by type and size; ValueError when
+        ``xcom`` is not what it gives (saying what, never quoting a text of it)."""
         if not isinstance(xcom, dict):
-            raise ValueError(f"a report entry must be a JSON object, got {type(xcom).__name__}")
+            raise ValueError(f"a report entry must be a JSON object, got {_kind(xcom)}")
         status_keys = {"status"} if with_status else set()
-        status = None
-        if with_status and xcom.get("status") is not None:
-            status = StatusResult.from_xcom(xcom["status"])
         if "has_code" in xcom:
             _expect_keys(xcom, {"has_code", *status_keys}, "a report entry with a PIN answer")
+        else:
+            _expect_keys(xcom, {"error_class", "message", *status_keys}, "a report entry with an error")
+        status = None
+        if with_status and xcom["status"] is not None:
+            status = StatusResult.from_xcom(xcom["status"])
+        if "has_code" in xcom:
+            if not isinstance(xcom["has_code"], bool):
+                raise ValueError(f"has_code must be a bool, got {_kind(xcom['has_code'])}")
             return cls(has_code=xcom["has_code"], status=status)
-        _expect_keys(xcom, {"error_class", "message", *status_keys}, "a report entry with an error")
-        message = xcom["message"]
-        timed_out = (
-            xcom["error_class"] == TIMED_OUT_ERROR_CLASS
-            and isinstance(message, str)
-            and message.startswith(NOT_CHECKED_PREFIX)
-        )
-        return cls(error_class=xcom["error_class"], message=message, timed_out=timed_out, status=status)
+        error_class = _error_class(xcom["error_class"], "error_class")
+        message = _text(xcom["message"], "the message")
+        timed_out = error_class == TIMED_OUT_ERROR_CLASS and message.startswith(NOT_CHECKED_PREFIX)
+        return cls(error_class=error_class, message=message, timed_out=timed_out, status=status)
 
     @classmethod
     def not_reported(cls, chunk: int, task_id: str) -> CheckResult:
         """A number of a chunk whose task ended without a report (it failed, or was killed)."""
-        return cls(
-            error_class=NOT_REPORTED_ERROR_CLASS,
-            message=(
-                f"not checked: the audit of its chunk ({task_id!r}, map index {chunk}) ended without "
-                "a report. See that task instance's log (it may have been killed, or run out of "
-                "memory), then clear it to audit the chunk again."
-            ),
+        return cls.not_merged(
+            f"the audit of its chunk ({task_id!r}, map index {chunk}) ended without a report. See "
+            "that task instance's log (it may have been killed, or run out of memory), then clear "
+            "it to audit the chunk again."
         )
+
+    @classmethod
+    def not_merged(cls, why: str) -> CheckResult:
+        """A number the merge has no entry it can trust for (:data:`NOT_REPORTED_ERROR_CLASS`)."""
+        return cls(error_class=NOT_REPORTED_ERROR_CLASS, message=f"not checked: {why}")
 
 
 @dataclass(frozen=True, repr=False)
@@ -363,6 +419,12 @@ class AuditReport:
 
     def __post_init__(self) -> None:
         results = MappingProxyType(dict(self.results))  # read-only, and no longer the caller's
+        for conn_id, result in results.items():
+            if not isinstance(conn_id, str) or not isinstance(result, CheckResult):
+                raise ValueError(
+                    "an AuditReport's results map connection ids (strings) to CheckResults, got "
+                    f"{_kind(conn_id)} to {_kind(result)}"
+                )
         if not self.status_checked and any(r.status is not None for r in results.values()):
             raise ValueError("an AuditReport with statuses in its results needs status_checked=True")
         with_pin = sum(1 for r in results.values() if r.has_code is True)
@@ -383,9 +445,7 @@ class AuditReport:
             object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
-        names: tuple[str, ...] = ("total", "with_pin", "without_pin", "errors", "timed_out")
-        if self.status_checked:
-            names += STATUS_COUNTS
+        names = _COUNTS + (STATUS_COUNTS if self.status_checked else ())
         return f"AuditReport({', '.join(f'{name}={getattr(self, name)}' for name in names)})"
 
     @classmethod
@@ -440,31 +500,41 @@ class AuditReport:
         ]
 
     @classmethod
-    def from_xcom(cls, xcom: Any) -> AuditReport:
+    def from_xcom(cls, xcom: Any, *, max_entries: int = MAX_REPORT_ENTRIES) -> AuditReport:
         """The report :meth:`to_xcom` gave, read back (a chunk's, for :meth:`merge`).
 
-        The counts are not trusted but recomputed from the entries, and must match the ones in
-        ``xcom``: anything else is not a report of this provider's audit.
+        Nothing in it is trusted: its keys must be exactly a report's, every count an integer
+        (``true`` and ``1.0`` are not counts) equal to the count recomputed from the entries,
+        every entry under a connection id and of the exact types :meth:`CheckResult.to_xcom`
+        writes, its texts at most :data:`MAX_TEXT_LENGTH` characters, and at most
+        ``max_entries`` entries.
 
         :raises ValueError: saying what does not fit; it quotes no entry's text.
         """
         if not isinstance(xcom, dict) or not isinstance(xcom.get("results"), dict):
             raise ValueError(
                 "not a Plugz PIN audit report: expected a JSON object with 'results', got "
-                f"{type(xcom).__name__}"
+                f"{_kind(xcom) if not isinstance(xcom, dict) else 'an object without it'}"
             )
-        status_checked = all(name in xcom for name in STATUS_COUNTS)
+        status_checked = any(name in xcom for name in STATUS_COUNTS)
+        names = _COUNTS + (STATUS_COUNTS if status_checked else ())
+        _expect_keys(xcom, {*names, "results"}, "the report")
+        for name in names:
+            if type(xcom[name]) is not int:  # bool and float are not counts
+                raise ValueError(f"its count {name} must be an integer, not {_kind(xcom[name])}")
+        entries = xcom["results"]
+        if len(entries) > max_entries:
+            raise ValueError(f"it holds {len(entries):,} entries, more than the {max_entries:,} it may")
         results: dict[str, CheckResult] = {}
-        for conn_id, entry in xcom["results"].items():
+        for conn_id, entry in entries.items():
+            if not _is_conn_id(conn_id):
+                raise ValueError(f"it holds an entry under {_kind(conn_id)}, which is not a connection id")
             try:
                 results[conn_id] = CheckResult.from_xcom(entry, with_status=status_checked)
             except ValueError as err:
                 raise ValueError(f"the entry of {conn_id!r}: {err}") from None
         report = cls(results, status_checked=status_checked)
-        names: tuple[str, ...] = ("total", "with_pin", "without_pin", "errors", "timed_out")
-        if status_checked:
-            names += STATUS_COUNTS
-        wrong = [name for name in names if xcom.get(name) != getattr(report, name)]
+        wrong = [name for name in names if xcom[name] != getattr(report, name)]
         if wrong:
             raise ValueError(f"its counts do not match its entries: {', '.join(wrong)}")
         return report
@@ -472,44 +542,14 @@ class AuditReport:
     @classmethod
     def merge(
         cls,
-        reports: Iterable[AuditReport],
+        reports: Iterable[AuditReport | None],
         *,
         chunks: Sequence[Sequence[str]] | None = None,
         task_id: str = "audit_pins",
     ) -> AuditReport:
-        """One report of the whole fleet from the reports of its chunks, counts recomputed.
-
-        Without ``chunks`` the entries come in the order of ``reports``. With ``chunks`` (the
-        ids each mapped task was given, in map-index order: what :func:`audit_chunks`
-        returned) they come in that order, and a number no report holds - its chunk task failed
-        before it reported - gets a :meth:`CheckResult.not_reported` entry naming ``task_id``
-        and the chunk; ids of a report that no chunk lists come last. An id in two reports
-        keeps its first entry.
-
-        :raises ValueError: the reports disagree on ``status_checked`` (one operator's chunks never do).
-        """
-        merged: dict[str, CheckResult] = {}
-        checked: set[bool] = set()
-        for report in reports:
-            checked.add(report.status_checked)
-            for conn_id, result in report.results.items():
-                merged.setdefault(conn_id, result)
-        if len(checked) > 1:
-            raise ValueError(
-                "the chunk reports disagree on check_status: some hold each number's connection "
-                "status, some do not; give every chunk the same check_status"
-            )
-        status_checked = checked.pop() if checked else False
-        if chunks is None:
-            return cls(merged, status_checked=status_checked)
-        results: dict[str, CheckResult] = {}
-        for index, chunk in enumerate(chunks):
-            for conn_id in chunk:
-                if conn_id not in results:
-                    found = merged.pop(conn_id, None)
-                    results[conn_id] = found or CheckResult.not_reported(index, task_id)
-        results.update(merged)  # checked though no chunk lists them: keep, after the others
-        return cls(results, status_checked=status_checked)
+        """One report of the whole fleet from the reports of its chunks, counts recomputed:
+        :func:`merge_chunk_reports` without the list of what it did not trust."""
+        return merge_chunk_reports(reports, chunks=chunks, task_id=task_id).report
 
     def to_xcom(self) -> dict[str, Any]:
         """The JSON-safe report: counts, then ``results`` (see :class:`PlugzPinAuditOperator`);
@@ -540,6 +580,206 @@ def _checked(conn_id: str, value: PinStatus | PinAndStatus) -> CheckResult:
     if isinstance(value.pin, Exception):
         return CheckResult.failure(conn_id, value.pin, status=status)
     return CheckResult.pin(value.pin.has_code, status=status)
+
+
+@dataclass(frozen=True)
+class MergedReport:
+    """What :func:`merge_chunk_reports` made of the chunk reports: the fleet's ``report`` and,
+    one sentence each, what it refused to trust (``warnings``, for the task log)."""
+
+    report: AuditReport
+    warnings: tuple[str, ...] = ()
+
+
+def merge_chunk_reports(
+    reports: Iterable[AuditReport | None],
+    *,
+    chunks: Sequence[Sequence[str]] | None = None,
+    task_id: str = "audit_pins",
+) -> MergedReport:
+    """One report of the whole fleet from the reports of its chunks, counts recomputed.
+
+    ``reports`` come in map-index order (as Airflow gives a mapped task's XComs), ``None``
+    where a chunk pushed nothing. With ``chunks`` (the ids each mapped task was given, in
+    map-index order: what :func:`audit_chunks` returned) every id has one owner, the chunk
+    that lists it, and only its owner's report speaks for it:
+
+    - the entries come in the order of ``chunks``; ids no chunk lists never get one;
+    - a report is its chunk's by position when there are as many reports as chunks, else
+      (some chunk pushed nothing) by its ids, which must then all be one chunk's: a report
+      holding ids of several chunks, or two reports of one chunk, are not used;
+    - entries a report holds for ids of other chunks are ignored (never counted twice), and
+      each id of a chunk without a usable report, or missing from its report, gets a
+      ``PlugzAuditError`` "not checked" entry naming ``task_id`` and the map index, so that
+      ``fail_on_error`` fails on it; each case is one of the ``warnings``.
+
+    Without ``chunks`` the entries come in the order of ``reports``, and an id that two reports
+    hold gets such a "not checked" entry: nothing says which of them owns it. The ids of a
+    chunk that did not report cannot be known, so they are missing (give ``chunks``).
+
+    :raises ValueError: the reports disagree on ``status_checked`` (one operator's chunks never
+        do), ``chunks`` is not a list of disjoint lists of connection ids, or there are more
+        reports than chunks.
+    """
+    given = list(reports)
+    checked = {r.status_checked for r in given if r is not None}
+    if len(checked) > 1:
+        raise ValueError(
+            "the chunk reports disagree on check_status: some hold each number's connection "
+            "status, some do not; give every chunk the same check_status"
+        )
+    status_checked = checked.pop() if checked else False
+    if chunks is None:
+        return _merge_without_owners(given, status_checked)
+    chunk_lists = check_chunks(chunks)
+    if len(given) > len(chunk_lists):
+        raise ValueError(
+            f"there are {len(given)} chunk reports for {len(chunk_lists)} chunks: give chunks= the "
+            "list the audit was expanded over, and reports= that audit's reports"
+        )
+    owner = {conn_id: index for index, chunk in enumerate(chunk_lists) for conn_id in chunk}
+    warnings: list[str] = []
+    claims = _claims(given, len(chunk_lists), owner, warnings)
+    unmatched = bool(warnings)  # reports that could not be told to be any one chunk's
+    results: dict[str, CheckResult] = {}
+    for index, chunk in enumerate(chunk_lists):
+        where = f"({task_id!r}, map index {index})"
+        positions = claims.get(index, [])
+        if not positions:
+            if not unmatched:
+                entry = CheckResult.not_reported(index, task_id)
+            else:
+                entry = CheckResult.not_merged(
+                    f"no report could be matched to its chunk {where}: that task ended without "
+                    "one, or its report held ids of other chunks too (see the merge's log). Clear "
+                    "that task instance to audit the chunk again."
+                )
+            results.update(dict.fromkeys(chunk, entry))
+            continue
+        if len(positions) > 1:
+            warnings.append(
+                f"chunk reports {_numbers(positions)} all hold ids of chunk {index} {where} only; "
+                "which one is its own cannot be told, so none of them is used for it"
+            )
+            entry = CheckResult.not_merged(
+                f"{len(positions)} chunk reports hold entries for the ids of its chunk {where}, and "
+                "which one is that chunk's own cannot be told. Clear that task instance to audit "
+                "the chunk again."
+            )
+            results.update(dict.fromkeys(chunk, entry))
+            continue
+        report = given[positions[0]]
+        assert report is not None  # only reports are claimed
+        foreign = [c for c in report.results if owner.get(c) != index]
+        if foreign:
+            warnings.append(
+                f"the report of chunk {index} {where} holds {len(foreign)} entr"
+                f"{'y' if len(foreign) == 1 else 'ies'} for connection ids it was not given "
+                f"({_ids(foreign, 10)}): ignored, only the chunk that lists an id reports on it"
+            )
+        lost = [c for c in chunk if c not in report.results]
+        if lost:
+            warnings.append(
+                f"the report of chunk {index} {where} has no entry for {len(lost)} of its "
+                f"{len(chunk)} connection id(s) ({_ids(lost, 10)}): reported as not checked"
+            )
+        absent = CheckResult.not_merged(
+            f"the report of its chunk {where} has no entry for it. See that task instance's "
+            "log, then clear it to audit the chunk again."
+        )
+        for conn_id in chunk:
+            results[conn_id] = report.results.get(conn_id, absent)
+    return MergedReport(AuditReport(results, status_checked=status_checked), tuple(warnings))
+
+
+def _claims(
+    given: list[AuditReport | None], chunks: int, owner: Mapping[str, int], warnings: list[str]
+) -> dict[int, list[int]]:
+    """Which chunk each report is (chunk -> positions in ``given``), for :func:`merge_chunk_reports`:
+    by position when every chunk has a place in ``given``, else by its ids; a report that
+    can be no one chunk's is in none (and in ``warnings``)."""
+    if len(given) == chunks:  # every chunk reported (or pushed None): by position
+        return {index: [index] for index, report in enumerate(given) if report is not None}
+    claims: dict[int, list[int]] = {}
+    missing = chunks - sum(1 for r in given if r is not None)
+    for position, report in enumerate(given):
+        if report is None:
+            continue
+        owners = sorted({owner[c] for c in report.results if c in owner})
+        if len(owners) == 1:
+            claims.setdefault(owners[0], []).append(position)
+            continue
+        holds = "no id of any chunk" if not owners else f"ids of chunks {_numbers(owners)}"
+        warnings.append(
+            f"chunk report {position} (in map-index order) holds {holds}; with {missing} chunk "
+            "report(s) missing, which chunk it is cannot be told, so none of its entries is used"
+        )
+    return claims
+
+
+def _merge_without_owners(given: list[AuditReport | None], status_checked: bool) -> MergedReport:
+    """:func:`merge_chunk_reports` without ``chunks``: an id two reports hold is not trusted."""
+    holders: dict[str, list[int]] = {}
+    for position, report in enumerate(given):
+        for conn_id in () if report is None else report.results:
+            holders.setdefault(conn_id, []).append(position)
+    results: dict[str, CheckResult] = {}
+    disputed: list[str] = []
+    for conn_id, positions in holders.items():
+        if len(positions) == 1:
+            report = given[positions[0]]
+            assert report is not None
+            results[conn_id] = report.results[conn_id]
+            continue
+        disputed.append(conn_id)
+        results[conn_id] = CheckResult.not_merged(
+            f"chunk reports {_numbers(positions)} each hold an entry for it, and without the "
+            "chunk list the merge cannot tell which chunk owns it. Give PlugzAuditMergeOperator "
+            "chunks= (what the audit was expanded over)."
+        )
+    warnings = []
+    if disputed:
+        warnings.append(
+            f"{len(disputed)} connection id(s) are in more than one chunk report ({_ids(disputed, 10)}): "
+            "reported as not checked; give chunks= so the merge knows which chunk owns each id"
+        )
+    return MergedReport(AuditReport(results, status_checked=status_checked), tuple(warnings))
+
+
+def check_chunks(value: Any) -> list[list[str]]:
+    """The merge's ``chunks``: a list (a lazy XCom sequence too) of non-empty lists of
+    connection ids, no id in two places; a copy.
+
+    :raises ValueError: saying which chunk is wrong and how (no id is quoted unless valid).
+    """
+    from collections.abc import Iterable as _Iterable
+
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, _Iterable):
+        raise ValueError(
+            "chunks must be the list of id lists the audit was expanded over (what audit_chunks "
+            f"returned), got {_kind(value)}"
+        )
+    chunks: list[list[str]] = []
+    owner: dict[str, int] = {}
+    for index, chunk in enumerate(value):
+        if not isinstance(chunk, (list, tuple)) or not chunk:
+            raise ValueError(f"chunk {index} must be a non-empty list of connection ids, got {_kind(chunk)}")
+        for conn_id in chunk:
+            if not _is_conn_id(conn_id):
+                raise ValueError(f"chunk {index} holds {_kind(conn_id)}, which is not a connection id")
+            if conn_id in owner:
+                twice = (
+                    f"chunk {index} lists"
+                    if owner[conn_id] == index
+                    else (f"chunks {owner[conn_id]} and {index} both list")
+                )
+                raise ValueError(
+                    f"{twice} {conn_id!r}: each id belongs to one chunk only (give chunks= what "
+                    "audit_chunks returned)"
+                )
+            owner[conn_id] = index
+        chunks.append(list(chunk))
+    return chunks
 
 
 class PlugzPinAuditOperator(BaseOperator):
@@ -642,8 +882,14 @@ class PlugzPinAuditOperator(BaseOperator):
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
         if isinstance(plugz_conn_ids, (list, tuple)):
-            # Nothing templating can fix: say so when the DAG file is parsed.
-            conn_id_list(plugz_conn_ids)
+            # Nothing templating can fix: say so when the DAG file is parsed (an item that is a
+            # template is checked once rendered).
+            conn_id_list(
+                [
+                    "templated" if isinstance(item, str) and ("{{" in item or "{%" in item) else item
+                    for item in plugz_conn_ids
+                ]
+            )
         self.plugz_conn_ids = plugz_conn_ids
         self.max_concurrency = max_concurrency
         #: seconds (validated here, when the DAG file is parsed).
@@ -763,7 +1009,9 @@ class PlugzAuditMergeOperator(BaseOperator):
 
     The report has the shape of one audit's (see :class:`PlugzPinAuditOperator`): the counts
     are recomputed from the merged entries, never summed, and every chunk report is checked
-    to be one (:meth:`AuditReport.from_xcom`). It is returned (XCom ``return_value``) and
+    to be one (:meth:`AuditReport.from_xcom`: exact types, bounded sizes; anything else fails
+    the merge with a ``PlugzAuditError`` naming the chunk). Each number is taken from the
+    chunk that owns it only (:func:`merge_chunk_reports`). It is returned (XCom ``return_value``) and
     pushed under ``report`` before ``fail_*`` can fail the task, like the audit's own::
 
         chunks = audit_chunks_task(...)  # a task returning audit_chunks(ids, chunk_size)
@@ -791,8 +1039,11 @@ class PlugzAuditMergeOperator(BaseOperator):
     :param reports: the chunk reports (templated): ``audit.output["report"]`` of the mapped
         audit, a sequence of :meth:`AuditReport.to_xcom` dicts.
     :param chunks: the ids each chunk was given, in map-index order (templated; what the
-        mapped audit was expanded over). Without it the numbers of a chunk that did not
-        report are missing from the report instead of being reported as not checked.
+        mapped audit was expanded over). With it the merge knows which chunk owns each id and
+        trusts only that chunk about it (see :func:`merge_chunk_reports`). Without it (kept
+        for DAGs written before it existed; the log warns) the numbers of a chunk that did not
+        report are missing from the report, and an id two chunk reports hold is reported as
+        not checked, neither report trusted.
     :param audit_task_id: the mapped audit's task id, named in those entries.
     :param fail_if_missing_pin: fail the task when any account has no PIN.
     :param fail_if_disconnected: fail the task when any number's status was read and it is not
@@ -837,35 +1088,62 @@ class PlugzAuditMergeOperator(BaseOperator):
         self.fail_on_error = fail_on_error
 
     def execute(self, context: Context) -> dict[str, Any]:
-        chunks = None if self.chunks is None else _chunk_lists(self.chunks)
-        reports: list[AuditReport] = []
-        for index, xcom in enumerate(self.reports or ()):
+        chunks = _chunk_lists(self.chunks)
+        xcoms = _report_list(self.reports)
+        if chunks is None:
+            self.log.warning(
+                "Plugz PIN audit merge without chunks=: the numbers of a chunk that did not report "
+                "cannot be known, and an id two reports hold is reported as not checked. Give "
+                "chunks= what the audit was expanded over."
+            )
+        elif len(xcoms) > len(chunks):
+            raise PlugzAuditError(
+                f"Plugz PIN audit merge: there are {len(xcoms)} chunk reports for {len(chunks)} "
+                "chunks; give chunks= the list the audit was expanded over, and reports= that "
+                f"audit's reports (<the mapped audit>.output[{REPORT_XCOM_KEY!r}])."
+            )
+        # A chunk's report is bounded by the fleet: more entries cannot be any chunk's.
+        limit = MAX_REPORT_ENTRIES if chunks is None else sum(map(len, chunks))
+        by_position = chunks is not None and len(xcoms) == len(chunks)
+        reports: list[AuditReport | None] = []
+        for index, xcom in enumerate(xcoms):
             if xcom is None:  # Airflow 2 can give None for a chunk that pushed nothing
+                reports.append(None)
                 continue
             try:
-                reports.append(AuditReport.from_xcom(xcom))
+                reports.append(AuditReport.from_xcom(xcom, max_entries=limit))
             except ValueError as err:
+                where = (
+                    f"the report of chunk {index} ({self.audit_task_id!r}, map index {index})"
+                    if by_position
+                    else f"chunk report {index} (in map-index order)"
+                )
                 raise PlugzAuditError(
-                    f"Plugz PIN audit merge: chunk report {index} is not a PlugzPinAuditOperator "
-                    f"report ({err}). Give reports=<the mapped audit>.output[{REPORT_XCOM_KEY!r}]."
+                    f"Plugz PIN audit merge: {where} is not a PlugzPinAuditOperator report: {err}. "
+                    f"Give reports=<the mapped audit>.output[{REPORT_XCOM_KEY!r}], and check that "
+                    "nothing else writes that XCom."
                 ) from None
         try:
-            report = AuditReport.merge(reports, chunks=chunks, task_id=self.audit_task_id)
+            merged = merge_chunk_reports(reports, chunks=chunks, task_id=self.audit_task_id)
         except ValueError as err:
             raise PlugzAuditError(f"Plugz PIN audit merge: {err}.") from None
+        for warning in merged.warnings:
+            self.log.warning("Plugz PIN audit merge: %s.", warning)
+        report = merged.report
         not_reported = sum(1 for r in report.results.values() if r.error_class == NOT_REPORTED_ERROR_CLASS)
         if not_reported:
             self.log.warning(
-                "Plugz PIN audit merge: %d number(s) were not reported by their chunk task; "
-                "reporting them as %s.",
+                "Plugz PIN audit merge: %d number(s) were not reported by their chunk task (or not "
+                "in a report the merge could trust); reporting them as %s.",
                 not_reported,
                 NOT_REPORTED_ERROR_CLASS,
             )
+        received = sum(1 for r in reports if r is not None)
         log_report(
             self.log,
             report,
             "Plugz PIN audit of %d connection(s), merged from %d chunk report(s): ",
-            [report.total, len(reports)],
+            [report.total, received],
             max_rows=self.max_log_rows,
         )
         xcom = report.to_xcom()
@@ -900,8 +1178,10 @@ def audit_chunks(
     chunks are balanced (see :func:`airflow_provider_plugz.hooks.fleet.chunked`); a fleet of
     up to ``chunk_size`` numbers is one chunk, so one task.
 
-    :raises ValueError: the ids are not valid, or ``chunk_size``/``max_map_length`` is not an integer >= 1.
+    :raises PlugzConfigurationError: the ids are not valid, or ``chunk_size``/``max_map_length``
+        is not an integer >= 1.
     """
+    from airflow_provider_plugz.exceptions import PlugzConfigurationError
     from airflow_provider_plugz.hooks.fleet import chunked
 
     conn_ids = conn_id_list(plugz_conn_ids)
@@ -909,7 +1189,10 @@ def audit_chunks(
         from airflow.configuration import conf
 
         max_map_length = conf.getint("core", "max_map_length")
-    chunks = chunked(conn_ids, chunk_size, max_chunks=max_map_length)
+    try:
+        chunks = chunked(conn_ids, chunk_size, max_chunks=max_map_length)
+    except ValueError as err:
+        raise PlugzConfigurationError(f"Plugz PIN audit chunks: {err}") from None
     if len(chunks[0]) > chunk_size:
         import logging
 
@@ -993,86 +1276,190 @@ def _ids(items: list[str], max_ids: int) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-def _chunk_lists(value: Any) -> list[list[str]]:
-    """The merge's ``chunks`` after templating: a list of lists of ids (a lazy XCom sequence too)."""
-    if isinstance(value, (str, bytes, dict)):
-        raise PlugzAuditError(
-            "Plugz PIN audit merge: chunks must be the list of id lists the audit was expanded "
-            f"over, got {type(value).__name__}."
+def _chunk_lists(value: Any) -> list[list[str]] | None:
+    """The merge's ``chunks`` after templating (see :func:`check_chunks`), or None."""
+    if value is None:
+        return None
+    from airflow_provider_plugz.exceptions import PlugzConfigurationError
+
+    try:
+        return check_chunks(value)
+    except ValueError as err:
+        raise PlugzConfigurationError(f"Plugz PIN audit merge: {err}.") from None
+
+
+def _report_list(value: Any) -> list[Any]:
+    """The merge's ``reports`` after templating: a list (a lazy XCom sequence too) of reports."""
+    from collections.abc import Iterable as _Iterable
+
+    if value is None:  # no chunk pushed a report
+        return []
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, _Iterable):
+        from airflow_provider_plugz.exceptions import PlugzConfigurationError
+
+        raise PlugzConfigurationError(
+            "Plugz PIN audit merge: reports must be the chunk reports, "
+            f"<the mapped audit>.output[{REPORT_XCOM_KEY!r}], got {_kind(value)}."
         )
-    chunks = [list(chunk) for chunk in value]
-    if not all(isinstance(c, str) for chunk in chunks for c in chunk):
-        raise PlugzAuditError("Plugz PIN audit merge: chunks must be lists of connection ids.")
-    return chunks
+    return list(value)
 
 
-def _expect_keys(xcom: dict[str, Any], keys: set[str], what: str) -> None:
-    if set(xcom) != keys:
-        raise ValueError(f"{what} has the keys {sorted(xcom)}, expected {sorted(keys)}")
+def _expect_keys(xcom: dict[Any, Any], keys: set[str], what: str) -> None:
+    """ValueError unless ``xcom`` has exactly ``keys``; quotes only short key names."""
+    if set(xcom) == keys:
+        return
+    missing = sorted(keys.difference(xcom))
+    extra = [key for key in xcom if key not in keys]
+    parts = []
+    if missing:
+        parts.append(f"lacks {', '.join(map(repr, missing))}")
+    if extra:
+        named = [repr(key) for key in extra[:5] if isinstance(key, str) and _KEY_NAME.fullmatch(key)]
+        others = len(extra) - len(named)
+        shown = ", ".join([*named, *([f"{others} other(s)"] if others else [])])
+        parts.append(f"has unexpected keys ({shown})")
+    raise ValueError(f"{what} {' and '.join(parts)}; expected exactly {', '.join(sorted(keys))}")
+
+
+def _kind(value: Any) -> str:
+    """What ``value`` is, for a message, never what it holds (it may be a phone number)."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"a string of {len(value):,} character(s)"
+    name = type(value).__name__
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
+
+
+def _text(value: Any, what: str) -> str:
+    """A report's text field: a string of at most :data:`MAX_TEXT_LENGTH` characters."""
+    if not isinstance(value, str) or len(value) > MAX_TEXT_LENGTH:
+        raise ValueError(
+            f"{what} must be a string of at most {MAX_TEXT_LENGTH:,} characters, got {_kind(value)}"
+        )
+    return value
+
+
+def _error_class(value: Any, what: str) -> str:
+    """A report's ``error_class``: a Python class name."""
+    if not isinstance(value, str) or not _ERROR_CLASS.fullmatch(value):
+        raise ValueError(
+            f"{what} must be a Python class name (at most {MAX_ERROR_CLASS_LENGTH} letters, digits "
+            f"or _), got {_kind(value)}"
+        )
+    return value
+
+
+def _cut(text: str) -> str:
+    """``text`` within :data:`MAX_TEXT_LENGTH` characters, so that its report reads back."""
+    return text if len(text) <= MAX_TEXT_LENGTH else text[: MAX_TEXT_LENGTH - 1] + "…"
+
+
+def _is_conn_id(value: Any) -> bool:
+    """A connection id: a string of 1 to 250 printable characters, none of them whitespace."""
+    return isinstance(value, str) and bool(_CONN_ID.fullmatch(value)) and value.isprintable()
+
+
+def _numbers(items: list[int]) -> str:
+    """``0 and 1``, ``0, 1 and 3``."""
+    text = [str(item) for item in items]
+    return text[0] if len(text) == 1 else f"{', '.join(text[:-1])} and {text[-1]}"
 
 
 def conn_id_list(value: Any) -> list[str]:
     """Validate ``plugz_conn_ids`` after templating: a non-empty list of ids, duplicates dropped.
 
     A string is read as a JSON or Python literal when it starts with ``[`` (or ``{``), otherwise as
-    ids separated by commas or whitespace (Airflow connection ids contain neither).
+    ids separated by commas or whitespace (Airflow connection ids contain neither). Text is at
+    most :data:`MAX_CONN_IDS_TEXT` characters and a literal a flat list, checked before it is
+    parsed; each id is a string of 1 to :data:`MAX_CONN_ID_LENGTH` printable characters
+    without whitespace (surrounding whitespace is dropped).
 
-    :raises ValueError: saying what is wrong; ids are not secrets, so it may quote them.
+    :raises PlugzConfigurationError: saying what is wrong; it quotes none of the value (a
+        wrongly templated list may hold phone numbers).
     """
+    from airflow_provider_plugz.exceptions import PlugzConfigurationError
+
     items: Any = value
     if isinstance(value, str):
         text = value.strip()
+        if len(text) > MAX_CONN_IDS_TEXT:
+            raise PlugzConfigurationError(
+                f"plugz_conn_ids is {len(text):,} characters of text, more than {MAX_CONN_IDS_TEXT:,}: "
+                "check the DAG param or Variable it is rendered from, or audit such a fleet in chunks"
+            )
         if text[:1] in ("[", "{"):
             items = _list_literal(text)
         else:
             items = [part for part in _SEPARATORS.split(text) if part]
-    if isinstance(items, (str, bytes)) or not isinstance(items, (list, tuple)):
-        raise ValueError(
+    if not isinstance(items, (list, tuple)):
+        raise PlugzConfigurationError(
             "plugz_conn_ids must be a list of Plugz connection ids (or a string holding one), "
-            f"got {type(value).__name__}"
+            f"got {_kind(items)}"
         )
-    bad = [item for item in items if not isinstance(item, str) or not item.strip()]
-    if bad:
-        raise ValueError(f"plugz_conn_ids must hold non-empty strings only, got {bad[0]!r}")
-    conn_ids = list(dict.fromkeys(item.strip() for item in items))
+    conn_ids: dict[str, None] = {}
+    for number, item in enumerate(items, 1):
+        conn_id = item.strip() if isinstance(item, str) else item
+        if not _is_conn_id(conn_id):
+            if not isinstance(item, str):
+                why = _kind(item)
+            elif not conn_id:
+                why = "empty"
+            elif len(conn_id) > MAX_CONN_ID_LENGTH:
+                why = f"{len(conn_id):,} characters long"
+            else:
+                why = "holding whitespace or control characters"
+            raise PlugzConfigurationError(
+                "plugz_conn_ids must hold non-empty strings only, each an Airflow connection id "
+                f"(at most {MAX_CONN_ID_LENGTH} characters, no whitespace or control characters); "
+                f"item {number} is {why}"
+            )
+        conn_ids[conn_id] = None
     if not conn_ids:
-        raise ValueError(
+        raise PlugzConfigurationError(
             "plugz_conn_ids is empty: give at least one Plugz connection id (check the DAG param "
             "or Variable it is rendered from)"
         )
-    return conn_ids
+    return list(conn_ids)
 
 
 def _list_literal(text: str) -> Any:
+    """``text`` (at most :data:`MAX_CONN_IDS_TEXT` characters) as JSON or a Python literal,
+    refused before parsing when it nests: a list of ids is flat, and deep nesting would
+    exhaust the parser's stack."""
+    from airflow_provider_plugz.exceptions import PlugzConfigurationError
+
+    outside = _STRING_LITERALS.sub("", text)
+    if sum(outside.count(bracket) for bracket in "[{(") > 1:
+        raise PlugzConfigurationError(
+            "plugz_conn_ids must be a flat list of Plugz connection ids, but its text nests lists, "
+            "objects or tuples"
+        )
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError, MemoryError):
         pass
     try:
         return ast.literal_eval(text)  # "['a', 'b']": how Jinja renders a list as text
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        raise ValueError(
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise PlugzConfigurationError(
             "plugz_conn_ids looks like a list but is neither JSON nor a Python literal"
         ) from None
 
 
 def timeout_seconds(value: Any) -> float:
-    """Validate ``audit_timeout``: a positive, finite number of seconds or ``timedelta``.
+    """Validate ``audit_timeout``: seconds or a ``timedelta``, within :mod:`.._intervals`' bounds.
 
-    :raises ValueError: saying what is wrong, when the DAG file is parsed.
+    :raises PlugzConfigurationError: saying what is wrong, when the DAG file is parsed.
     """
-    seconds: Any = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise ValueError(
-            "audit_timeout must be a number of seconds or a datetime.timedelta "
-            f"(e.g. timedelta(minutes=30)), got {type(value).__name__}"
-        )
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(
-            f"audit_timeout must be more than 0 seconds and finite, got {value!r}: give how long "
-            "the whole audit may take (the default is 30 minutes)"
-        )
-    return float(seconds)
+    from airflow_provider_plugz import _intervals
+
+    return _intervals.seconds(
+        value,
+        name="audit_timeout",
+        maximum=_intervals.MAX_TIMEOUT,
+        hint="give how long the whole audit may take, e.g. timedelta(minutes=30) (the default).",
+    )
 
 
 def audit_deadline(audit_timeout: float, execution_timeout: timedelta | None) -> tuple[float, str]:
@@ -1142,8 +1529,10 @@ def _failure_label(conn_id: str, result: CheckResult) -> str:
 def _error_entry(conn_id: str, err: BaseException, doing: str) -> tuple[str, str]:
     """An exception as a report entry's ``(error_class, message)``, with no secret in the message."""
     name = type(err).__name__
+    if not _ERROR_CLASS.fullmatch(name):  # never in practice; kept so the report reads back
+        name = "UnexpectedError"
     if _is_reportable(err):
-        return name, str(err)
+        return name, _cut(str(err))
     # Anything else is a bug somewhere; its text may quote a URL (and so the instance
     # token): keep only the class and where it was raised.
     return name, (

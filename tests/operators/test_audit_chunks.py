@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_plugz.exceptions import PlugzAuditError
+from airflow_provider_plugz.exceptions import PlugzAuditError, PlugzConfigurationError
 from airflow_provider_plugz.operators.audit import (
+    MAX_TEXT_LENGTH,
     NOT_REPORTED_ERROR_CLASS,
     REPORT_XCOM_KEY,
     STATUS_COUNTS,
@@ -25,6 +26,7 @@ from airflow_provider_plugz.operators.audit import (
     PlugzAuditMergeOperator,
     StatusResult,
     audit_chunks,
+    merge_chunk_reports,
 )
 from tests.conftest import FakeTaskInstance, assert_no_secrets
 from tests.operators.test_audit import (
@@ -54,8 +56,12 @@ def audit_in_chunks(conn_ids: list[str], chunk_size: int, **options: Any) -> tup
 
 
 def merge(reports: Any, chunks: Any = None, **options: Any) -> tuple[dict[str, Any], FakeTaskInstance]:
+    """Run the merge step on ``reports`` and ``chunks`` as rendered from XCom (set after
+    construction, as a running task's templating does: Airflow walks the arguments of a task
+    being defined for XCom references, recursively)."""
     ti = FakeTaskInstance()
-    operator = PlugzAuditMergeOperator(task_id="merge", reports=reports, chunks=chunks, **options)
+    operator = PlugzAuditMergeOperator(task_id="merge", reports=[], **options).prepare_for_execution()
+    operator.reports, operator.chunks = reports, chunks
     return operator.execute({"ti": ti}), ti  # type: ignore[arg-type]
 
 
@@ -98,10 +104,14 @@ def test_audit_chunks_reads_max_map_length_from_airflow_config_and_warns_when_ch
         pytest.param(["a", ""], 10, "non-empty strings", id="empty-id"),
         pytest.param(["a"], 0, "chunk_size must be an integer >= 1", id="chunk-size-zero"),
         pytest.param(["a"], "10", "chunk_size must be an integer >= 1", id="chunk-size-text"),
+        pytest.param(["a"], True, "chunk_size must be an integer >= 1", id="chunk-size-bool"),
+        pytest.param(["a"], 2.0, "chunk_size must be an integer >= 1", id="chunk-size-float"),
+        pytest.param("[" * 100_000, 10, "flat list", id="deep-brackets-text"),
+        pytest.param(["a", ["b"]], 10, "item 2 is a list", id="nested-list"),
     ],
 )
 def test_audit_chunks_refuses_bad_arguments(conn_ids: Any, chunk_size: Any, says: str) -> None:
-    with pytest.raises(ValueError, match=says):
+    with pytest.raises(PlugzConfigurationError, match=says):
         audit_chunks(conn_ids, chunk_size, max_map_length=1024)
 
 
@@ -152,61 +162,438 @@ def test_statuses_survive_the_round_trip_through_xcom() -> None:
     assert [getattr(back, name) for name in STATUS_COUNTS] == [1, 0, 1, 0, 2]
 
 
+PHONE = "5511999999999"
 GOOD = AuditReport({"a": CheckResult.pin(True), "b": CheckResult.pin(False)}).to_xcom()
+UP = {"state": "connected", "connected": True, "session": True, "smartphone_connected": True, "reason": None}
+WITH_STATUS = AuditReport(
+    {
+        "a": CheckResult.pin(True, status=StatusResult(True, True, True)),
+        "b": CheckResult(error_class="PlugzNotFoundError", message="m"),
+    },
+    status_checked=True,
+).to_xcom()
+
+
+def nested(depth: int) -> list[Any]:
+    """A list ``depth`` lists deep, built without recursion."""
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def entry(xcom: dict[str, Any], conn_id: str, value: Any) -> dict[str, Any]:
+    """``xcom`` with the entry of ``conn_id`` replaced (its counts untouched)."""
+    return {**xcom, "results": {**xcom["results"], conn_id: value}}
+
+
+def status(value: dict[str, Any]) -> dict[str, Any]:
+    """WITH_STATUS with the status of ``a`` replaced."""
+    return entry(WITH_STATUS, "a", {"has_code": True, "status": value})
 
 
 @pytest.mark.parametrize(
     ("xcom", "says"),
     [
-        pytest.param(None, "not a Plugz PIN audit report", id="none"),
-        pytest.param([GOOD], "not a Plugz PIN audit report", id="a-list"),
+        pytest.param(None, "not a Plugz PIN audit report: .* got null", id="none"),
+        pytest.param([GOOD], "not a Plugz PIN audit report: .* got a list", id="a-list"),
+        pytest.param("{}", "not a Plugz PIN audit report", id="a-string"),
         pytest.param({"total": 0}, "not a Plugz PIN audit report", id="no-results"),
+        pytest.param({**GOOD, "results": []}, "not a Plugz PIN audit report", id="results-a-list"),
+        # the report's own keys and counts
+        pytest.param({**GOOD, "token": "x"}, r"the report has unexpected keys \('token'\)", id="extra-key"),
+        pytest.param({**GOOD, PHONE: 1}, r"unexpected keys \(1 other\(s\)\)", id="extra-key-not-named"),
+        pytest.param({**GOOD, "connected": 0}, "the report lacks 'disconnected'", id="some-status-counts"),
+        pytest.param(
+            {k: v for k, v in GOOD.items() if k != "timed_out"}, "lacks 'timed_out'", id="count-missing"
+        ),
         pytest.param({**GOOD, "with_pin": 2}, "counts do not match its entries: with_pin", id="wrong-count"),
         pytest.param(
-            {**GOOD, "results": {"a": {"has_code": True, "token": "x"}, "b": {"has_code": False}}},
-            "the entry of 'a': .* has the keys",
-            id="unknown-key",
+            {**GOOD, "with_pin": True}, "count with_pin must be an integer, not a bool", id="count-true"
         ),
         pytest.param(
-            {**GOOD, "results": {"a": {"has_code": "yes"}, "b": {"has_code": False}}},
-            "has_code must be a bool",
-            id="has-code-not-bool",
+            {**GOOD, "with_pin": 1.0}, "count with_pin must be an integer, not a float", id="count-float"
+        ),
+        pytest.param({**GOOD, "total": "2"}, "count total must be an integer, not a string", id="count-text"),
+        pytest.param({**GOOD, "errors": None}, "count errors must be an integer, not null", id="count-null"),
+        pytest.param(
+            {**WITH_STATUS, "connected": True}, "count connected must be an integer", id="status-count-true"
+        ),
+        # entries: their ids
+        pytest.param(
+            {**GOOD, "results": {1: {"has_code": True}, "b": {"has_code": False}}},
+            "an entry under an int, which is not a connection id",
+            id="id-not-a-string",
+        ),
+        pytest.param(entry(GOOD, "a b", {"has_code": True}), "not a connection id", id="id-with-space"),
+        pytest.param(entry(GOOD, "a" * 251, {"has_code": True}), "not a connection id", id="id-too-long"),
+        pytest.param(entry(GOOD, "", {"has_code": True}), "not a connection id", id="id-empty"),
+        # entries: shape and types
+        pytest.param(
+            entry(GOOD, "a", True), "the entry of 'a': .* JSON object, got a bool", id="entry-a-bool"
+        ),
+        pytest.param(entry(GOOD, "a", [True]), "the entry of 'a': .* got a list", id="entry-a-list"),
+        pytest.param(entry(GOOD, "a", None), "the entry of 'a': .* got null", id="entry-null"),
+        pytest.param(
+            entry(GOOD, "a", {"has_code": True, "token": "x"}),
+            r"the entry of 'a': .* unexpected keys \('token'\)",
+            id="entry-extra-key",
         ),
         pytest.param(
-            {
-                **AuditReport(
-                    {"a": CheckResult.pin(True, status=StatusResult(True, True, True))}, status_checked=True
-                ).to_xcom(),
-                "results": {
-                    "a": {
-                        "has_code": True,
-                        "status": {
-                            "state": "disconnected",
-                            "connected": True,
-                            "session": True,
-                            "smartphone_connected": True,
-                            "reason": None,
-                        },
-                    }
-                },
-            },
+            entry(GOOD, "a", {}), "the entry of 'a': .* lacks 'error_class', 'message'", id="entry-empty"
+        ),
+        pytest.param(
+            entry(GOOD, "a", {"has_code": True, "error_class": "E", "message": "m"}),
+            "unexpected keys",
+            id="entry-pin-and-error",
+        ),
+        pytest.param(entry(GOOD, "a", {"has_code": "yes"}), "has_code must be a bool", id="has-code-text"),
+        pytest.param(
+            entry(GOOD, "a", {"has_code": 1}), "has_code must be a bool, got an int", id="has-code-one"
+        ),
+        pytest.param(
+            entry(GOOD, "a", {"has_code": 1.0}), "has_code must be a bool, got a float", id="has-code-float"
+        ),
+        pytest.param(
+            entry(GOOD, "a", {"has_code": None}), "has_code must be a bool, got null", id="has-code-null"
+        ),
+        pytest.param(
+            entry(GOOD, "a", {"error_class": 123, "message": "m"}),
+            "the entry of 'a': error_class must be a Python class name .* got an int",
+            id="error-class-a-number",
+        ),
+        pytest.param(
+            entry(GOOD, "a", {"error_class": ["PlugzError"], "message": "m"}),
+            "error_class must be a Python class name .* got a list",
+            id="error-class-a-list",
+        ),
+        pytest.param(
+            entry(GOOD, "a", {"error_class": "", "message": "m"}),
+            "error_class must be",
+            id="error-class-empty",
+        ),
+        pytest.param(
+            entry(GOOD, "a", {"error_class": "Plugz\nError: forged log line", "message": "m"}),
+            "error_class must be a Python class name",
+            id="error-class-with-newline",
+        ),
+        pytest.param(
+            entry(GOOD, "a", {"error_class": "E" * 101, "message": "m"}),
+            "error_class must be a Python class name .* got a string of 101",
+            id="error-class-too-long",
+        ),
+        pytest.param(
+            entry(GOOD, "a", {"error_class": "PlugzError", "message": 42}),
+            "the message must be a string .* got an int",
+            id="message-a-number",
+        ),
+        pytest.param(
+            entry(GOOD, "a", {"error_class": "PlugzError", "message": None}),
+            "the message must be a string .* got null",
+            id="message-null",
+        ),
+        pytest.param(
+            entry(GOOD, "a", {"error_class": "PlugzError", "message": nested(100_000)}),
+            "the message must be a string .* got a list",
+            id="message-deeply-nested",
+        ),
+        pytest.param(
+            entry(GOOD, "a", {"error_class": "PlugzError", "message": "x" * (MAX_TEXT_LENGTH + 1)}),
+            f"the message must be a string of at most {MAX_TEXT_LENGTH:,} characters, got a string of 4,097",
+            id="message-one-too-long",
+        ),
+        pytest.param(
+            entry(GOOD, "a", {"error_class": "PlugzError", "message": PHONE * 4_000_000}),
+            "the message must be a string .* got a string of 52,000,000 character",
+            id="message-50-mb",
+        ),
+        # entries: their status
+        pytest.param(
+            status("connected"), "a status entry must be a JSON object, got a string", id="status-text"
+        ),
+        pytest.param(
+            status({**UP, "connected": 1}), "connected must be true or false, not an int", id="status-int"
+        ),
+        pytest.param(
+            status({**UP, "smartphone_connected": None}),
+            "smartphone_connected must be true or false",
+            id="status-null",
+        ),
+        pytest.param(
+            status({**UP, "session": "yes"}), "session must be true, false or null", id="session-text"
+        ),
+        pytest.param(status({**UP, "reason": 7}), "the status reason must be a string", id="reason-a-number"),
+        pytest.param(
+            status({**UP, "reason": PHONE * 1000}),
+            "the status reason must be a string of at most",
+            id="reason-huge",
+        ),
+        pytest.param(status({**UP, "state": "hacked"}), "state must be one of connected", id="state-unknown"),
+        pytest.param(status({**UP, "state": ["connected"]}), "state must be one of", id="state-a-list"),
+        pytest.param(
+            status({**UP, "state": "disconnected"}),
             "state 'disconnected' does not match its fields",
             id="state-contradicts-fields",
+        ),
+        pytest.param(status({**UP, "extra": 1}), r"unexpected keys \('extra'\)", id="status-extra-key"),
+        pytest.param(
+            status({"error_class": {"x": 1}, "message": "m"}),
+            "the status error_class must be a Python class name .* got a dict",
+            id="status-error-class-a-dict",
+        ),
+        pytest.param(
+            status({"error_class": "PlugzServerError", "message": PHONE * 1000}),
+            "the status message must be a string of at most",
+            id="status-message-huge",
+        ),
+        pytest.param(
+            entry(
+                WITH_STATUS,
+                "b",
+                {
+                    "error_class": "PlugzTimeoutError",
+                    "message": "not checked within the audit's 1 s deadline; x",
+                    "status": UP,
+                },
+            ),
+            "timed out has no status",
+            id="timed-out-with-status",
         ),
     ],
 )
 def test_from_xcom_refuses_what_is_not_a_report(xcom: Any, says: str) -> None:
-    with pytest.raises(ValueError, match=says):
+    """Every field is checked by exact type and bounded in size; the message says which and
+    how, quotes no text of the report (a phone number there stays out) and stays short."""
+    with pytest.raises(ValueError, match=says) as caught:
         AuditReport.from_xcom(xcom)
+    assert PHONE not in str(caught.value)
+    assert len(str(caught.value)) < 400
 
 
-def test_merge_without_chunks_keeps_the_order_of_the_reports_and_the_first_of_a_duplicate() -> None:
-    first = AuditReport({"a": CheckResult.pin(True), "b": CheckResult.pin(False)})
-    second = AuditReport({"b": CheckResult.pin(True), "c": CheckResult.pin(True)})
-    merged = AuditReport.merge([first, second])
-    assert list(merged.results) == ["a", "b", "c"]
-    assert merged.results["b"].has_code is False
-    assert (merged.total, merged.with_pin, merged.without_pin) == (3, 2, 1)
+def test_the_audits_own_long_texts_are_cut_so_its_report_always_reads_back() -> None:
+    """A long error text (or status reason) is cut at MAX_TEXT_LENGTH when the entry is made,
+    so the bound the merge applies never refuses the audit's own report."""
+    from airflow_provider_plugz.exceptions import PlugzServerError
+    from airflow_provider_plugz.hooks.plugz import InstanceStatus
+
+    long = "x" * (3 * MAX_TEXT_LENGTH)
+    reason = InstanceStatus(connected=False, session=False, smartphone_connected=True, error=long)
+    result = CheckResult.failure("a", PlugzServerError(long), status=StatusResult.of(reason))
+    assert len(result.message or "") == len(result.status.reason or "") == MAX_TEXT_LENGTH  # type: ignore[union-attr]
+    report = AuditReport({"a": result}, status_checked=True)
+    assert AuditReport.from_xcom(report.to_xcom()).results == report.results
+
+
+def test_from_xcom_bounds_the_number_of_entries() -> None:
+    assert AuditReport.from_xcom(GOOD, max_entries=2).total == 2
+    with pytest.raises(ValueError, match="it holds 2 entries, more than the 1 it may"):
+        AuditReport.from_xcom(GOOD, max_entries=1)
+
+
+WEIRD = [True, False, 1, 1.0, -1, None, "", "x" * (MAX_TEXT_LENGTH + 1), [], {}, nested(50_000), 10**400]
+
+
+def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every key path in a JSON-like ``value`` (dicts only)."""
+    found = []
+    for key, item in value.items():
+        found.append((*prefix, key))
+        if isinstance(item, dict):
+            found.extend(paths(item, (*prefix, key)))
+    return found
+
+
+def replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    return {**value, path[0]: replaced(value[path[0]], path[1:], new)}
+
+
+@pytest.mark.parametrize(
+    "weird", [pytest.param(w, id=f"{type(w).__name__}-{n}") for n, w in enumerate(WEIRD)]
+)
+def test_the_merge_turns_any_malformed_field_into_a_plugz_audit_error(weird: Any) -> None:
+    """Every field of a chunk report, at every depth, replaced by a value of another kind or
+    size: the merge either merges (the value fits) or raises PlugzAuditError - never a raw
+    TypeError, KeyError or RecursionError."""
+    good = AuditReport(
+        {
+            "a": CheckResult.pin(True, status=StatusResult(True, True, True)),
+            "b": CheckResult.pin(False, status=StatusResult(error_class="PlugzServerError", message="m")),
+        },
+        status_checked=True,
+    ).to_xcom()
+    other = AuditReport(
+        {"c": CheckResult(error_class="PlugzNotFoundError", message="m")}, status_checked=True
+    )
+    refused = {}
+    for path in paths(good):
+        xcom = replaced(good, path, weird)
+        try:
+            merge([xcom, other.to_xcom()], [["a", "b"], ["c"]])
+        except PlugzAuditError as err:
+            refused[path] = str(err)
+    assert refused  # every kind of value is wrong somewhere
+    for path, message in refused.items():
+        assert "the report of chunk 0 ('audit_pins', map index 0)" in message, path
+        assert len(message) < 800, path
+
+
+# --------------------------------------------------------------------------- who owns an id
+
+PIN, NO_PIN = CheckResult.pin(True), CheckResult.pin(False)
+
+
+def outcomes(report: AuditReport) -> dict[str, str]:
+    """Each entry in a word: pin, no-pin, or the error class."""
+    return {
+        conn_id: "pin" if r.has_code else "no-pin" if r.has_code is False else str(r.error_class)
+        for conn_id, r in report.results.items()
+    }
+
+
+NOT = NOT_REPORTED_ERROR_CLASS
+
+
+@pytest.mark.parametrize(
+    ("chunks", "reports", "expected", "warned"),
+    [
+        pytest.param(
+            [["a"], ["b"]],
+            [{"a": PIN, "b": PIN}, {"b": NO_PIN}],
+            {"a": "pin", "b": "no-pin"},
+            [
+                "the report of chunk 0 ('audit_pins', map index 0) holds 1 entry for connection ids it was "
+                "not given (b)"
+            ],
+            id="earlier-chunk-claims-a-later-ones-id",
+        ),
+        pytest.param(
+            [["a"], ["b"]],
+            [{"a": NO_PIN}, {"a": PIN, "b": PIN}],
+            {"a": "no-pin", "b": "pin"},
+            ["chunk 1 ('audit_pins', map index 1) holds 1 entry for connection ids it was not given (a)"],
+            id="later-chunk-claims-an-earlier-ones-id",
+        ),
+        pytest.param(
+            [["a"], ["b"]],
+            [{"a": PIN, "z": NO_PIN, "y": PIN}, {"b": PIN}],
+            {"a": "pin", "b": "pin"},
+            ["holds 2 entries for connection ids it was not given (z, y)"],
+            id="ids-in-no-chunk-ignored",
+        ),
+        pytest.param(
+            [["a"], ["b"]],
+            [{"b": PIN}, {"b": NO_PIN}],
+            {"a": NOT, "b": "no-pin"},
+            ["chunk 0 ('audit_pins', map index 0) has no entry for 1 of its 1 connection id(s) (a)"],
+            id="chunk-reports-another-id-instead-of-its-own",
+        ),
+        pytest.param(
+            [["a", "b", "c"]],
+            [{"a": PIN, "c": NO_PIN}],
+            {"a": "pin", "b": NOT, "c": "no-pin"},
+            ["has no entry for 1 of its 3 connection id(s) (b): reported as not checked"],
+            id="missing-id",
+        ),
+        pytest.param(
+            [["a"], ["b"], ["c"]],
+            [{"a": PIN}, None, {"c": PIN}],
+            {"a": "pin", "b": NOT, "c": "pin"},
+            [],
+            id="a-chunk-that-pushed-none",
+        ),
+        pytest.param(
+            [["a"], ["b"], ["c"]],
+            [{"a": PIN}, {"c": NO_PIN}],
+            {"a": "pin", "b": NOT, "c": "no-pin"},
+            [],
+            id="a-chunk-that-pushed-nothing-reports-told-by-their-ids",
+        ),
+        pytest.param(
+            [["a"], ["b"], ["c"]],
+            [{"a": PIN, "b": PIN}, {"b": NO_PIN}],
+            {"a": NOT, "b": "no-pin", "c": NOT},
+            [
+                "chunk report 0 (in map-index order) holds ids of chunks 0 and 1; with 1 chunk report(s) "
+                "missing"
+            ],
+            id="with-a-report-missing-a-report-spanning-chunks-is-not-used",
+        ),
+        pytest.param(
+            [["a"], ["b"], ["c"]],
+            [{"b": PIN}, {"b": NO_PIN}],
+            {"a": NOT, "b": NOT, "c": NOT},
+            ["chunk reports 0 and 1 all hold ids of chunk 1 ('audit_pins', map index 1) only"],
+            id="with-a-report-missing-two-reports-of-one-chunk-are-not-used",
+        ),
+        pytest.param(
+            [["a"], ["b"], ["c"]],
+            [{}, {"b": PIN}],
+            {"a": NOT, "b": "pin", "c": NOT},
+            ["chunk report 0 (in map-index order) holds no id of any chunk"],
+            id="with-a-report-missing-an-empty-report-is-not-used",
+        ),
+    ],
+)
+def test_only_the_chunk_that_owns_an_id_reports_on_it_and_none_is_lost(
+    chunks: list[list[str]],
+    reports: list[dict[str, CheckResult] | None],
+    expected: dict[str, str],
+    warned: list[str],
+) -> None:
+    given = [None if r is None else AuditReport(r) for r in reports]
+    merged = merge_chunk_reports(given, chunks=chunks, task_id="audit_pins")
+    assert outcomes(merged.report) == expected  # in chunk order, every id once, no other id
+    assert list(merged.report.results) == [c for chunk in chunks for c in chunk]
+    assert merged.report.total == len(expected)
+    text = "\n".join(merged.warnings)
+    for warning in warned:
+        assert warning in text
+    if not warned:
+        assert merged.warnings == ()
+    for conn_id, outcome in expected.items():
+        if outcome == NOT:
+            assert merged.report.results[conn_id].message.startswith("not checked: ")  # type: ignore[union-attr]
+    assert AuditReport.merge(given, chunks=chunks).results == merged.report.results
+
+
+def test_the_issue_example_a_chunk_claiming_a_pin_for_another_chunks_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 21, point 6: chunk 0 says plugz_b has a PIN, chunk 1 (which owns plugz_b) says it
+    has none. Before: 3 numbers for a fleet of 2, with_pin=3, fail_if_missing_pin passed."""
+    chunks = [["plugz_a"], ["plugz_b"]]
+    lying = AuditReport({"plugz_a": PIN, "plugz_b": PIN}).to_xcom()  # its counts add up
+    honest = AuditReport({"plugz_b": NO_PIN}).to_xcom()
+    recorded = RecordingLog()
+    monkeypatch.setattr(PlugzAuditMergeOperator, "log", property(lambda self: recorded))
+    ti = FakeTaskInstance()
+    operator = PlugzAuditMergeOperator(
+        task_id="merge", reports=[lying, honest], chunks=chunks, fail_if_missing_pin=True
+    )
+    with pytest.raises(PlugzAuditError, match=r"1 WhatsApp number\(s\) have NO PIN: plugz_b"):
+        operator.execute({"ti": ti})  # type: ignore[arg-type]
+    pushed = ti.pushed[REPORT_XCOM_KEY]
+    assert (pushed["total"], pushed["with_pin"], pushed["without_pin"], pushed["errors"]) == (2, 1, 1, 0)
+    assert pushed["results"] == {"plugz_a": {"has_code": True}, "plugz_b": {"has_code": False}}
+    assert (
+        "chunk 0 ('audit_pins', map index 0) holds 1 entry for connection ids it was not given (plugz_b)"
+        in ("\n".join(recorded.lines))
+    )
+
+
+def test_merge_without_chunks_trusts_no_id_that_two_reports_hold() -> None:
+    """Without the chunk list nothing says which report owns an id two of them hold: it is
+    reported as not checked (counted once, under errors), never the first claim kept."""
+    first = AuditReport({"a": PIN, "b": PIN})
+    second = AuditReport({"b": NO_PIN, "c": PIN})
+    merged = merge_chunk_reports([first, second])
+    assert outcomes(merged.report) == {"a": "pin", "b": NOT, "c": "pin"}
+    assert (merged.report.total, merged.report.with_pin, merged.report.errors) == (3, 2, 1)
+    assert "chunk reports 0 and 1 each hold an entry for it" in str(merged.report.results["b"].message)
+    assert "1 connection id(s) are in more than one chunk report (b)" in merged.warnings[0]
+    assert AuditReport.merge([first, None, second]).results["c"] == PIN
 
 
 def test_merge_refuses_chunks_that_disagree_on_check_status() -> None:
@@ -295,24 +682,113 @@ def test_a_merge_without_findings_succeeds_and_the_merge_runs_whatever_the_chunk
 
 
 @pytest.mark.parametrize(
-    ("reports", "chunks", "says"),
+    ("reports", "chunks", "error", "says"),
     [
         pytest.param(
-            [{"results": []}], None, "chunk report 0 is not a PlugzPinAuditOperator report", id="bad"
+            [{"results": []}],
+            None,
+            PlugzAuditError,
+            "chunk report 0 .* is not a PlugzPinAuditOperator report: not a Plugz PIN audit report",
+            id="bad-report-without-chunks",
         ),
-        pytest.param([GOOD], "a,b", "chunks must be the list of id lists", id="chunks-as-text"),
-        pytest.param([GOOD], [[1, 2]], "chunks must be lists of connection ids", id="chunks-not-ids"),
+        pytest.param(
+            [GOOD, {**GOOD, "with_pin": True}],
+            [["a", "b"], ["c"]],
+            PlugzAuditError,
+            "the report of chunk 1 \\('audit_pins', map index 1\\) is not a PlugzPinAuditOperator report: "
+            "its count with_pin must be an integer, not a bool",
+            id="bool-count-names-its-chunk",
+        ),
+        pytest.param(
+            [entry(GOOD, "a", {"error_class": 1, "message": "m"})],
+            [["a", "b"], ["c"]],
+            PlugzAuditError,
+            "chunk report 0 \\(in map-index order\\) is not a PlugzPinAuditOperator report: the entry "
+            "of 'a': error_class must be",
+            id="bad-report-with-a-chunk-missing",
+        ),
+        pytest.param(
+            [AuditReport({f"x{n}": PIN for n in range(4)}).to_xcom()],
+            [["a", "b"], ["c"]],
+            PlugzAuditError,
+            "it holds 4 entries, more than the 3 it may",
+            id="more-entries-than-the-fleet-has-ids",
+        ),
+        pytest.param(
+            [GOOD, GOOD, GOOD],
+            [["a", "b"], ["c"]],
+            PlugzAuditError,
+            "there are 3 chunk reports for 2 chunks",
+            id="more-reports-than-chunks",
+        ),
+        pytest.param(
+            [GOOD, AuditReport({"c": PIN}, status_checked=True).to_xcom()],
+            [["a", "b"], ["c"]],
+            PlugzAuditError,
+            "disagree on check_status",
+            id="check-status-disagrees",
+        ),
         pytest.param(
             [GOOD],
             None,
+            PlugzAuditError,
             "fail_if_disconnected=True needs the chunks' connection status",
             id="fail-if-disconnected-without-status",
         ),
+        # the arguments themselves
+        pytest.param(
+            [GOOD], "a,b", PlugzConfigurationError, "chunks must be the list of id lists", id="chunks-text"
+        ),
+        pytest.param([GOOD], {"a": 0}, PlugzConfigurationError, "got a dict", id="chunks-a-dict"),
+        pytest.param([GOOD], 3, PlugzConfigurationError, "got an int", id="chunks-a-number"),
+        pytest.param(
+            [GOOD], ["ab"], PlugzConfigurationError, "chunk 0 must be a non-empty list", id="chunk-text"
+        ),
+        pytest.param(
+            [GOOD], [["a"], []], PlugzConfigurationError, "chunk 1 must be a non-empty", id="chunk-empty"
+        ),
+        pytest.param(
+            [GOOD],
+            [[1, 2]],
+            PlugzConfigurationError,
+            "chunk 0 holds an int, which is not a connection id",
+            id="id-int",
+        ),
+        pytest.param([GOOD], [["a"], [True]], PlugzConfigurationError, "chunk 1 holds a bool", id="id-bool"),
+        pytest.param(
+            [GOOD], [["a", "b c"]], PlugzConfigurationError, "not a connection id", id="id-with-space"
+        ),
+        pytest.param(
+            [GOOD], [["a", "x" * 300]], PlugzConfigurationError, "a string of 300 character", id="id-too-long"
+        ),
+        pytest.param(
+            [GOOD],
+            [["a", "b"], ["b"]],
+            PlugzConfigurationError,
+            "chunks 0 and 1 both list 'b': each id belongs to one chunk only",
+            id="id-in-two-chunks",
+        ),
+        pytest.param(
+            [GOOD], [["a", "a"]], PlugzConfigurationError, "chunk 0 lists 'a'", id="id-twice-in-a-chunk"
+        ),
+        pytest.param(
+            [GOOD], [nested(100_000)], PlugzConfigurationError, "chunk 0 holds a list", id="chunk-nested"
+        ),
+        pytest.param(
+            "[]", None, PlugzConfigurationError, "reports must be the chunk reports", id="reports-text"
+        ),
+        pytest.param(GOOD, None, PlugzConfigurationError, "got a dict", id="reports-one-report"),
+        pytest.param(7, None, PlugzConfigurationError, "got an int", id="reports-a-number"),
     ],
 )
-def test_the_merge_refuses_what_it_cannot_merge_saying_why(reports: Any, chunks: Any, says: str) -> None:
-    with pytest.raises(PlugzAuditError, match=says):
+def test_the_merge_refuses_what_it_cannot_merge_saying_why(
+    reports: Any, chunks: Any, error: type[Exception], says: str
+) -> None:
+    """A bad report is a PlugzAuditError naming the chunk; bad arguments a PlugzConfigurationError."""
+    with pytest.raises(error, match=says) as caught:
         merge(reports, chunks, fail_if_disconnected=True)
+    assert str(caught.value).startswith("Plugz PIN audit merge: ")
+    assert len(str(caught.value)) < 800
 
 
 def test_the_merge_skips_chunks_that_pushed_nothing() -> None:

@@ -66,7 +66,7 @@ from airflow_provider_plugz.endpoints import (
 from airflow_provider_plugz.exceptions import PlugzConfigurationError, PlugzError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator
 
     import httpx
 
@@ -174,7 +174,7 @@ class PlugzHook(BaseHook):
     @cached_property
     def session(self) -> requests.Session:
         _redact_client_logs()
-        session = requests.Session()
+        session = _Session()
         # Never pick up proxies or .netrc credentials from the environment implicitly.
         session.trust_env = False
         session.verify = _verify(self.config)
@@ -442,7 +442,7 @@ class PlugzHook(BaseHook):
             ) as response:
                 reader = BodyReader(response.headers.get("Content-Encoding"))
                 # Raw bytes: decoding is ours, so its output is bounded while it is produced.
-                for chunk in response.raw.stream(_CHUNK, decode_content=False):
+                for chunk in _raw_chunks(response.raw):
                     if watch.fired or not reader.feed(chunk):
                         break
                 if not watch.fired:
@@ -513,6 +513,21 @@ class PlugzHook(BaseHook):
             return response.status_code, response.headers, reader.body, reader.problem
 
 
+def _raw_chunks(raw: urllib3.HTTPResponse) -> Iterator[bytes]:
+    """The answer's bytes as they came (still encoded), ending at the first empty read.
+
+    Not urllib3's ``stream()``: it loops, yielding nothing, for as long as its decoder says it
+    holds an unconsumed tail - which, when it is asked not to decode, it never consumes. Two
+    ``Content-Encoding`` headers (``gzip`` and a garbage one) made that loop spin forever, out of
+    reach of the deadline, which is checked between chunks.
+    """
+    if raw.chunked and raw.supports_chunked_reads():
+        yield from raw.read_chunked(_CHUNK, decode_content=False)
+        return
+    while chunk := raw.read(_CHUNK, decode_content=False):
+        yield chunk
+
+
 # Blocking work of the async paths (connection reads, Airflow's masker, first imports) runs
 # here. Two threads, not asyncio's default pool: the masker's work is CPU-bound, and every
 # thread that competes for the GIL takes turns away from the event loop (with six, the fleet
@@ -576,6 +591,20 @@ def new_async_client(
     )
     client.cookies.jar.set_policy(_NO_COOKIES)  # on the client's own jar: httpx copies one given
     return client
+
+
+class _Session(requests.Session):
+    """requests' session, minus its look at where a redirect would lead.
+
+    Even with ``allow_redirects=False`` requests prepares the next request of a 3xx (for
+    ``Response.next``), and to do so reads the whole body, *decoded*: a gzip bomb behind a
+    ``Location`` would be inflated outside our bounded reader, and a garbage second
+    ``Content-Encoding`` left urllib3 holding a tail that hung the read after it. Redirects are
+    never followed (the Client-Token stays put), so there is never a target.
+    """
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        return None
 
 
 #: Refuses every cookie: the API uses none, and a kept one would travel with later requests.

@@ -22,6 +22,7 @@ from airflow_provider_plugz.exceptions import (
     PlugzMalformedResponseError,
     PlugzRateLimitedError,
     PlugzReadTimeoutError,
+    PlugzRedirectError,
     PlugzServerError,
     PlugzTimeoutError,
 )
@@ -269,6 +270,53 @@ def test_decompression_stays_within_a_few_mib_of_the_limit(
     finally:
         tracemalloc.stop()
     assert peak < MAX_BODY_BYTES + 4 * MIB, f"peak {peak / MIB:.1f} MiB"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_redirects_body_is_read_only_by_our_bounded_reader(sandbox: PlugzSandbox, transport: str) -> None:
+    """requests read (and inflated) a 3xx body to prepare the redirect it would not follow."""
+    pin_status("sync")  # warm up
+    bomb = gzip.compress(b"0" * (32 * MIB), 9)
+    sandbox.inject(
+        Fault.status(
+            301, body=bomb, headers={"Content-Encoding": "gzip", "Location": "https://elsewhere.invalid/"}
+        )
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(PlugzRedirectError):
+            pin_status(transport)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < MAX_BODY_BYTES + 4 * MIB, f"peak {peak / MIB:.1f} MiB"
+
+
+def test_a_redirect_with_a_garbage_second_encoding_ends(sandbox: PlugzSandbox) -> None:
+    """Found by test_response_properties: after requests had inflated this redirect's body,
+    urllib3's stream() spun forever on a tail it would not decode (out of the deadline's reach)."""
+    body = gzip.compress(b'{"success": true, "hasCode": true}')
+    sandbox.inject(
+        Fault.raw(
+            b"HTTP/1.1 301 Moved\r\nContent-Encoding: gzip\r\nLocation: \x0f=\xc3\x9fI\xf2\r\n"
+            b"Content-Encoding: Fri, 31 Dec 9999 23:59:59 GMT\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+    )
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            pin_status("sync")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "the call still runs"
+    (error,) = outcome
+    assert isinstance(error, PlugzRedirectError)
 
 
 def test_async_hook_does_its_blocking_work_off_the_event_loop(

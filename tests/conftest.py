@@ -180,6 +180,53 @@ def task_context(store: FakeTaskStateStore | None = None, try_number: int = 1) -
     return {"ti": ti, "task_state_store": store or FakeTaskStateStore()}
 
 
+def zapi_device_answer(phone: str) -> dict[str, Any]:
+    """Z-API's current ``/device`` page example, verbatim but for ``phone``."""
+    return {
+        "phone": phone,
+        "imgUrl": "https://exemplo.com/foto-perfil.jpg",
+        "about": "Recado do perfil do contato",
+        "name": "Nome do Perfil",
+        "device": {"sessionName": "Z-API", "device_model": "Z-API"},
+        "originalDevice": "android",
+        "sessionId": 175,
+        "isBusiness": False,
+    }
+
+
+def zapi_device_examples(phone: str) -> list[Any]:
+    """Z-API's two ``/device`` page examples (current; older, a number not paired yet) and what
+    each must read as: ``device_model`` there names the session software, never the phone's model."""
+    from airflow_provider_plugz.endpoints import DeviceInfo
+
+    not_paired = {
+        "phone": "",
+        "imgUrl": "",
+        "name": "",
+        "device": {"sessionName": "Z-API", "device_model": "Z-API"},
+        "sessionId": 66,
+        "isBusiness": True,
+    }
+    current = DeviceInfo(
+        phone=phone,
+        img_url="https://exemplo.com/foto-perfil.jpg",
+        platform="android",
+        name="Nome do Perfil",
+        about="Recado do perfil do contato",
+        is_business=False,
+        session_name="Z-API",
+        session_id=175,
+    )
+    return [
+        pytest.param(zapi_device_answer(phone), current, id="z-api-docs-example"),
+        pytest.param(
+            not_paired,
+            DeviceInfo(phone=None, is_business=True, session_name="Z-API", session_id=66),
+            id="z-api-older-docs-example-not-paired",
+        ),
+    ]
+
+
 def assert_no_secrets(*texts: str, secrets: tuple[str, ...] = (*SECRETS, INSTANCE_ID)) -> None:
     """None of the distinctive secrets above (or ``secrets``) is in any of ``texts``."""
     for text in texts:

@@ -46,7 +46,7 @@ from airflow_provider_plugz.operators.plugz import PlugzInstanceStatusOperator
 from airflow_provider_plugz.retry import may_have_been_applied
 from airflow_provider_plugz.sensors.plugz import PlugzInstanceStatusSensor
 from airflow_provider_plugz.testing import Fault
-from tests.conftest import INSTANCE_ID, task_context, trigger_events
+from tests.conftest import INSTANCE_ID, task_context, trigger_events, zapi_device_answer, zapi_device_examples
 from tests.test_faults import (
     GZIP_BOMB,
     MIB,
@@ -195,16 +195,7 @@ STATUS_CASES = [
 
 DEVICE = {"instance": {"phone": DEVICE_PHONE}, "hidden": (DEVICE_PHONE,)}
 # Z-API's current /device page, with our number: device_model is the session software.
-ZAPI_DEVICE = {
-    "phone": DEVICE_PHONE,
-    "imgUrl": "https://exemplo.com/foto-perfil.jpg",
-    "about": "Recado do perfil do contato",
-    "name": "Nome do Perfil",
-    "device": {"sessionName": "Z-API", "device_model": "Z-API"},
-    "originalDevice": "android",
-    "sessionId": 175,
-    "isBusiness": False,
-}
+ZAPI_DEVICE = zapi_device_answer(DEVICE_PHONE)
 DEVICE_CASES = [
     pytest.param(Case(has_code=OK, requests=1, **DEVICE), id="device-ok"),
     pytest.param(
@@ -544,32 +535,7 @@ def test_device_fault(
 
 
 DEVICE_LAYOUTS = [
-    pytest.param(
-        ZAPI_DEVICE,
-        DeviceInfo(
-            phone=DEVICE_PHONE,
-            img_url="https://exemplo.com/foto-perfil.jpg",
-            platform="android",
-            name="Nome do Perfil",
-            about="Recado do perfil do contato",
-            is_business=False,
-            session_name="Z-API",
-            session_id=175,
-        ),
-        id="z-api-current",
-    ),
-    pytest.param(
-        {
-            "phone": "",
-            "imgUrl": "",
-            "name": "",
-            "device": {"sessionName": "Z-API", "device_model": "Z-API"},
-            "sessionId": 66,
-            "isBusiness": True,
-        },
-        DeviceInfo(phone=None, is_business=True, session_name="Z-API", session_id=66),
-        id="z-api-not-paired",
-    ),
+    *zapi_device_examples(DEVICE_PHONE),
     pytest.param(
         {
             "phone": "",

@@ -40,7 +40,15 @@ from airflow_provider_plugz.exceptions import (
     PlugzSubscriptionError,
     PlugzUnsupportedMediaTypeError,
 )
-from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, SECRETS, assert_no_secrets
+from tests.conftest import (
+    CLIENT_TOKEN,
+    INSTANCE_ID,
+    INSTANCE_TOKEN,
+    SECRETS,
+    assert_no_secrets,
+    zapi_device_answer,
+    zapi_device_examples,
+)
 
 CONFIG = PlugzConfig(
     conn_id="plugz_default",
@@ -259,16 +267,7 @@ PLUGZ_DEVICE = {
     "osbuildnumber": "samsung-user 7.1.2 20171130.276299 release-keys",
     "platform": "smba",
 }
-ZAPI_DEVICE = {
-    "phone": PHONE,
-    "imgUrl": "https://exemplo.com/foto-perfil.jpg",
-    "about": "Recado do perfil do contato",
-    "name": "Nome do Perfil",
-    "device": {"sessionName": "Z-API", "device_model": "Z-API"},
-    "originalDevice": "android",
-    "sessionId": 175,
-    "isBusiness": False,
-}
+ZAPI_DEVICE = zapi_device_answer(PHONE)
 STATUS_REQUEST = build_request(CONFIG, INSTANCE_STATUS)
 DEVICE_REQUEST = build_request(CONFIG, DEVICE)
 SEND_REQUEST = build_request(CONFIG, SEND_TEXT, PHONE, TEXT)
@@ -386,34 +385,7 @@ def test_instance_status_successes(body: dict[str, Any], expected: InstanceStatu
             ),
             id="plugz-docs-example-empty-phone",
         ),
-        # Z-API's current page, verbatim: device_model names the session software, not the phone.
-        pytest.param(
-            ZAPI_DEVICE,
-            DeviceInfo(
-                phone=PHONE,
-                img_url="https://exemplo.com/foto-perfil.jpg",
-                platform="android",
-                name="Nome do Perfil",
-                about="Recado do perfil do contato",
-                is_business=False,
-                session_name="Z-API",
-                session_id=175,
-            ),
-            id="z-api-docs-example",
-        ),
-        # Z-API's older page, verbatim: empty phone, no originalDevice.
-        pytest.param(
-            {
-                "phone": "",
-                "imgUrl": "",
-                "name": "",
-                "device": {"sessionName": "Z-API", "device_model": "Z-API"},
-                "sessionId": 66,
-                "isBusiness": True,
-            },
-            DeviceInfo(phone=None, is_business=True, session_name="Z-API", session_id=66),
-            id="z-api-older-example-empty-phone",
-        ),
+        *zapi_device_examples(PHONE),  # Z-API's pages, verbatim
         pytest.param(
             {"phone": None, "device": {"device_model": "Z-API"}, "sessionId": 0},
             DeviceInfo(phone=None, session_id=0),

@@ -141,6 +141,79 @@ def should_hide_value_for_key(name: str) -> bool:
     return False
 
 
+#: Where Airflow's secrets maskers live: for each masker (the task SDK's, Airflow core's), the
+#: modules to try, newest first; the first one that imports is that masker. On Airflow 3.1+ they
+#: are two objects (``mask_secret`` above feeds the task SDK's); on Airflow 2 there is one.
+_MASKER_MODULES = (
+    ("airflow.sdk._shared.secrets_masker", "airflow.sdk.execution_time.secrets_masker"),  # 3.1+, 3.0
+    ("airflow._shared.secrets_masker", "airflow.utils.log.secrets_masker"),  # core: 3.1+, 2.x / 3.0
+)
+#: What Airflow's ``redact`` returns when it failed (it logs why).
+_REDACTION_FAILED = "<redaction-failed>"
+
+
+def redact_registered(text: str) -> str:
+    """``text`` with every secret registered with Airflow's secrets masker replaced by ``***``,
+    as Airflow's own logs show it (connection passwords, sensitive extras, ``mask_secret`` values).
+
+    Airflow's masker is imported here, when first used, never on a DAG file's import path. A
+    masker Airflow has not set up (Airflow 2 with a logging config that lacks it) holds no
+    secrets and changes nothing. Raises ``ValueError`` when a masker fails to redact the text.
+    """
+    import importlib
+
+    for candidates in _MASKER_MODULES:
+        for name in candidates:
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+            if not hasattr(module, "redact"):
+                continue
+            try:
+                redacted = module.redact(text) if AIRFLOW_V3 else _redact_airflow2(module, text)
+            except RuntimeError:
+                # Airflow 2's "No SecretsMasker found": its mask_secret raises the same, so no
+                # secret can have been registered. (Airflow's maskers catch their own failures.)
+                redacted = text
+            except Exception as err:  # its text might quote ours: only the class is kept
+                raise ValueError(f"Airflow's secrets masker failed ({type(err).__name__})") from None
+            if not isinstance(redacted, str) or (redacted == _REDACTION_FAILED != text):
+                raise ValueError("Airflow's secrets masker could not redact the text")
+            text = redacted
+            break
+    return text
+
+
+#: The shortest secret Airflow 3's maskers hide (``[logging] min_length_masked_secret``'s default).
+_MIN_MASKED = 5
+
+
+def _redact_airflow2(module: Any, text: str) -> str:
+    """Airflow 2's ``redact``, without the values Airflow 3 would never have registered.
+
+    Airflow 2 registers any non-empty value (a connection password of " " or "a"), so its
+    ``redact`` would turn every space or that letter of an alert into ``***``. Its masker is frozen
+    (Airflow 2 is end of life), so its registered patterns are read here and only those of at
+    least :data:`_MIN_MASKED` non-blank characters are applied, as Airflow 3 does.
+    """
+    import re
+
+    masker = module._secrets_masker()  # RuntimeError when its logging has no masker
+    patterns = sorted(
+        (p for p in masker.patterns if len(re.sub(r"\\(.)", r"\1", p).strip()) >= _MIN_MASKED),
+        key=len,
+        reverse=True,
+    )
+    if not patterns:
+        return text
+    try:
+        replacer = re.compile("|".join(patterns))
+    except re.error:  # a pattern only re2 reads: Airflow's own redaction, unfiltered
+        return str(module.redact(text))
+    return replacer.sub("***", text)
+
+
 def secrets_backends() -> list[Any]:
     """The secrets backends a task reads Variables and connections from, in order."""
     if AIRFLOW_V3:
@@ -221,6 +294,7 @@ __all__ = [
     "listener_manager",
     "mask_secret",
     "read_xcoms",
+    "redact_registered",
     "secrets_backends",
     "should_hide_value_for_key",
 ]

@@ -7,8 +7,8 @@ Three concerns live here and only here, so the sync hook (requests) and the asyn
   :class:`PlugzRequest`;
 - :func:`check_response` maps an answer (status, headers, body) to a JSON object or to the
   right :class:`~airflow_provider_plugz.exceptions.PlugzError`, classifying by body as
-  well as status (the API sends some errors with HTTP 200) and redacting secrets the
-  server echoes back;
+  well as status (the API sends some errors with HTTP 200) on what the server said, and
+  showing of its text only what repeats nothing of the request (see :func:`_shown`);
 - :func:`read_answer` does that and hands the object to the endpoint's own ``parse``, which
   turns it into a typed result.
 
@@ -34,7 +34,15 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 from urllib.parse import quote, urlsplit
 
 from airflow_provider_plugz import __version__
-from airflow_provider_plugz._redaction import Secret, mask_phones, redact, sanitize
+from airflow_provider_plugz._redaction import (
+    MIN_RUN,
+    WITHHELD,
+    Secret,
+    mask_phones,
+    redact,
+    repeats,
+    sanitize,
+)
 from airflow_provider_plugz.exceptions import (
     PlugzAuthenticationError,
     PlugzBadRequestError,
@@ -96,20 +104,32 @@ class Body(NamedTuple):
     secrets: tuple[str, ...] = ()
     private: tuple[str, ...] = ()
 
+    def __repr__(self) -> str:
+        # The JSON holds the PIN, the recipient and the text: only its shape and the counts show.
+        keys = list(self.json) if isinstance(self.json, Mapping) else type(self.json).__name__
+        hidden = f"secrets=<{len(self.secrets)} hidden>, private=<{len(self.private)} hidden>"
+        return f"Body(json={keys!r}, {hidden})"
+
 
 @dataclass(frozen=True)
 class Answer:
     """A successful answer's JSON object, handed to an endpoint's ``parse``."""
 
-    payload: Mapping[str, Any]
+    payload: Mapping[str, Any] = field(repr=False)
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
+    def __repr__(self) -> str:
+        # A server's JSON may hold a phone, a profile name, an echoed text: only its size shows.
+        return f"Answer(payload=<{len(self.payload)} fields>)"
+
     def text(self, key: str) -> str | None:
-        """A string field as server text: sanitised, bounded and redacted; None when absent or empty."""
+        """A string field as server text, shown as every server text is (:func:`_shown`): sanitised,
+        bounded, redacted and phone-masked, or withheld whole when it repeats part of what was sent
+        (``secrets``: the request's values and the connection's); None when absent or empty."""
         value = self.payload.get(key)
         if value in (None, "", False):
             return None
-        return redact(sanitize(_text(value)), self.secrets)
+        return _shown((_text(value),), self.secrets)
 
 
 def _no_state(payload: Mapping[str, Any]) -> bool:
@@ -335,18 +355,23 @@ def check_response(
 
     ``headers`` must be case-insensitive (both requests and httpx give such mappings).
     Transports stop reading just past :data:`MAX_BODY_BYTES`; a longer body is refused.
-    ``secrets`` are redacted from server texts besides the connection's own;
+    ``secrets`` are the request's values (a PIN, a phone, a message text): with the connection's
+    own, a server text that repeats any part of them is withheld (:func:`_shown`);
     ``body_problem`` is a :class:`BodyReader`'s, when the body could not be decoded.
     """
     payload = None if body_problem else _json_object(body[: MAX_BODY_BYTES + 1])
-    server_message = _server_message(payload, (*config.secrets, *secrets))
+    texts = _server_texts(payload)
+    sent = (*config.secrets, *secrets)
+    # Classified on what the server said; what people see is shaped apart (redacted or withheld).
+    said = _said(texts, sent)
+    server_message = _shown(texts, sent) if texts else None
 
     error_class: type[PlugzError] | None = None
     refused = False
     if 300 <= status < 400:
         error_class = PlugzRedirectError
     elif status >= 400:
-        error_class = _classify_error_status(status, server_message)
+        error_class = _classify_error_status(status, said)
     elif (
         payload is not None
         and payload.get("error") not in (None, False, "")
@@ -354,11 +379,11 @@ def check_response(
         # it is state (``/status``: why the number is disconnected).
         and not endpoint.error_is_state(payload)
     ):
-        error_class = _classify_text(server_message) or PlugzBadRequestError
+        error_class = _classify_text(said) or PlugzBadRequestError
     elif payload is not None and payload.get("success") is False and 200 <= status < 300:
         # The API's documented refusal ("success: false", with a ``message`` saying why), on any
         # endpoint: never a success, and not a malformed answer either.
-        error_class, refused = _classify_text(server_message) or PlugzRefusedError, True
+        error_class, refused = _classify_text(said) or PlugzRefusedError, True
 
     if error_class is not None:
         raise _api_error(config, endpoint, error_class, status, server_message, headers, refused=refused)
@@ -382,12 +407,12 @@ def _body_problem(body: bytes, payload: dict[str, Any] | None, headers: Mapping[
     return None
 
 
-def _classify_error_status(status: int, server_message: str | None) -> type[PlugzError]:
+def _classify_error_status(status: int, said: str | None) -> type[PlugzError]:
     if status >= 500:
         return PlugzServerError
     if status in (405, 408, 415, 429):
         return _STATUS_CLASSES[status]
-    by_text = _classify_text(server_message)
+    by_text = _classify_text(said)
     by_status = _STATUS_CLASSES.get(status)  # 401, 403, 404 or None
     if by_status is None:
         return by_text or PlugzBadRequestError
@@ -397,11 +422,12 @@ def _classify_error_status(status: int, server_message: str | None) -> type[Plug
     return by_status
 
 
-def _classify_text(server_message: str | None) -> type[PlugzError] | None:
-    if not server_message:
+def _classify_text(said: str | None) -> type[PlugzError] | None:
+    """The class the server's words (:func:`_said`) call for, if any."""
+    if not said:
         return None
     for pattern, error_class in _TEXT_CLASSES:
-        if pattern.search(server_message):
+        if pattern.search(said):
             return error_class
     return None
 
@@ -414,15 +440,81 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _server_message(payload: Mapping[str, Any] | None, secrets: tuple[str, ...]) -> str | None:
-    """The server's own ``error``/``message`` text: one sanitised, bounded line, then redacted
-    (secrets, and phone numbers: personal data, whether we sent them or not)."""
+def _server_texts(payload: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The server's own ``error`` and ``message`` texts, as it wrote them (bounded, not sanitised)."""
     if payload is None:
-        return None
+        return ()
     parts = [_text(payload[key]) for key in ("error", "message") if payload.get(key) not in (None, "", False)]
-    if not parts:
+    return tuple(dict.fromkeys(parts))
+
+
+def _said(texts: tuple[str, ...], sent: tuple[str, ...]) -> str | None:
+    """The server's words to classify an answer by: sanitised, never redacted (a message or a secret
+    holding "instance" must not turn "Instance not found" into "*** not found"), and without
+    verbatim quotes of what we sent (a message "Login not allowed" echoed in a 400 is not a
+    Client-Token problem): each value of :data:`MIN_RUN` or more characters is taken out where it
+    appears whole, compared after the same sanitising, whitespace and "\\n" folding on both sides.
+    """
+    if not texts:
         return None
-    return mask_phones(redact(sanitize(": ".join(dict.fromkeys(parts))), secrets))
+    ours = sorted({value for value in map(_folded, sent) if len(value) >= MIN_RUN}, key=len, reverse=True)
+    words = []
+    for text in map(_folded, texts):
+        theirs = text
+        if text.casefold() not in _DOCUMENTED_TEXTS:
+            for value in ours:
+                theirs = re.sub(re.escape(value), " ", theirs, flags=re.IGNORECASE)
+        words.append(theirs)
+    return ": ".join(words)
+
+
+def _shown(texts: tuple[str, ...], sent: tuple[str, ...]) -> str:
+    """What people see of server texts (messages, logs, XCom, reprs): one sanitised, bounded line,
+    redacted (secrets, and phone numbers: personal data, whether we sent them or not) - or
+    :data:`WITHHELD` as a whole when any text repeats part of what was ``sent`` (see
+    :func:`~airflow_provider_plugz._redaction.repeats`), because a repeated message text cannot
+    be redacted piece by piece. A text the API documents says nothing of what was sent and is
+    always shown ("Instance not found" to a message that mentions an instance); so is one whose
+    only repeats are of a shape that is removed whole, wherever it is: a phone number ("phone ***
+    is not on WhatsApp"), an echoed Client-Token ("Client-Token *** not allowed"), an instance
+    URL's credentials."""
+    foreign = [mask_phones(redact(text)) for text in texts if not _documented(text)]
+    if foreign and repeats(": ".join(foreign), sent):
+        return WITHHELD
+    shown = (text if _documented(text) else redact(text, sent) for text in texts)
+    return mask_phones(sanitize(": ".join(shown)))
+
+
+# Server texts of the Z-API backend (plugz-api.md, "Error bodies") and the sandbox, as _folded()
+# and casefold() leave them: constant phrases, which repeat nothing of a request even when its
+# message holds the same words.
+_DOCUMENTED_TEXTS = frozenset(
+    text.casefold()
+    for text in (
+        "null not allowed",
+        "your client-token is not configured",
+        "Instance not found",
+        "NOT_FOUND",
+        "Unable to find matching target resource method",
+        "To continue sending a message, you must subscribe to this instance again",
+        "This feature is only available for mobile instances",
+        "The message queue is full",
+        "You are not connected.",
+        "You need to restore the session.",
+        "Unsupported Media Type",
+        "Content-Type must be application/json",
+    )
+)
+_WRITTEN_BREAKS = re.compile(r"(?:\\[nrt]|\s)+")
+
+
+def _folded(text: str) -> str:
+    """``text`` sanitised (unbounded), each run of whitespace and written breaks ("\\n") one space."""
+    return _WRITTEN_BREAKS.sub(" ", sanitize(text, limit=len(text))).strip()
+
+
+def _documented(text: str) -> bool:
+    return _folded(text).casefold() in _DOCUMENTED_TEXTS
 
 
 def _text(value: Any) -> str:
@@ -610,7 +702,10 @@ def transport_error(
     wall-clock time so far, which a deadline's message gives (rounded up, to the hundredth).
     """
     found = _OS_REASON.search(str(exc)[:2000])
-    said = redact(sanitize(found.group(0).strip(), 80), config.secrets) if found else ""
+    # An OS or TLS reason code ("[Errno 111] Connection refused"), never a server's text; redacted
+    # all the same, with the request's own values too.
+    sent = (*config.secrets, *request.redacted)
+    said = redact(sanitize(found.group(0).strip(), 80), sent) if found else ""
     error_class, what = _TRANSPORT_ERRORS[failure]
     happened = what.format(
         host=urlsplit(config.base_url).netloc,

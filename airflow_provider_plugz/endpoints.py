@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from airflow_provider_plugz._protocol import Answer, BadArgument, Body, Endpoint, Malformed
-from airflow_provider_plugz._redaction import Secret, mask_phones
+from airflow_provider_plugz._redaction import Secret, mask_phones, redact, sanitize
 
 __all__ = [
     "CONNECTION_STATES",
@@ -50,13 +50,21 @@ class InstanceStatus:
 
     ``session`` is Plugz's own field (None where the server does not send it, as Z-API);
     ``error`` is the server's reason when something is not connected, e.g. "You need to
-    restore the session." - state here, not a failure.
+    restore the session." - state here, not a failure. It is server text, kept as every error
+    text is: one bounded line, secrets removed, phone-like numbers ``***``.
     """
 
     connected: bool
     session: bool | None
     smartphone_connected: bool
     error: str | None = None
+
+    def __repr__(self) -> str:
+        error = None if self.error is None else mask_phones(self.error)  # a server text: a phone may be in it
+        return (
+            f"InstanceStatus(connected={self.connected!r}, session={self.session!r}, "
+            f"smartphone_connected={self.smartphone_connected!r}, error={error!r})"
+        )
 
     @property
     def state(self) -> str:
@@ -108,6 +116,13 @@ class DeviceInfo:
     Plugz's layout only: in Z-API's, ``device.device_model`` names the session software (e.g.
     "Z-API"), never the phone, so ``model`` stays None there and ``session_name`` holds
     ``device.sessionName``; ``session_id`` (Z-API's ``sessionId``) and ``is_business`` are Z-API's.
+
+    Every text field but ``phone`` is server text, kept as every error text is: one bounded
+    line, secrets removed, phone-like numbers ``***`` - in the field itself, so in whatever it is
+    copied to (``dataclasses.asdict``, XCom, logs). ``img_url`` (the profile picture's link) is
+    kept only whole: a link with a number masked or cut short is neither usable nor safe, so one
+    holding anything that reads as a phone number or a secret, or longer than 2,048 printable
+    characters, is None (WhatsApp's own picture links usually hold long digit runs).
 
     Personal data stays out of reprs: ``phone`` shows as its last 4 digits (:attr:`masked_phone`);
     ``name`` and ``about`` (the WhatsApp profile's name and status text) and ``img_url`` (its
@@ -207,6 +222,24 @@ def _text_field(answer: Answer, key: str, where: str = "") -> str | None:
     return (answer.text(key) or "").strip() or None
 
 
+#: The longest link :func:`_link_field` keeps.
+MAX_LINK = 2048
+
+
+def _link_field(answer: Answer, key: str) -> str | None:
+    """A documented link field (``imgUrl``), whole or None: None also when it is not one printable
+    line of at most :data:`MAX_LINK` characters or holds anything :meth:`Answer.text` would mask or
+    redact (a phone-like number, a secret, instance credentials)."""
+    value = answer.payload.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise Malformed(f"'{key}' is not a text")
+    link = value.strip()
+    shown = mask_phones(redact(sanitize(link, MAX_LINK), answer.secrets))
+    return link if shown == link else None
+
+
 # Plugz's ``device`` object: the phone's own details (ours: theirs).
 _PHONE_DETAILS = {
     "wa_version": "wa_version",
@@ -263,7 +296,7 @@ def _device(answer: Answer) -> DeviceInfo:
     session_layout = "sessionName" in device or any(key in answer.payload for key in _SESSION_LAYOUT_KEYS)
     return DeviceInfo(
         phone=phone,
-        img_url=_text_field(answer, "imgUrl"),
+        img_url=_link_field(answer, "imgUrl"),
         **found,
         model=None if session_layout else model,
         name=_text_field(answer, "name"),

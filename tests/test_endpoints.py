@@ -4,6 +4,7 @@ declaration is all a new call needs (the hook's generic path does the rest)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ import requests
 import requests_mock as rm
 
 from airflow_provider_plugz._protocol import Answer, Endpoint
+from airflow_provider_plugz._redaction import WITHHELD
 from airflow_provider_plugz.endpoints import INSTANCE_STATUS, DeviceInfo, InstanceStatus, SentMessage
 from airflow_provider_plugz.exceptions import (
     PlugzAuthenticationError,
@@ -27,7 +29,15 @@ from airflow_provider_plugz.exceptions import (
     PlugzTimeoutError,
 )
 from airflow_provider_plugz.hooks.plugz import PlugzHook
-from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, SECRETS
+from tests.conftest import (
+    CLIENT_TOKEN,
+    INSTANCE_ID,
+    INSTANCE_TOKEN,
+    PHONE_ECHOES,
+    SECRETS,
+    assert_no_phone,
+    fullwidth,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -83,8 +93,8 @@ def mock() -> Iterator[rm.Mocker]:
         pytest.param(
             200,
             {"connected": False, "smartphoneConnected": False, "error": f"echo {CLIENT_TOKEN}\nforged"},
-            InstanceStatus(False, None, False, "echo *** forged"),
-            id="state-text-is-sanitised-and-redacted",
+            InstanceStatus(False, None, False, WITHHELD),
+            id="state-text-that-echoes-a-secret-is-withheld",
         ),
         pytest.param(
             200,
@@ -345,3 +355,92 @@ def test_success_false_is_a_refusal_never_retried(
     assert mock.call_count == 1
     assert PHONE not in str(info.value)
     assert "482913" not in str(info.value)
+
+
+# --- server texts of successful answers: phone numbers masked like in error texts ---------------
+
+
+@pytest.mark.parametrize(("echo", "shown"), PHONE_ECHOES)
+def test_answer_text_masks_phones(echo: str, shown: str) -> None:
+    assert Answer({"error": echo}).text("error") == shown
+
+
+@pytest.mark.parametrize(("echo", "shown"), PHONE_ECHOES)
+def test_a_status_reason_masks_the_phones_it_echoes(mock: rm.Mocker, echo: str, shown: str) -> None:
+    mock.get(f"{BASE}/status", json={"connected": False, "smartphoneConnected": False, "error": echo})
+    status = PlugzHook().get_instance_status()
+    assert status.error == shown
+    assert_no_phone(repr(status), json.dumps(dataclasses.asdict(status)))
+
+
+# Each text a /device answer may hold, in either layout: (the answer around a text, its field).
+DEVICE_TEXTS = [
+    *(
+        pytest.param(lambda text, key=key: {"phone": "", "device": {key: text}}, ours, id=f"device-{key}")
+        for ours, key in (
+            ("model", "device_model"),
+            ("wa_version", "wa_version"),
+            ("platform", "platform"),
+            ("os_version", "os_version"),
+            ("os_build_number", "osbuildnumber"),
+            ("manufacturer", "device_manufacturer"),
+            ("mcc", "mcc"),
+            ("mnc", "mnc"),
+        )
+    ),
+    pytest.param(
+        lambda text: {"phone": "", "device": {"sessionName": text}}, "session_name", id="session-name"
+    ),
+    pytest.param(lambda text: {"phone": "", "originalDevice": text}, "platform", id="original-device"),
+    pytest.param(lambda text: {"phone": "", "name": text}, "name", id="profile-name"),
+    pytest.param(lambda text: {"phone": "", "about": text}, "about", id="profile-about"),
+]
+
+
+@pytest.mark.parametrize(("echo", "shown"), PHONE_ECHOES)
+@pytest.mark.parametrize(("answer", "field"), DEVICE_TEXTS)
+def test_device_texts_mask_the_phones_they_echo(
+    mock: rm.Mocker, answer: Any, field: str, echo: str, shown: str
+) -> None:
+    """In the field itself, so also in its repr and in whatever it is copied to (XCom, logs)."""
+    mock.get(f"{BASE}/device", json=answer(echo))
+    device = PlugzHook().get_device()
+    assert getattr(device, field) == shown
+    assert_no_phone(repr(device), json.dumps(dataclasses.asdict(device)))
+
+
+def test_device_repr_shows_the_paired_phone_as_its_last_4_digits_only(mock: rm.Mocker) -> None:
+    mock.get(
+        f"{BASE}/device",
+        json={
+            "phone": "5511987654321",
+            "imgUrl": "https://pps.whatsapp.net/v/5511987654321.jpg",
+            "device": {"device_model": fullwidth("+55 (11) 98765-4321"), "wa_version": "2.24.10"},
+        },
+    )
+    device = PlugzHook().get_device()
+    assert (device.phone, device.img_url, device.model) == ("5511987654321", None, "***")
+    assert repr(device).startswith("DeviceInfo(phone='***4321', ")
+    assert_no_phone(repr(device).replace("'***4321'", "", 1))
+
+
+@pytest.mark.parametrize(
+    ("url", "kept"),
+    [
+        pytest.param("https://exemplo.com/foto-perfil.jpg", True, id="plain"),
+        pytest.param("https://pps.example/v/2026/12/07/p.jpg?oe=67A0B1C2", True, id="date-kept"),
+        pytest.param("https://pps.example/v/5511987654321.jpg", False, id="phone"),
+        pytest.param(f"https://pps.example/v/{fullwidth('5511987654321')}.jpg", False, id="fullwidth-phone"),
+        pytest.param("https://pps.example/v/id5511987654321_n.jpg", False, id="phone-glued-to-letters"),
+        pytest.param("https://pps.example/p?to=%2B55%2011%2098765-4321", False, id="percent-encoded-phone"),
+        pytest.param(f"https://pps.example/p.jpg?t={INSTANCE_TOKEN}", False, id="secret"),
+        pytest.param("https://pps.example/instances/abc/token/xyz/p.jpg", False, id="instance-credentials"),
+        pytest.param("https://pps.example/p.jpg\nX-Forged: 1", False, id="two-lines"),
+        pytest.param("https://pps.example/" + "a" * 2100, False, id="too-long-to-keep-whole"),
+    ],
+)
+def test_device_picture_link_is_kept_whole_or_not_at_all(mock: rm.Mocker, url: str, kept: bool) -> None:
+    """A link with a number masked or cut short is neither usable nor safe: it is None."""
+    mock.get(f"{BASE}/device", json={"phone": "", "imgUrl": url})
+    device = PlugzHook().get_device()
+    assert device.img_url == (url if kept else None)

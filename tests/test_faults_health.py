@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_plugz._redaction import WITHHELD
 from airflow_provider_plugz.endpoints import DeviceInfo
 from airflow_provider_plugz.exceptions import (
     PlugzAuthenticationError,
@@ -323,10 +324,10 @@ SEND_CASES = [
         Case(
             faults=body(400, {"error": f"phone {PHONE} with text {TEXT} refused"}),
             error=PlugzBadRequestError,
-            match="phone *** with text *** refused",
+            match=f"HTTP 400: {WITHHELD}.",
             requests=1,
         ),
-        id="send-400-echo-redacted",
+        id="send-400-echo-withheld",
     ),
     pytest.param(
         Case(

@@ -11,6 +11,7 @@ import pytest
 from requests.structures import CaseInsensitiveDict
 
 from airflow_provider_plugz._protocol import MAX_BODY_BYTES, PlugzRequest, build_request, read_answer
+from airflow_provider_plugz._redaction import WITHHELD
 from airflow_provider_plugz.connection import PlugzConfig
 from airflow_provider_plugz.endpoints import (
     DEVICE,
@@ -377,7 +378,8 @@ def test_instance_status_successes(body: dict[str, Any], expected: InstanceStatu
                 wa_version="2.21.10.16",
                 platform="smba",
                 os_version="7.1.2",
-                os_build_number="samsung-user 7.1.2 20171130.276299 release-keys",
+                # Server text: its 17-digit run reads as a phone number, masked as any would be.
+                os_build_number="samsung-user *** release-keys",
                 manufacturer="samsung",
                 model="SM-N975F",
                 mcc="724",
@@ -403,8 +405,8 @@ def test_instance_status_successes(body: dict[str, Any], expected: InstanceStatu
         ),
         pytest.param(
             {"phone": PHONE, "name": f"on call {CLIENT_TOKEN}", "device": {"wa_version": INSTANCE_TOKEN}},
-            DeviceInfo(phone=PHONE, wa_version="***", name="on call ***"),
-            id="echoed-secrets-redacted",
+            DeviceInfo(phone=PHONE, wa_version=WITHHELD, name=WITHHELD),
+            id="echoed-secrets-withheld",
         ),
     ],
 )
@@ -639,7 +641,7 @@ NEW_FAILURES = [
         400,
         {"error": f"message '{TEXT}' refused"},
         PlugzBadRequestError,
-        "message '***' refused",
+        f"HTTP 400: {WITHHELD}.",
         id="send-400-echoes-text",
     ),
     pytest.param(
@@ -647,16 +649,25 @@ NEW_FAILURES = [
         500,
         {"error": f"could not deliver {TEXT} to {PHONE}"},
         PlugzServerError,
-        "could not deliver *** to ***",
+        f"HTTP 500: {WITHHELD}.",
         id="send-500-echoes-both",
     ),
     pytest.param(
         "send-text",
         200,
+        {"error": f"unknown recipient {PHONE}"},
+        PlugzBadRequestError,
+        "unknown recipient ***",
+        id="send-200-error-echoes-phone",
+    ),
+    pytest.param(
+        "send-text",
+        200,
+        # "full" is a word of the message too: withheld, though the class still comes from the words.
         {"error": f"queue full for {PHONE}"},
         PlugzQueueFullError,
-        "queue full for ***",
-        id="send-200-error-echoes-phone",
+        WITHHELD,
+        id="send-200-error-echoes-phone-and-a-word-of-the-text",
     ),
     pytest.param(
         "send-text",
@@ -758,7 +769,7 @@ REFUSALS = [
         200,
         {"success": False, "message": f"PIN {NEW_PIN} was not accepted for {PHONE}"},
         PlugzRefusedError,
-        "success: false: PIN *** was not accepted for ***.",
+        f"success: false: {WITHHELD}.",
         id="set-pin-echoes-pin-and-phone",
     ),
     pytest.param(
@@ -766,7 +777,7 @@ REFUSALS = [
         200,
         {"success": False, "message": f"Client-Token {CLIENT_TOKEN} lacks rights on /instances/x/token/y/z"},
         PlugzAuthenticationError,
-        "Client-Token *** lacks rights on /instances/***/token/***/z",
+        f"success: false: {WITHHELD}.",
         id="set-pin-echoes-token-and-url",
     ),
     pytest.param(
@@ -774,7 +785,7 @@ REFUSALS = [
         200,
         {"success": False, "message": f"{INSTANCE_TOKEN[2:20]} refused"},
         PlugzRefusedError,
-        "success: false: *** refused",
+        f"success: false: {WITHHELD}.",
         id="set-pin-echoes-part-of-the-instance-token",
     ),
     pytest.param(
@@ -880,7 +891,7 @@ REFUSALS = [
         200,
         {"zaapId": "z1", "messageId": "m1", "success": False, "message": f"'{TEXT}' to {PHONE} not queued"},
         PlugzRefusedError,
-        "success: false: '***' to *** not queued",
+        f"success: false: {WITHHELD}.",
         id="send-success-false-echoes-text-and-phone",
     ),
 ]
@@ -906,3 +917,265 @@ def test_success_false_is_a_refusal(
     for text in (message, repr(err), str(err.server_message)):
         assert_private(text)
         assert NEW_PIN not in text
+
+
+# --- issue 22, point 2: a server text that repeats what we sent is withheld whole ------------------
+
+ALERT = "*ALERTA*\nPaciente:\nJoao S.\nHIV+\nLeito 12"
+ALERT_REQUEST = build_request(CONFIG, SEND_TEXT, PHONE, ALERT)
+# Every line of the alert, and every run of it across lines, that an echo could leave behind.
+ALERT_PIECES = ("ALERTA", "Paciente", "Joao", "HIV", "Leito 12", "S. HIV", "Joao S.")
+
+
+def assert_nothing_of_the_alert(text: str) -> None:
+    folded = text.casefold()
+    for piece in ALERT_PIECES:
+        assert piece.casefold() not in folded
+    assert_private(text)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error_class", "said"),
+    [
+        pytest.param(
+            400,
+            {"error": f"Invalid message: {ALERT}"},
+            PlugzBadRequestError,
+            "HTTP 400: ",
+            id="issue-example",
+        ),
+        pytest.param(
+            400,
+            {"error": "Invalid message: " + ALERT.replace("\n", "\\n")},
+            PlugzBadRequestError,
+            "HTTP 400: ",
+            id="breaks-written-as-backslash-n",
+        ),
+        pytest.param(
+            400,
+            {"error": "Invalid message: " + ALERT.upper().replace("\n", "\r\n  ")},
+            PlugzBadRequestError,
+            "HTTP 400: ",
+            id="re-cased-and-re-spaced",
+        ),
+        pytest.param(
+            400, {"error": "bad word: HIV+"}, PlugzBadRequestError, "HTTP 400: ", id="a-short-line-alone"
+        ),
+        pytest.param(
+            400,
+            {"error": "rejected", "message": "Joao S."},
+            PlugzBadRequestError,
+            "HTTP 400: ",
+            id="in-message",
+        ),
+        pytest.param(500, {"error": f"could not deliver {ALERT}"}, PlugzServerError, "HTTP 500: ", id="500"),
+        pytest.param(200, {"error": f"{ALERT} not sent"}, PlugzBadRequestError, "HTTP 200: ", id="200-error"),
+        pytest.param(
+            200,
+            {"success": False, "message": f"'{ALERT}' not queued"},
+            PlugzRefusedError,
+            "HTTP 200, success: false: ",
+            id="200-success-false",
+        ),
+        pytest.param(
+            400,
+            {"error": f"The message queue is full: {ALERT}"},
+            PlugzQueueFullError,
+            "HTTP 400: ",
+            id="classified-all-the-same",
+        ),
+    ],
+)
+def test_a_server_text_that_repeats_the_message_is_withheld(
+    status: int, body: dict[str, Any], error_class: type[PlugzError], said: str
+) -> None:
+    with pytest.raises(error_class) as info:
+        answer(status, body, request=ALERT_REQUEST)
+    err = info.value
+    assert type(err) is error_class
+    assert err.server_message == WITHHELD
+    assert f"{said}{WITHHELD}. {error_class.advice}" in str(err)
+    for text in (str(err), repr(err), str(err.server_message)):
+        assert_nothing_of_the_alert(text)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "shown"),
+    [
+        pytest.param(
+            400, {"error": f"phone {PHONE} is not on WhatsApp"}, "phone *** is not on WhatsApp", id="phone"
+        ),
+        pytest.param(
+            403,
+            {"error": f"Client-Token {CLIENT_TOKEN} not allowed"},
+            "Client-Token *** not allowed",
+            id="token",
+        ),
+        pytest.param(
+            400, {"error": "Invalid message: too long"}, "Invalid message: too long", id="unrelated"
+        ),
+    ],
+)
+def test_a_server_text_that_repeats_nothing_of_the_message_is_shown(
+    status: int, body: dict[str, Any], shown: str
+) -> None:
+    """Phone numbers and echoed tokens are removed whole wherever they are: the rest stays useful."""
+    with pytest.raises(PlugzError) as info:
+        answer(status, body, request=ALERT_REQUEST)
+    assert info.value.server_message == shown
+    assert_nothing_of_the_alert(str(info.value))
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "field"),
+    [
+        pytest.param(
+            "status",
+            {
+                "connected": False,
+                "smartphoneConnected": False,
+                "error": f"token {INSTANCE_TOKEN[:6]}\n{INSTANCE_TOKEN[6:12]} expired",
+            },
+            "error",
+            id="status-error-splits-a-token-across-lines",
+        ),
+        pytest.param(
+            "device",
+            {"phone": PHONE, "name": f"on call\n{CLIENT_TOKEN[:5]}\n{CLIENT_TOKEN[5:10]}"},
+            "name",
+            id="device-name",
+        ),
+    ],
+)
+def test_a_successful_answers_text_that_repeats_what_was_sent_is_withheld(
+    endpoint: str, body: dict[str, Any], field: str
+) -> None:
+    result = answer(200, body, request=NEW_REQUESTS[endpoint])
+    assert getattr(result, field) == WITHHELD
+    assert_no_secret(repr(result))
+
+
+def test_an_os_reason_never_holds_the_requests_values() -> None:
+    from airflow_provider_plugz._protocol import TransportFailure, transport_error
+
+    request = build_request(CONFIG, SET_PIN, NEW_PIN)
+    err = transport_error(
+        CONFIG, request, TransportFailure.NETWORK, OSError(f"[Errno 5] code {NEW_PIN} lost")
+    )
+    assert "[Errno 5] code *** lost" in str(err)
+    assert NEW_PIN not in str(err)
+
+
+# --- issue 22, point 3: classified on what the server said, whatever we sent -----------------------
+
+
+def _config_with_client_token(client_token: str) -> PlugzConfig:
+    return PlugzConfig(
+        conn_id="plugz_default",
+        base_url="https://api.plugzapi.com.br",
+        instance_id=INSTANCE_ID,
+        instance_token=INSTANCE_TOKEN,
+        client_token=client_token,
+    )
+
+
+# (the server's text, the class it calls for, a message that holds its classifying words)
+TEXT_CLASSES = [
+    pytest.param(
+        "Instance not found", PlugzNotFoundError, "Check the instance status page", id="instance-not-found"
+    ),
+    pytest.param(
+        "To continue sending a message, you must subscribe to this instance again",
+        PlugzSubscriptionError,
+        "Please subscribe to the on-call list",
+        id="subscribe",
+    ),
+    pytest.param(
+        "The message queue is full", PlugzQueueFullError, "Disk queue is full again", id="queue-full"
+    ),
+    pytest.param(
+        "This feature is only available for mobile instances",
+        PlugzInstanceNotSupportedError,
+        "Mobile instances down",
+        id="mobile",
+    ),
+    pytest.param(
+        "your client-token is not configured",
+        PlugzAuthenticationError,
+        "rotate the client-token today",
+        id="client-token",
+    ),
+    pytest.param("null not allowed", PlugzAuthenticationError, "Login not allowed for bob", id="not-allowed"),
+    pytest.param(
+        "Unable to find matching target resource method",
+        PlugzNotFoundError,
+        "no matching target resource for NOT_FOUND",
+        id="not-found-body",
+    ),
+]
+
+
+@pytest.mark.parametrize(("server_text", "error_class", "message"), TEXT_CLASSES)
+@pytest.mark.parametrize(
+    ("status", "key"),
+    [
+        pytest.param(400, "error", id="400"),
+        pytest.param(200, "error", id="200-error"),
+        pytest.param(200, "message", id="200-success-false"),
+    ],
+)
+def test_errors_are_classified_on_what_the_server_said(
+    server_text: str, error_class: type[PlugzError], message: str, status: int, key: str
+) -> None:
+    """A message (private) holding the classifying words neither hides the server's words from
+    the classifier (it used to redact "instance" out of "Instance not found") nor, quoted back
+    verbatim, classifies the answer itself."""
+    request = build_request(CONFIG, SEND_TEXT, PHONE, f"{message} {server_text}")
+    body: dict[str, Any] = {key: server_text} if key == "error" else {"success": False, key: server_text}
+    with pytest.raises(error_class) as info:
+        answer(status, body, request=request)
+    assert type(info.value) is error_class
+    assert info.value.server_message == server_text  # a documented text says nothing of ours
+    assert str(info.value).endswith(error_class.advice)
+
+    # The message quoted back alone: the server's words are only "Invalid message".
+    quoted = {key: f"Invalid message: {message} {server_text}"}
+    if key == "message":
+        quoted["success"] = False  # type: ignore[assignment]
+    expected = PlugzRefusedError if key == "message" else PlugzBadRequestError
+    with pytest.raises(expected) as info:
+        answer(status, quoted, request=request)
+    assert type(info.value) is expected
+    assert info.value.server_message == WITHHELD
+
+
+@pytest.mark.parametrize(
+    ("client_token", "server_text", "error_class"),
+    [
+        pytest.param(
+            "INSTANCE0000000000000000000001", "Instance not found", PlugzNotFoundError, id="instance"
+        ),
+        pytest.param(
+            "SUBSCRIBE000000000000000000001",
+            "you must subscribe again",
+            PlugzSubscriptionError,
+            id="subscribe",
+        ),
+        pytest.param(
+            "MOBILE-ONLY0000000000000000001",
+            "This feature is mobile-only",
+            PlugzInstanceNotSupportedError,
+            id="mobile",
+        ),
+    ],
+)
+def test_a_secret_holding_the_classifying_words_does_not_change_the_class(
+    client_token: str, server_text: str, error_class: type[PlugzError]
+) -> None:
+    config = _config_with_client_token(client_token)
+    with pytest.raises(error_class) as info:
+        read_answer(
+            config, REQUEST, (400, CaseInsensitiveDict(), json.dumps({"error": server_text}).encode(), None)
+        )
+    assert type(info.value) is error_class
+    assert client_token not in str(info.value)

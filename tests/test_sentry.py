@@ -405,6 +405,39 @@ def test_scrub(walk_secrets: None, value: Any, expected: Any) -> None:
     assert plugz_sentry.scrub(value) == expected
 
 
+WALK_PIN = "202612"
+
+
+def test_a_remembered_pin_is_scrubbed_only_where_it_stands_whole(walk_secrets: None) -> None:
+    """A short secret (a PIN, as the hook registers it) leaves longer numbers and ids alone, and is
+    still removed from a local (sentry-sdk records its repr), a value equal to it and a JSON body."""
+    _redaction.remember(WALK_PIN)
+    event = {
+        "message": "build 20261207 order 202612-A, release 1.202612, job 202612_x",
+        "exception": {
+            "values": [
+                {
+                    "value": f"PIN {WALK_PIN} refused",
+                    "stacktrace": {"frames": [{"vars": {"code": f"'{WALK_PIN}'", "build": "'20261207'"}}]},
+                }
+            ]
+        },
+        "extra": {"pin": WALK_PIN, "body": f'{{"code":"{WALK_PIN}"}}'.encode()},
+    }
+    assert plugz_sentry.scrub(event) == {
+        "message": "build 20261207 order 202612-A, release 1.202612, job 202612_x",
+        "exception": {
+            "values": [
+                {
+                    "value": "PIN *** refused",
+                    "stacktrace": {"frames": [{"vars": {"code": "'***'", "build": "'20261207'"}}]},
+                }
+            ]
+        },
+        "extra": {"pin": "***", "body": '{"code":"***"}'},
+    }
+
+
 def test_scrub_leaves_the_input_alone(walk_secrets: None) -> None:
     event = {"message": WALK_URL, "tags": [WALK_TOKEN]}
     plugz_sentry.scrub(event)

@@ -62,6 +62,12 @@ class PlugzNotifier(BaseNotifier):
     and keeps the task's own failure as it was: Airflow 3 logs the error and the callback's
     failure; Airflow 2's notifier base logs it with its traceback and goes on.
 
+    **Secrets.** Just before it is sent, after templating, the text loses every secret this
+    process knows - what Airflow's secrets masker hides in logs, the Plugz tokens and PINs read
+    here - and instance URL credentials in any form: each becomes ``***`` and a WARNING says so
+    (see :func:`~airflow_provider_plugz._redaction.redact_outgoing`). So ``{{ exception }}`` is
+    safe to send even when the exception quotes a Plugz URL.
+
     **Personal data.** Logs show the phone masked (its last 4 digits) and the text's length;
     neither is ever put in an exception text. Prefer a Variable for the phone: Airflow stores a
     Deadline Alert's kwargs with the DAG and its triggerer logs them when a callback fails.
@@ -135,6 +141,8 @@ class PlugzNotifier(BaseNotifier):
         hook = PlugzHook(plugz_conn_id=self.plugz_conn_id)
         try:
             with _connection_defined(self.plugz_conn_id):
+                hook.config  # noqa: B018 - read the connection first: its secrets become known
+                text = self._safe_text(text)
                 sent = hook.send_text(phone, text)
             status = self._sender_status(hook) if self.check_sender else None
         finally:
@@ -153,6 +161,8 @@ class PlugzNotifier(BaseNotifier):
             hook = hook_class(plugz_conn_id=self.plugz_conn_id)
             try:
                 with _connection_defined(self.plugz_conn_id):
+                    await hook.aget_config()  # read the connection first: its secrets become known
+                    text = self._safe_text(text)
                     sent = await hook.asend_text(phone, text)
                 status = await self._asender_status(hook) if self.check_sender else None
             finally:
@@ -170,9 +180,7 @@ class PlugzNotifier(BaseNotifier):
         self._log_sent(phone, text, sent, status)
 
     def _phone_and_text(self, context: Context) -> tuple[Any, str]:
-        """The rendered phone and the text to send (the default one, cut to what Plugz takes)."""
-        from airflow_provider_plugz.endpoints import MAX_MESSAGE
-
+        """The rendered phone and text (the default one when no message was given)."""
         phone: Any = self.phone
         if isinstance(phone, int) and not isinstance(phone, bool):  # a DAG that renders native objects
             phone = str(phone)
@@ -180,12 +188,33 @@ class PlugzNotifier(BaseNotifier):
             phone = phone.strip()
         message: Any = self.message
         text = default_message(cast("Mapping[str, Any]", context)) if message is None else str(message)
+        return phone, text
+
+    def _safe_text(self, text: str) -> str:
+        """The text as it may leave Airflow: every secret this process knows and instance URL
+        credentials replaced by ``***`` (see :func:`~airflow_provider_plugz._redaction.redact_outgoing`),
+        then cut to what Plugz takes (after redacting: a cut secret could no longer be recognised)."""
+        from airflow_provider_plugz._redaction import UNCHECKED, redact_outgoing
+        from airflow_provider_plugz.endpoints import MAX_MESSAGE
+
+        safe = redact_outgoing(text)
+        if safe == UNCHECKED != text:
+            self.log.warning(
+                "Airflow's secrets masker could not check the Plugz alert text; a notice is sent "
+                "instead of it."
+            )
+        elif safe != text:
+            self.log.warning(
+                "The Plugz alert text quoted secrets (a token, a PIN, instance URL credentials); they "
+                "are sent as ***."
+            )
+        text = safe
         if len(text) > MAX_MESSAGE:
             self.log.warning(
                 "The Plugz alert text has %d characters; sending its first %d.", len(text), MAX_MESSAGE
             )
             text = text[: MAX_MESSAGE - len(_CUT)] + _CUT
-        return phone, text
+        return text
 
     def _sender_status(self, hook: PlugzHook) -> InstanceStatus | None:
         from airflow_provider_plugz.exceptions import PlugzError
@@ -248,7 +277,8 @@ def default_message(context: Mapping[str, Any]) -> str:
     A task callback's names the DAG, task, run, try, the exception's class and the task's log
     URL; a DAG callback's the run, the reason and the last task's log; a Deadline Alert's the
     run and the deadline it missed. The exception's text is left out: it may hold anything, and
-    the alert leaves Airflow (put ``{{ exception }}`` in your own message to send it).
+    the alert leaves Airflow (put ``{{ exception }}`` in your own message to send it; secrets
+    in it are sent as ``***``).
     """
     ti = context.get("ti") or context.get("task_instance")
     dag_run = context.get("dag_run")

@@ -188,6 +188,18 @@ class StatusResult:
         error_class, message = _error_entry(conn_id, err, "reading the status of")
         return cls(error_class=error_class, message=message)
 
+    def __repr__(self) -> str:
+        from dataclasses import fields
+
+        from airflow_provider_plugz._redaction import mask_phones
+
+        # Its texts (the server's reason, our message about a failure) may quote a phone: masked.
+        shown = (
+            f"{f.name}={mask_phones(v) if isinstance(v := getattr(self, f.name), str) else v!r}"
+            for f in fields(self)
+        )
+        return f"StatusResult({', '.join(shown)})"
+
     @property
     def state(self) -> str | None:
         """One of :data:`CONNECTION_STATES`; None when the status could not be read."""
@@ -326,6 +338,18 @@ class CheckResult:
             ),
             timed_out=True,
         )
+
+    def __repr__(self) -> str:
+        from dataclasses import fields
+
+        from airflow_provider_plugz._redaction import mask_phones
+
+        # Its texts (the server's reason, our message about a failure) may quote a phone: masked.
+        shown = (
+            f"{f.name}={mask_phones(v) if isinstance(v := getattr(self, f.name), str) else v!r}"
+            for f in fields(self)
+        )
+        return f"CheckResult({', '.join(shown)})"
 
     @property
     def severity(self) -> int:

@@ -35,7 +35,9 @@ class PlugzSendMessageOperator(BaseOperator):
     ids when that one was confirmed, and fails otherwise, unless ``allow_resend=True``.
 
     Phone and text are personal data: the log shows the phone's last 4 digits and the text's
-    length, errors show neither.
+    length, errors show neither. Secrets never go out: every secret this process knows (Airflow's
+    masked values, the Plugz tokens and PINs it read) and instance URL credentials are sent as
+    ``***`` (the log says when); a text Airflow's masker could not check is not sent at all.
 
     :param phone: digits with country and area code (``5511999999999``) or a group id (templated).
     :param message: the text, 1 to 4,096 characters (templated).
@@ -105,9 +107,10 @@ class PlugzSendMessageOperator(BaseOperator):
                 earlier.try_number,
                 "sent" if earlier.state == SENT else "may have sent",
             )
+        text = self._safe_text(str(self.message))
         ledger.record_sending()
         try:
-            sent = self.hook.send_text(phone, str(self.message))
+            sent = self.hook.send_text(phone, text)
         except PlugzError as err:
             if not may_have_been_applied(err):
                 ledger.forget()
@@ -118,8 +121,33 @@ class PlugzSendMessageOperator(BaseOperator):
         self.log.info(
             "Plugz connection %r queued a WhatsApp message of %d character(s) to %s (Plugz id %s).",
             self.plugz_conn_id,
-            len(str(self.message)),
+            len(text),
             mask_phone(phone),
             sent.zaap_id,
         )
         return result
+
+    def _safe_text(self, message: str) -> str:
+        """The message as it may leave Airflow: every secret this process knows and instance URL
+        credentials replaced by ``***`` (see :func:`~airflow_provider_plugz._redaction.redact_outgoing`).
+        The connection is read first, so that its own secrets are known."""
+        from airflow_provider_plugz._redaction import UNCHECKED, redact_outgoing
+        from airflow_provider_plugz.endpoints import MAX_MESSAGE
+        from airflow_provider_plugz.exceptions import PlugzError
+
+        self.hook.config  # noqa: B018 - reads the connection: its secrets become known
+        text = redact_outgoing(message)
+        if text == UNCHECKED != message:
+            # An alert may go out as a notice; a message to a person must be what was asked, or nothing.
+            raise PlugzError(
+                f"Plugz message for connection {self.plugz_conn_id!r} was not sent: Airflow's secrets "
+                "masker failed while checking its text for secrets (its error is in the task log above). "
+                "Fix the masker (a custom logging config or secrets backend), then run the task again."
+            )
+        if text != message:
+            self.log.warning(
+                "The message quoted secrets (a token, a PIN, instance URL credentials); they are sent as ***."
+            )
+        if len(text) > MAX_MESSAGE >= len(message):  # "***" for a 1-2 character value: still fits
+            text = text[:MAX_MESSAGE]
+        return text

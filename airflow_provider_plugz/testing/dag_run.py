@@ -60,6 +60,15 @@ class DagRunReport:
     xcom: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: dict[str, BaseException | str | None] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # A task may push, or raise with, anything (a message text, a phone): keys and types only.
+        xcom = {task_id: sorted(values) for task_id, values in self.xcom.items()}
+        errors = {task_id: type(err).__name__ for task_id, err in self.errors.items()}
+        return (
+            f"DagRunReport(dag_id={self.dag_id!r}, run_id={self.run_id!r}, state={self.state!r}, "
+            f"task_states={self.task_states!r}, xcom keys={xcom!r}, errors={errors!r})"
+        )
+
     def xcom_value(self, task_id: str, key: str = "return_value") -> Any:
         return self.xcom.get(task_id, {}).get(key)
 

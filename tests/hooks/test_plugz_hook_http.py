@@ -174,6 +174,23 @@ def test_every_http_client_logger_is_redacted_children_included(
         assert CLIENT_TOKEN not in message
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_remembered_pin_leaves_ordinary_numbers_in_client_logs(
+    sandbox: PlugzSandbox, transport: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PIN is redacted from the HTTP clients' log lines only as a whole number (issue 22)."""
+    set_pin(transport, "202612")  # registers the PIN with our redaction, and puts the filter on
+    name = "httpx" if transport == "async" else "urllib3.connectionpool"
+    monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+    monkeypatch.setattr(logging.getLogger(name), "disabled", False)
+    caplog.set_level(logging.DEBUG, logger=name)
+    caplog.clear()  # only the lines below: the PIN call's own request line may be captured too
+    logging.getLogger(name).debug("build %s order %s", "20261207", "202612-A")
+    logging.getLogger(name).debug('body {"code":"%s"}', "202612")
+    said = [record.getMessage() for record in caplog.records if record.name == name]
+    assert said == ["build 20261207 order 202612-A", 'body {"code":"***"}']
+
+
 def set_pin(transport: str, code: str) -> None:
     hook = PlugzHook()
     if transport == "sync":

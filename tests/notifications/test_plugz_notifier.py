@@ -304,6 +304,135 @@ def test_a_long_text_is_cut_to_what_plugz_takes(
     assert "has 5000 characters; sending its first 4096" in notifier_log.text
 
 
+# --- no secret leaves in an alert ---------------------------------------------------------------
+
+URL_TOKEN = "UNKN0WNUR1T0KEN5ECRET00000007"  # known to nobody: only its place in the URL gives it away
+MASKED_CLIENT_TOKEN = "MA5KEDC11ENT70KEN5ECRET0000007"  # registered with Airflow's masker only
+MASKED_PIN = "518273"  # registered with Airflow's masker only; stands alone in the text
+REMEMBERED_TOKEN = "REMEMBEREDT0KEN5ECRET00000007"  # known to our redaction only (remember)
+LEAKS = (URL_TOKEN, MASKED_CLIENT_TOKEN, MASKED_PIN, REMEMBERED_TOKEN, INSTANCE_ID)
+
+
+@pytest.fixture
+def known_elsewhere(fresh_airflow_masker: None) -> None:
+    """What the failed task registered before it failed: a PIN and a Client-Token with Airflow's
+    masker (``mask_secret``, as Airflow does for a connection's password), a token with ours."""
+    from airflow_provider_plugz._compat import mask_secret
+    from airflow_provider_plugz._redaction import remember
+
+    mask_secret(MASKED_CLIENT_TOKEN)
+    mask_secret(MASKED_PIN)
+    remember(REMEMBERED_TOKEN)
+
+
+def alert_with(notifier: PlugzNotifier, context: dict[str, Any], mode: str) -> None:
+    """Render and send as Airflow does: called as a callback, or rendered then awaited."""
+    if mode == "sync":
+        notifier(context)
+    else:
+        notifier.render_template_fields(context)  # type: ignore[arg-type]
+        asyncio.run(notifier.async_notify(context))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.usefixtures("known_elsewhere")
+def test_an_alert_never_carries_a_secret(
+    alerts: PlugzSandbox, notifier_log: pytest.LogCaptureFixture, mode: str
+) -> None:
+    """``{{ exception }}`` quoting a Plugz URL, a Client-Token and a PIN: each goes out as ``***``."""
+    from airflow_provider_plugz.exceptions import PlugzError
+
+    context = task_failure_context()
+    context["exception"] = PlugzError(
+        f"POST https://127.0.0.1:9/instances/{INSTANCE_ID}/token/{URL_TOKEN}/send-text refused; "
+        f"client token {MASKED_CLIENT_TOKEN}, PIN {MASKED_PIN} (token {REMEMBERED_TOKEN.lower()})"
+    )
+    notifier = PlugzNotifier(phone=PHONE, message="Task failed: {{ exception }}", check_sender=False)
+    alert_with(notifier, {"dag": _dag(), **context}, mode)
+    (sent,) = sent_texts(alerts)
+    assert sent.message == (
+        "Task failed: POST https://127.0.0.1:9/instances/***/token/***/send-text refused; "
+        "client token ***, PIN *** (token ***)"
+    )
+    assert_no_secrets(sent.message, notifier_log.text, secrets=(*SECRETS, *LEAKS))
+    assert "they are sent as ***" in " ".join(logged(notifier_log, logging.WARNING))
+
+
+@pytest.mark.usefixtures("known_elsewhere")
+def test_a_secret_across_the_cut_is_removed_whole(alerts: PlugzSandbox) -> None:
+    """Redacted before the text is cut: a cut secret's first half would not be recognised."""
+    PlugzNotifier(
+        phone=PHONE, message="x" * 4070 + MASKED_CLIENT_TOKEN + "y" * 100, check_sender=False
+    ).notify({})
+    (sent,) = sent_texts(alerts)
+    assert sent.message.startswith("x" * 4070 + "***yyy")
+    assert MASKED_CLIENT_TOKEN[:6] not in sent.message
+    assert len(sent.message) == 4096
+
+
+@pytest.mark.parametrize(
+    ("message", "context", "expected"),
+    [
+        pytest.param(
+            None, task_failure_context(), default_message(task_failure_context()), id="default-text"
+        ),
+        pytest.param(
+            "{{ ti.task_id }} failed: {{ exception }}",
+            {
+                **task_failure_context(),
+                "exception": ValueError("disk full on db-7 (5 instances, token bucket)"),
+            },
+            "load failed: disk full on db-7 (5 instances, token bucket)",
+            id="task-and-exception",
+        ),
+        pytest.param(
+            "*Backup failed*\nsee {{ ti.log_url }}",
+            task_failure_context(),
+            "*Backup failed*\nsee http://airflow.example/dags/nightly_sync/runs/manual__2026/tasks/load?try_number=2",
+            id="formatting-and-log-link",
+        ),
+    ],
+)
+@pytest.mark.usefixtures("known_elsewhere")
+def test_documented_templates_are_sent_as_written(
+    alerts: PlugzSandbox,
+    notifier_log: pytest.LogCaptureFixture,
+    message: str | None,
+    context: dict[str, Any],
+    expected: str,
+) -> None:
+    PlugzNotifier(phone=PHONE, message=message, check_sender=False)({"dag": _dag(), **context})
+    assert [m.message for m in sent_texts(alerts)] == [expected]
+    assert logged(notifier_log, logging.WARNING) == []
+
+
+def test_an_alert_airflow_could_not_check_is_replaced_by_a_notice(
+    alerts: PlugzSandbox, notifier_log: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow's masker failing never sends the unchecked text, nor fails the alert confusingly."""
+    from airflow_provider_plugz import _compat
+    from airflow_provider_plugz._redaction import UNCHECKED
+
+    def broken(text: str) -> str:
+        raise ValueError("Airflow's secrets masker failed (KeyError)")
+
+    monkeypatch.setattr(_compat, "redact_registered", broken)
+    PlugzNotifier(
+        phone=PHONE, message=f"disk full, client token {MASKED_CLIENT_TOKEN}", check_sender=False
+    ).notify({})
+    assert [m.message for m in sent_texts(alerts)] == [UNCHECKED]
+    (warning,) = logged(notifier_log, logging.WARNING)
+    assert "secrets masker could not check the Plugz alert text" in warning
+
+
+def _dag() -> Any:
+    try:  # Airflow 3
+        from airflow.sdk import DAG
+    except ImportError:  # Airflow 2
+        from airflow import DAG  # type: ignore[attr-defined,no-redef]
+    return DAG("t", schedule=None)
+
+
 @pytest.mark.parametrize(
     "phone",
     [

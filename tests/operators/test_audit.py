@@ -46,7 +46,15 @@ from airflow_provider_plugz.operators.audit import (
 )
 from airflow_provider_plugz.testing import Fault
 from airflow_provider_plugz.testing.dag_run import run_dag
-from tests.conftest import CLIENT_TOKEN, ROOT, FakeTaskInstance, assert_no_secrets
+from tests.conftest import (
+    CLIENT_TOKEN,
+    INSTANCE_ID,
+    PHONE_ECHOES,
+    ROOT,
+    FakeTaskInstance,
+    assert_no_phone,
+    assert_no_secrets,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_plugz.testing import PlugzSandbox
@@ -1667,3 +1675,28 @@ def test_fleet_audit_keeps_its_report_under_execution_timeout_and_refuses_other_
     alert = report.xcom_value("alert")
     assert alert.startswith("3 of 4 WhatsApp number(s) need attention")
     assert not any(instance_token(4) in r.path for r in fleet.sandbox.requests)
+
+
+@pytest.mark.parametrize(("echo", "shown"), PHONE_ECHOES)
+@pytest.mark.parametrize(
+    "column", [pytest.param("reason", id="status-reason"), pytest.param("message", id="error")]
+)
+def test_the_report_masks_a_phone_the_server_echoes(
+    sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch, column: str, echo: str, shown: str
+) -> None:
+    """In the report's columns (XCom) and its log lines, whether the server said it as state
+    (``/status``'s reason) or as an error."""
+    recorded = RecordingLog()
+    monkeypatch.setattr(PlugzPinAuditOperator, "log", property(lambda self: recorded))
+    if column == "reason":  # the PIN is read first, then the status
+        sandbox.inject(Fault.status(200, body={"hasCode": True}))
+        sandbox.inject(
+            Fault.status(200, body={"connected": False, "smartphoneConnected": False, "error": echo})
+        )
+    else:
+        sandbox.inject(Fault.status(400, body={"error": echo}))
+    report, ti = run_audit(["plugz_default"], check_status=True)
+    entry = report["results"]["plugz_default"]
+    assert shown in (entry["status"]["reason"] if column == "reason" else entry["message"])
+    assert sandbox.requests[0].instance_id == INSTANCE_ID
+    assert_no_phone(json.dumps(report), json.dumps(ti.pushed), *recorded.lines)

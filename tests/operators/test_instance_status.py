@@ -23,7 +23,16 @@ from airflow_provider_plugz.hooks.plugz import PlugzHook
 from airflow_provider_plugz.operators.plugz import PlugzInstanceStatusOperator
 from airflow_provider_plugz.sensors.plugz import PlugzInstanceStatusSensor
 from airflow_provider_plugz.testing import Fault
-from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, ROOT, assert_no_secrets, task_context
+from tests.conftest import (
+    CLIENT_TOKEN,
+    INSTANCE_ID,
+    INSTANCE_TOKEN,
+    PHONE_ECHOES,
+    ROOT,
+    assert_no_phone,
+    assert_no_secrets,
+    task_context,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_plugz.testing import PlugzSandbox
@@ -316,3 +325,44 @@ def test_test_connection_status_error_is_the_one_raised_by_the_hook(sandbox: Plu
     ok, message = PlugzHook().test_connection()
     assert ok is False
     assert message == "PlugzServerError: " + str(info.value).replace(" for connection 'plugz_default'", "")
+
+
+# --- a phone number the status answer echoes: masked wherever the reason lands ---------------
+
+
+def echoed_status(echo: str) -> Fault:
+    """A disconnected number's ``/status`` answer whose reason quotes the number."""
+    return Fault.status(200, body={"connected": False, "smartphoneConnected": False, "error": echo})
+
+
+@pytest.mark.parametrize(("echo", "shown"), PHONE_ECHOES)
+def test_operator_masks_a_phone_the_status_reason_echoes(
+    sandbox: PlugzSandbox, task_log: pytest.LogCaptureFixture, echo: str, shown: str
+) -> None:
+    sandbox.inject(echoed_status(echo))
+    result = PlugzInstanceStatusOperator(task_id="health").execute(task_context())
+    assert result == {"connected": False, "session": None, "smartphone_connected": False, "error": shown}
+    (record,) = [r for r in task_log.records if "Plugz connection" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().endswith(f"({shown})")
+    assert_no_phone(record.getMessage(), json.dumps(result))
+
+
+@pytest.mark.parametrize(("echo", "shown"), PHONE_ECHOES)
+def test_sensor_masks_a_phone_the_status_reason_echoes(sandbox: PlugzSandbox, echo: str, shown: str) -> None:
+    sandbox.inject(echoed_status(echo))
+    done = PlugzInstanceStatusSensor(task_id="wait", state="disconnected").poke(task_context())
+    assert done.is_done is True
+    assert done.xcom_value["error"] == shown
+    assert_no_phone(json.dumps(done.xcom_value))
+
+
+@pytest.mark.parametrize(("echo", "shown"), PHONE_ECHOES)
+def test_test_connection_masks_a_phone_the_status_reason_echoes(
+    sandbox: PlugzSandbox, echo: str, shown: str
+) -> None:
+    sandbox.inject(echoed_status(echo))
+    ok, message = PlugzHook().test_connection()
+    assert ok is True
+    assert f"the number is NOT connected ({shown});" in message
+    assert_no_phone(message)

@@ -8,8 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_plugz._redaction import WITHHELD
 from airflow_provider_plugz.exceptions import (
+    PlugzBadRequestError,
     PlugzConfigurationError,
+    PlugzError,
+    PlugzNotFoundError,
     PlugzOutcomeUnknownError,
     PlugzQueueFullError,
 )
@@ -94,3 +98,110 @@ def test_never_sent_twice(sandbox: PlugzSandbox) -> None:
 
 def test_phone_and_message_are_templated() -> None:
     assert set(PlugzSendMessageOperator.template_fields) == {"phone", "message", "plugz_conn_id"}
+
+
+# --- what the server says back: an echo of the text never comes back, and never steers the class ---
+
+ALERT = "*ALERTA*\nPaciente:\nJoao S.\nHIV+\nLeito 12"
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        pytest.param(f"Invalid message: {ALERT}", id="the-whole-text"),
+        pytest.param("Invalid message: " + ALERT.replace("\n", "\\n"), id="breaks-written-as-backslash-n"),
+        pytest.param("Invalid message: HIV+", id="one-short-line"),
+    ],
+)
+def test_an_echoed_text_never_comes_back(
+    sandbox: PlugzSandbox, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, echo: str
+) -> None:
+    logger = logging.getLogger("tests.send_message.task_log")
+    monkeypatch.setattr(PlugzSendMessageOperator, "log", property(lambda self: logger))
+    caplog.set_level(logging.DEBUG)
+    sandbox.inject(Fault.status(400, {"error": echo}))
+    with pytest.raises(PlugzBadRequestError) as info:
+        run(phone=PHONE, message=ALERT)
+    assert info.value.server_message == WITHHELD
+    assert f"HTTP 400: {WITHHELD}." in str(info.value)
+    for text in (str(info.value), repr(info.value), caplog.text):
+        for line in ("ALERTA", "Paciente", "Joao", "HIV", "Leito"):
+            assert line not in text
+        assert PHONE not in text
+
+
+def test_a_text_with_the_servers_words_does_not_change_the_class(sandbox: PlugzSandbox) -> None:
+    """The word "instance" in the text used to make "Instance not found" "*** not found": a bad request."""
+    sandbox.inject(Fault.status(400, {"error": "Instance not found"}))
+    with pytest.raises(PlugzNotFoundError) as info:
+        run(phone=PHONE, message="Backup instance db-7 failed")
+    assert info.value.server_message == "Instance not found"
+    assert str(info.value).endswith(PlugzNotFoundError.advice)
+
+
+# --- no secret leaves in a message --------------------------------------------------------------
+
+URL_TOKEN = "UNKN0WNUR1T0KEN5ECRET00000008"  # known to nobody: only its place in the URL gives it away
+MASKED_SECRET = "MA5KEDC11ENT70KEN5ECRET0000008"  # registered with Airflow's masker only
+MASKED_PIN = "629384"  # registered with Airflow's masker only; stands alone in the text
+
+
+@pytest.fixture
+def masked_by_airflow(fresh_airflow_masker: None) -> None:
+    from airflow_provider_plugz._compat import mask_secret
+
+    mask_secret(MASKED_SECRET)
+    mask_secret(MASKED_PIN)
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        pytest.param(
+            f"see https://api.plugzapi.com.br/instances/{INSTANCE_ID}/token/{URL_TOKEN}/status",
+            "see https://api.plugzapi.com.br/instances/***/token/***/status",
+            id="instance-url",
+        ),
+        pytest.param(
+            f"client token {MASKED_SECRET}, PIN {MASKED_PIN}.",
+            "client token ***, PIN ***.",
+            id="airflow-masked",
+        ),
+        # The sending connection is read before the text is checked: its own token is known then.
+        pytest.param(f"token {INSTANCE_TOKEN} / {CLIENT_TOKEN}", "token *** / ***", id="own-connection"),
+        pytest.param(TEXT, TEXT, id="ordinary-text-kept"),
+    ],
+)
+@pytest.mark.usefixtures("masked_by_airflow")
+def test_a_message_never_carries_a_secret(sandbox: PlugzSandbox, message: str, expected: str) -> None:
+    result = run(phone=PHONE, message=message)
+    (sent,) = sandbox.messages
+    assert sent.message == expected
+    assert result == {"zaap_id": sent.zaap_id, "message_id": sent.message_id}
+    for secret in (URL_TOKEN, MASKED_SECRET, MASKED_PIN, INSTANCE_TOKEN, CLIENT_TOKEN, INSTANCE_ID):
+        assert secret not in sent.message
+
+
+def test_redacting_never_makes_a_valid_message_too_long(sandbox: PlugzSandbox) -> None:
+    """4,096 characters whose 1-character token becomes ``***``: still sent, cut to 4,096."""
+    message = "x" * 4088 + "?token=a"
+    run(phone=PHONE, message=message)
+    (sent,) = sandbox.messages
+    assert sent.message == "x" * 4088 + "?token=*"
+
+
+def test_a_message_airflow_could_not_check_is_not_sent(
+    sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message to a person is what was asked or nothing: unlike an alert, no notice replaces it."""
+    from airflow_provider_plugz import _compat
+
+    def broken(text: str) -> str:
+        raise ValueError("Airflow's secrets masker failed (KeyError)")
+
+    monkeypatch.setattr(_compat, "redact_registered", broken)
+    with pytest.raises(PlugzError, match="was not sent: Airflow's secrets masker failed") as caught:
+        run(phone=PHONE, message=f"client token {MASKED_SECRET}")
+    assert sandbox.messages == []
+    assert MASKED_SECRET not in str(caught.value)
+    assert not isinstance(caught.value, PlugzOutcomeUnknownError)

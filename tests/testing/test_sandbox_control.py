@@ -77,10 +77,12 @@ def test_control_lists_and_clears_messages(sb: PlugzSandbox, http: requests.Sess
     assert response.status_code == 200
     assert response.json() == [
         {"instance_id": "inst-1", "phone": "5511988887777", "message": "one", "zaap_id": ids[0]["zaapId"],
-         "message_id": ids[0]["messageId"], "delivered": True},
+         "message_id": ids[0]["messageId"], "delivered": True, "seq": 1},
         {"instance_id": "inst-2", "phone": "5511911112222", "message": "two", "zaap_id": ids[1]["zaapId"],
-         "message_id": ids[1]["messageId"], "delivered": False},
+         "message_id": ids[1]["messageId"], "delivered": False, "seq": 2},
     ]  # fmt: skip
+    assert (response.headers["X-Sandbox-Kept"], response.headers["X-Sandbox-Dropped"]) == ("2", "0")
+    assert "Link" not in response.headers  # one page holds them all
     http.put(f"{sb.base_url}/_sandbox/instances/inst-2/state", json={"state": "connected"})
     assert [m["delivered"] for m in http.get(f"{sb.base_url}/_sandbox/messages").json()] == [True, True]
     response = http.delete(f"{sb.base_url}/_sandbox/messages", headers=WRITE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 import socket
@@ -12,7 +13,7 @@ import pytest
 import requests
 
 from airflow_provider_plugz.testing import Fault, PlugzSandbox
-from airflow_provider_plugz.testing.sandbox import Headers
+from airflow_provider_plugz.testing.sandbox import Headers, SandboxUsage
 from tests.testing.conftest import AUTH, CT, PIN_PATH, pin_url, raw_request, read_response
 
 if TYPE_CHECKING:
@@ -83,6 +84,8 @@ def test_default_recording_bounds(sb: PlugzSandbox, http: requests.Session) -> N
         pytest.param({"record_limit": -1}, "record_limit must be an int >= 0", id="record-limit"),
         pytest.param({"record_bytes": -1}, "record_bytes must be an int >= 0", id="record-bytes"),
         pytest.param({"record_bytes": 1.5}, "record_bytes must be an int >= 0", id="record-bytes-float"),
+        pytest.param({"outbox_bytes": -1}, "outbox_bytes must be an int >= 0", id="outbox-bytes"),
+        pytest.param({"outbox_bytes": True}, "outbox_bytes must be an int >= 0", id="outbox-bytes-bool"),
         pytest.param({"idle_timeout": 0}, "idle_timeout must be a number of seconds > 0", id="idle-zero"),
         pytest.param({"idle_timeout": float("inf")}, "idle_timeout must be a finite", id="idle-infinite"),
         pytest.param({"max_connections": 0}, "max_connections must be an int >= 1", id="max-connections"),
@@ -126,6 +129,7 @@ def test_reset_forgets_everything(sb: PlugzSandbox, http: requests.Session) -> N
     sb.reset()
     assert (sb.requests, sb.request_count, sb.pending_faults, sb.instances) == ([], 0, [], [])
     assert sb.messages == []
+    assert sb.usage == SandboxUsage(*[0] * len(dataclasses.fields(SandboxUsage)))  # bytes too
     assert http.get(pin_url(sb), headers=AUTH).json() == {"error": "Instance not found"}
     with pytest.raises(KeyError):
         sb.instance("inst-1")

@@ -33,7 +33,9 @@ PUBLIC = {
     "InstanceState",
     "PlugzSandbox",
     "RecordedRequest",
+    "SandboxFullError",
     "SandboxInstance",
+    "SandboxUsage",
     "SentText",
     "main",
 }

@@ -14,7 +14,14 @@ import pytest
 from airflow_provider_plugz.exceptions import PlugzConfigurationError
 from airflow_provider_plugz.testing import Fault
 from airflow_provider_plugz.triggers.plugz import PlugzInstanceStatusTrigger
-from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, assert_no_secrets, trigger_events
+from tests.conftest import (
+    CLIENT_TOKEN,
+    INSTANCE_ID,
+    PHONE_ECHOES,
+    assert_no_phone,
+    assert_no_secrets,
+    trigger_events,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_plugz.testing import PlugzSandbox
@@ -197,3 +204,19 @@ def test_a_stored_trigger_loads_and_fires_its_event(
     trigger = load_stored(classpath, kwargs)
     assert trigger.serialize() == (classpath, kwargs)
     assert asyncio.run(trigger_events(trigger)) == [event]
+
+
+@pytest.mark.parametrize(("echo", "shown"), PHONE_ECHOES)
+def test_the_event_masks_a_phone_the_status_reason_echoes(
+    sandbox: PlugzSandbox, echo: str, shown: str
+) -> None:
+    sandbox.inject(Fault.status(200, body={"connected": False, "smartphoneConnected": False, "error": echo}))
+    trigger = PlugzInstanceStatusTrigger(
+        "plugz_default", expected={"state": ["disconnected"]}, poll_interval=0.01
+    )
+    (event,) = asyncio.run(trigger_events(trigger))
+    assert event == {
+        "status": "success",
+        "observation": {"connected": False, "session": None, "smartphone_connected": False, "error": shown},
+    }
+    assert_no_phone(json.dumps(event))

@@ -17,7 +17,7 @@ from airflow_provider_plugz._compat import has_shared_streams
 from airflow_provider_plugz.exceptions import PlugzConfigurationError
 from airflow_provider_plugz.testing import Fault
 from airflow_provider_plugz.triggers.events import ChangeDetector, PlugzSecurityEventTrigger
-from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, assert_no_secrets
+from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, PHONE_ECHOES, assert_no_phone, assert_no_secrets
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -897,3 +897,19 @@ def test_a_watcher_joining_a_running_stream_takes_its_own_baseline(plugz: PlugzS
 
     events = asyncio.run(scenario())
     assert (changes(events[0]), changes(events[1])) == (["pin_removed", "pin_set"], ["pin_set"])
+
+
+@pytest.mark.parametrize(("echo", "shown"), PHONE_ECHOES)
+def test_an_error_event_masks_a_phone_the_server_echoes(plugz: PlugzSandbox, echo: str, shown: str) -> None:
+    plugz.inject(Fault.status(400, body={"error": echo}))
+
+    async def scenario() -> list[dict[str, Any]]:
+        watch = Watch(PlugzSecurityEventTrigger("plugz_default", poll_interval=TICK), plugz).start()
+        await watch.until_events(1)
+        await watch.stop()
+        return watch.events
+
+    (event,) = asyncio.run(scenario())
+    assert event["status"] == "error"
+    assert f"HTTP 400: {shown}." in event["message"]
+    assert_no_phone(json.dumps(event))

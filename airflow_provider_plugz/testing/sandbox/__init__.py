@@ -11,8 +11,8 @@ The public API is what this package exports; its modules are private:
 
 - ``_models``: the fixture credentials and the value types a test reads back
 - ``_faults``: :class:`Fault` and its JSON form
-- ``_state``: instances, queued faults, latency, the bounded request record and the outbox of
-  sent messages, under one lock
+- ``_state``: instances, queued faults, latency, the request record and the outbox of sent
+  messages, under one lock, each bounded in count and in bytes
 - ``_http``: requests, answers and route tables shared by the APIs and the wire
 - ``_api``: the Plugz API, a route table keyed by ``(method, path)``
 - ``_control``: the control API under ``/_sandbox/``, refusing cross-site requests
@@ -35,9 +35,11 @@ from airflow_provider_plugz.testing.sandbox._models import (
     InstanceState,
     RecordedRequest,
     SandboxInstance,
+    SandboxUsage,
     SentText,
 )
 from airflow_provider_plugz.testing.sandbox._server import PlugzSandbox
+from airflow_provider_plugz.testing.sandbox._state import SandboxFullError
 
 __all__ = [
     "DEFAULT_CLIENT_TOKEN",
@@ -50,7 +52,9 @@ __all__ = [
     "InstanceState",
     "PlugzSandbox",
     "RecordedRequest",
+    "SandboxFullError",
     "SandboxInstance",
+    "SandboxUsage",
     "SentText",
     "main",
 ]

@@ -105,7 +105,7 @@ def _json_object(request: Request) -> dict[str, object] | Answer:
         return Answer(415, _UNSUPPORTED_MEDIA)
     try:
         payload = json.loads(request.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
         return error(400, "Invalid JSON body")
     if not isinstance(payload, dict):
         return error(400, "The body must be a JSON object")
@@ -118,7 +118,7 @@ def set_pin(call: Call) -> Answer:
         return Answer(415, _UNSUPPORTED_MEDIA)
     try:
         payload = json.loads(call.request.body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return error(400, "Invalid JSON body")
     code = payload.get("code") if isinstance(payload, dict) else None
     if not isinstance(code, str) or len(code) != 6 or not code.isascii() or not code.isdigit():

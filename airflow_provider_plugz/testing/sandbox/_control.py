@@ -8,8 +8,9 @@ send cross-site after a CORS preflight, and the sandbox never grants one).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus
 
 from airflow_provider_plugz.testing.sandbox._api import NOT_FOUND
 from airflow_provider_plugz.testing.sandbox._faults import json_object, queued_fault_from_json
@@ -24,9 +25,20 @@ from airflow_provider_plugz.testing.sandbox._http import (
     json_bytes,
 )
 from airflow_provider_plugz.testing.sandbox._models import INSTANCE_STATES
-from airflow_provider_plugz.testing.sandbox._state import SandboxState, check_phone, check_state
+from airflow_provider_plugz.testing.sandbox._state import (
+    SandboxFullError,
+    SandboxState,
+    check_phone,
+    check_state,
+)
 
 PREFIX = "/_sandbox"
+#: ``GET /_sandbox/messages`` lists this many messages unless ``limit`` says otherwise ...
+DEFAULT_PAGE_SIZE = 100
+#: ... and at most this many ...
+MAX_PAGE_SIZE = 1_000
+#: ... in a body of at most this many bytes (one message, the first, may pass it alone).
+PAGE_BYTES = 1024 * 1024
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _LOOPBACK = "a loopback host (127.0.0.1, localhost or [::1], any port)"
@@ -47,7 +59,7 @@ def cross_site_refusal(request: Request) -> Answer | None:
     if host is None or not is_loopback_authority(host):
         shown = "no Host header" if host is None else f"Host {_shown(host)}"
         return error(403, f"the control API answers only requests addressed to {_LOOPBACK}; got {shown}")
-    if "://" in request.target and not is_loopback_authority(urlsplit(request.target).netloc):
+    if request.authority is not None and not is_loopback_authority(request.authority):
         return error(403, f"the control API answers only requests addressed to {_LOOPBACK}")
     origin = request.headers.get("origin")
     if origin is not None:
@@ -107,6 +119,8 @@ def add_instance(state: SandboxState, request: Request, params: tuple[str, ...])
         )
     except ValueError as exc:
         return error(400, str(exc))
+    except SandboxFullError as exc:
+        return error(507, str(exc))
     return Answer(201, json_bytes(instance.public()))
 
 
@@ -139,9 +153,67 @@ def set_state(state: SandboxState, request: Request, params: tuple[str, ...]) ->
     return Answer(200, json_bytes(instance.public()))
 
 
+def _page_query(query: str) -> tuple[int, int] | Answer:
+    """``(after, limit)`` from a listing's query, or the 400 answer for a bad one."""
+    values = {"after": 0, "limit": DEFAULT_PAGE_SIZE}
+    seen: set[str] = set()
+    for field in filter(None, query.split("&")):
+        name, _, text = (unquote_plus(part) for part in field.partition("="))
+        if name not in values or name in seen:
+            problem = "is given twice" if name in seen else "is not a parameter of this listing"
+            return error(400, f"{_shown(name)} {problem}; it takes after=<seq> and limit=<count>")
+        seen.add(name)
+        if not text:
+            continue  # limit= (empty) means the default
+        low = 1 if name == "limit" else 0
+        if not text.isascii() or not text.isdigit() or len(text) > 18 or int(text) < low:
+            return error(400, f"{name} must be an integer >= {low}, got {_shown(text)}")
+        values[name] = int(text)
+    return values["after"], min(values["limit"], MAX_PAGE_SIZE)
+
+
 def list_messages(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
-    """``GET /_sandbox/messages``: the outbox, oldest first, every field (the tester's own data)."""
-    return Answer(200, json_bytes([sent.as_json() for sent in state.messages]))
+    """``GET /_sandbox/messages[?after=<seq>][&limit=<n>]``: a page of the outbox, oldest first,
+    every field (the tester's own data), as a JSON array.
+
+    A page holds the messages whose ``seq`` is greater than ``after`` (default 0), at most
+    ``limit`` of them (default :data:`DEFAULT_PAGE_SIZE`, at most :data:`MAX_PAGE_SIZE`) in at most
+    :data:`PAGE_BYTES` of JSON (the first message is always included). Headers say the rest:
+    ``X-Sandbox-Kept`` (messages in the outbox), ``X-Sandbox-Dropped`` (messages its bounds dropped
+    since start or the last clear), and, when more follow, ``X-Sandbox-Next-After`` (the ``after``
+    of the next page) and a ``Link: <...>; rel="next"``.
+    """
+    parsed = _page_query(request.query)
+    if isinstance(parsed, Answer):
+        return parsed
+    after, limit = parsed
+    page = state.message_page(after, limit, PAGE_BYTES)
+    items: list[bytes] = []
+    size = 2  # the brackets
+    more = page.more
+    for index, sent in enumerate(page.messages):
+        item = json_bytes(sent.as_json())
+        if items and size + 1 + len(item) > PAGE_BYTES:
+            more = True
+            break
+        items.append(item)
+        size += len(item) + (1 if index else 0)
+    headers: list[tuple[str, str]] = [
+        ("X-Sandbox-Kept", str(page.kept)),
+        ("X-Sandbox-Dropped", str(page.dropped)),
+    ]
+    if more and items:
+        next_after = page.messages[len(items) - 1].seq
+        headers += [
+            ("X-Sandbox-Next-After", str(next_after)),
+            ("Link", f'<{PREFIX}/messages?after={next_after}&limit={limit}>; rel="next"'),
+        ]
+    return Answer(200, b"[" + b",".join(items) + b"]", headers=tuple(headers))
+
+
+def usage(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
+    """``GET /_sandbox/usage``: what the sandbox holds, in counts and bytes (see ``SandboxUsage``)."""
+    return Answer(200, json_bytes(dataclasses.asdict(state.usage)))
 
 
 def clear_messages(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
@@ -158,8 +230,10 @@ def add_fault(state: SandboxState, request: Request, params: tuple[str, ...]) ->
     try:
         fault, times, instance_id = queued_fault_from_json(payload)
         state.inject(fault, times, instance_id)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         return error(400, str(exc))
+    except SandboxFullError as exc:
+        return error(507, str(exc))
     return Answer(201, json_bytes({"kind": fault.kind, "times": times, "instance_id": instance_id}))
 
 
@@ -176,6 +250,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("PUT", f"{PREFIX}/instances/{{instance_id}}/state"): set_state,
     ("GET", f"{PREFIX}/messages"): list_messages,
     ("DELETE", f"{PREFIX}/messages"): clear_messages,
+    ("GET", f"{PREFIX}/usage"): usage,
     ("POST", f"{PREFIX}/faults"): add_fault,
     ("DELETE", f"{PREFIX}/faults"): clear_faults,
 }

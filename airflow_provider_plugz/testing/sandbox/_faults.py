@@ -76,6 +76,14 @@ class Fault:
     interval: float = 0.0
     head: bool = False
 
+    def __repr__(self) -> str:
+        # A fault may echo a token, a PIN or a message text back: body size and header names only.
+        return (
+            f"Fault(kind={self.kind!r}, code={self.code!r}, body=<{len(self.body)} bytes>, "
+            f"content_type={self.content_type!r}, headers={[name for name, _ in self.headers]!r}, "
+            f"seconds={self.seconds!r}, delay={self.delay!r}, interval={self.interval!r}, head={self.head!r})"
+        )
+
     def __post_init__(self) -> None:
         check_seconds("delay", self.delay)
         check_seconds("seconds", self.seconds)
@@ -220,7 +228,7 @@ def json_object(body: bytes) -> dict[str, object] | None:
     """``body`` parsed as a JSON object, or None if it is not one."""
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
         return None
     return payload if isinstance(payload, dict) else None
 

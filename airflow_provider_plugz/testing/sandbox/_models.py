@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Literal, TypeVar, get_args, overload
 
 DEFAULT_CLIENT_TOKEN = "sandbox-client-token"  # noqa: S105 - a published fixture value
@@ -19,11 +20,23 @@ INSTANCE_STATES: tuple[InstanceState, ...] = get_args(InstanceState)
 _T = TypeVar("_T")
 
 
+#: Headers whose values a repr shows; any other's (``client-token``, ``authorization``...) is ``***``.
+_PLAIN_HEADERS = frozenset(
+    {"accept", "accept-encoding", "connection", "content-length", "content-type", "host", "user-agent"}
+)
+
+
 class Headers(dict[str, str]):
     """Request headers keyed by lower-cased name; lookups ignore case."""
 
     def __getitem__(self, key: str) -> str:
         return super().__getitem__(key.lower())
+
+    def __repr__(self) -> str:
+        # Values only of headers that cannot carry a secret (the Client-Token is one header).
+        return "Headers({{{}}})".format(
+            ", ".join(f"{k!r}: {v if k.lower() in _PLAIN_HEADERS else '***'!r}" for k, v in self.items())
+        )
 
     def __contains__(self, key: object) -> bool:
         return super().__contains__(key.lower() if isinstance(key, str) else key)
@@ -92,6 +105,9 @@ class SentText:
     ``delivered`` is False while it waits in the queue of an instance that is not connected; it
     turns True when the instance connects. ``zaap_id`` and ``message_id`` are the ids the answer
     gave. ``phone`` (the recipient) and ``message`` are personal data: reprs leave them out.
+    ``seq`` numbers the messages a sandbox accepted, from 1, never reused (not even after a
+    clear): ``GET /_sandbox/messages?after=<seq>`` pages on it; a gap means messages were
+    dropped. It takes no part in comparisons.
     """
 
     instance_id: str
@@ -100,10 +116,33 @@ class SentText:
     zaap_id: str
     message_id: str
     delivered: bool
+    seq: int = dataclasses.field(default=0, compare=False)
 
     def as_json(self) -> dict[str, object]:
         """Every field, for the control API (the tester's own test data, served on loopback)."""
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxUsage:
+    """What a sandbox holds right now, counted as its bounds count it (see :class:`PlugzSandbox`).
+
+    ``message_bytes``: the UTF-8 bytes of the outbox's fields (ids, phone, text);
+    ``messages_dropped``: messages the outbox's bounds dropped, oldest first, since start or the
+    last clear; ``request_bytes``: the recorded requests' targets, headers and bodies;
+    ``fault_bytes``: the queued faults' bodies, content types and headers; ``instance_bytes``:
+    the instances' ids, tokens and phones.
+    """
+
+    messages: int
+    message_bytes: int
+    messages_dropped: int
+    requests: int
+    request_bytes: int
+    faults: int
+    fault_bytes: int
+    instances: int
+    instance_bytes: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +154,14 @@ class RecordedRequest:
     headers: Headers
     body: bytes
     instance_id: str | None = None
+
+    def __repr__(self) -> str:
+        # The target holds the instance token, the body a PIN or a message text.
+        path = re.sub(r"(/token/)[^/]*", r"\1***", self.path, flags=re.IGNORECASE)
+        return (
+            f"RecordedRequest(method={self.method!r}, path={path!r}, headers={self.headers!r}, "
+            f"body=<{len(self.body)} bytes>, instance_id={self.instance_id!r})"
+        )
 
     def json(self) -> object:
         """The body parsed as JSON."""

@@ -15,6 +15,7 @@ from airflow_provider_plugz.testing.sandbox._faults import check_seconds
 from airflow_provider_plugz.testing.sandbox._http import loopback_host
 from airflow_provider_plugz.testing.sandbox._models import DEFAULT_CLIENT_TOKEN
 from airflow_provider_plugz.testing.sandbox._state import (
+    DEFAULT_OUTBOX_BYTES,
     DEFAULT_OUTBOX_LIMIT,
     DEFAULT_RECORD_BYTES,
     DEFAULT_RECORD_LIMIT,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         InstanceState,
         RecordedRequest,
         SandboxInstance,
+        SandboxUsage,
         SentText,
     )
 
@@ -62,12 +64,18 @@ class PlugzSandbox:
     call from any thread while the server is answering. ``client_token=None`` means the fake
     account does not require a ``Client-Token`` header.
 
-    Bounded, so it is safe to leave running: it remembers the last ``record_limit`` API requests
-    and at most ``record_bytes`` of them (targets, headers and bodies; :attr:`request_count` counts
-    all) and the last ``outbox_limit`` messages sent (an instance that is not connected queues at
-    most 1,000 and refuses more); it closes a connection that sends no complete request for
-    ``idle_timeout`` seconds; it serves at most ``max_connections`` connections at once (default
-    1,024, or half the file-descriptor limit if lower) and answers more with a 503.
+    Bounded in count and in bytes, so it is safe to leave running: it remembers the last
+    ``record_limit`` API requests and at most ``record_bytes`` of them (targets, headers and
+    bodies; :attr:`request_count` counts all) and the last ``outbox_limit`` messages sent holding
+    at most ``outbox_bytes`` (ids, phones and texts as UTF-8; the oldest go first and
+    :attr:`messages_dropped` counts them; an instance that is not connected queues at most 1,000
+    and refuses more); it holds at most 10,000 instances (ids and tokens of at most 1 KiB) and
+    10,000 queued faults of at most 64 MiB together, refusing more with
+    :class:`SandboxFullError`; it accepts request bodies of at most 1 MiB (a 413 otherwise) and
+    request targets of at most 8 KiB (a 414), and answers a target it cannot parse with a 400; it
+    closes a connection that sends no complete request for ``idle_timeout`` seconds; it serves at
+    most ``max_connections`` connections at once (default 1,024, or half the file-descriptor limit
+    if lower) and answers more with a 503. :attr:`usage` shows what it holds, in its own count.
     """
 
     def __init__(
@@ -80,6 +88,7 @@ class PlugzSandbox:
         record_limit: int = DEFAULT_RECORD_LIMIT,
         record_bytes: int = DEFAULT_RECORD_BYTES,
         outbox_limit: int = DEFAULT_OUTBOX_LIMIT,
+        outbox_bytes: int = DEFAULT_OUTBOX_BYTES,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_connections: int | None = None,
     ) -> None:
@@ -97,6 +106,7 @@ class PlugzSandbox:
             record_limit=record_limit,
             record_bytes=record_bytes,
             outbox_limit=outbox_limit,
+            outbox_bytes=outbox_bytes,
         )
         self._app = SandboxApp(self._state)
         self._server = HttpServer(
@@ -251,7 +261,8 @@ class PlugzSandbox:
 
         ``state`` is what ``GET .../status`` reports (see :meth:`set_state`); ``phone`` is the
         number ``GET .../device`` answers (8 to 15 digits), by default one made up from the id.
-        ValueError for a bad value.
+        ValueError for a bad value (an id or token longer than 1 KiB too);
+        :class:`SandboxFullError` when adding a 10,001st instance.
         """
         return self._state.add_instance(
             instance_id, token, has_code=has_code, kind=kind, expired=expired, state=state, phone=phone
@@ -292,6 +303,8 @@ class PlugzSandbox:
         """Queue ``fault`` for the next ``times`` API calls (only ``instance_id``'s, if given).
 
         Queued faults are consumed in FIFO order: a call takes the oldest fault that applies to it.
+        :class:`SandboxFullError` if 10,000 faults are queued, or their bodies and headers would
+        pass 64 MiB together.
         """
         self._state.inject(fault, times, instance_id)
 
@@ -316,11 +329,25 @@ class PlugzSandbox:
 
     @property
     def messages(self) -> list[SentText]:
-        """The outbox: messages accepted by ``POST .../send-text``, oldest first (the last ``outbox_limit``).
+        """The outbox: messages accepted by ``POST .../send-text``, oldest first, all it keeps (the
+        last ``outbox_limit``, within ``outbox_bytes``; :attr:`messages_dropped` counts the rest).
 
         ``delivered`` is False for a message still queued because its instance is not connected.
+        Unlike ``GET /_sandbox/messages`` it is not paged: the bounds keep it small.
         """
         return self._state.messages
+
+    @property
+    def messages_dropped(self) -> int:
+        """Messages the outbox dropped, oldest first, to stay within ``outbox_limit`` and
+        ``outbox_bytes`` (a message larger than ``outbox_bytes`` alone is dropped at once), since
+        start or the last :meth:`clear_messages` / :meth:`reset`."""
+        return self._state.messages_dropped
+
+    @property
+    def usage(self) -> SandboxUsage:
+        """What the sandbox holds now, in counts and in the bytes its bounds count."""
+        return self._state.usage
 
     def clear_messages(self) -> None:
         """Empty the outbox and every instance's queue of undelivered messages."""
@@ -341,6 +368,12 @@ class PlugzSandbox:
     def open_connections(self) -> int:
         """Connections being served right now."""
         return self._server.stats.open_connections
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Request-body bytes the open connections hold right now (read, not yet answered); at
+        most 64 MiB together: a body that would pass that gets a 503."""
+        return self._server.stats.body_bytes
 
     @property
     def writes(self) -> int:

@@ -2,22 +2,33 @@
 and the outbox of messages sent.
 
 One lock guards it all: the test thread changes it while the server's event loop thread reads it.
+
+Everything here is bounded in bytes as well as in count, so a sandbox left running cannot grow
+without end: the request record and the outbox drop their oldest entries (the outbox counts what
+it dropped), while instances and queued faults, which a test relies on, are refused with
+:class:`SandboxFullError` once full. Sizes are counted as stored: texts as UTF-8 bytes (the
+outbox keeps a message's phone and text encoded, so an emoji costs its 4 bytes and no more).
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import itertools
 import threading
 import uuid
 from collections import deque
+from typing import NamedTuple
 
 from airflow_provider_plugz.testing.sandbox._faults import Fault, check_seconds
+from airflow_provider_plugz.testing.sandbox._http import header_bytes
 from airflow_provider_plugz.testing.sandbox._models import (
     INSTANCE_STATES,
     InstanceKind,
     InstanceState,
     RecordedRequest,
     SandboxInstance,
+    SandboxUsage,
     SentText,
 )
 
@@ -25,12 +36,25 @@ DEFAULT_RECORD_LIMIT = 10_000
 DEFAULT_RECORD_BYTES = 16 * 1024 * 1024
 #: The most messages the outbox keeps by default (the oldest go first).
 DEFAULT_OUTBOX_LIMIT = 10_000
+#: The most bytes of messages the outbox keeps by default (the oldest go first).
+DEFAULT_OUTBOX_BYTES = 16 * 1024 * 1024
 #: The most messages Plugz queues for an instance that is not connected; it refuses more.
 QUEUE_LIMIT = 1_000
+#: The most instances a sandbox holds; adding more raises :class:`SandboxFullError`.
+MAX_INSTANCES = 10_000
+#: The longest instance id or token, in UTF-8 bytes (real ones are 32 and 24 characters).
+MAX_CREDENTIAL_BYTES = 1024
+#: The most faults queued at once, and the most bytes (bodies, headers) they hold together.
+MAX_FAULTS = 10_000
+MAX_FAULT_BYTES = 64 * 1024 * 1024
 
 
 class QueueFullError(Exception):
     """The sending instance is not connected and already has :data:`QUEUE_LIMIT` messages queued."""
+
+
+class SandboxFullError(Exception):
+    """The sandbox holds as many instances (or queued faults) as it may: remove some first."""
 
 
 @dataclasses.dataclass
@@ -38,6 +62,56 @@ class _PendingFault:
     fault: Fault
     remaining: int
     instance_id: str | None
+    size: int
+
+
+@dataclasses.dataclass(slots=True)
+class _Stored:
+    """One outbox entry as kept: phone and text as UTF-8 bytes (a str holding one emoji would take
+    4 bytes per character), ``size`` the bytes its fields hold."""
+
+    seq: int
+    instance_id: str
+    phone: bytes = dataclasses.field(repr=False)  # personal data: reprs leave it out
+    message: bytes = dataclasses.field(repr=False)
+    zaap_id: str
+    message_id: str
+    delivered: bool
+    size: int
+
+    def sent(self) -> SentText:
+        return SentText(
+            self.instance_id,
+            self.phone.decode("utf-8", errors="surrogatepass"),
+            self.message.decode("utf-8", errors="surrogatepass"),
+            self.zaap_id,
+            self.message_id,
+            self.delivered,
+            seq=self.seq,
+        )
+
+
+class MessagePage(NamedTuple):
+    """A page of the outbox: ``messages`` oldest first; ``kept`` and ``dropped`` count the whole
+    outbox; ``more`` says whether messages follow the last one of the page."""
+
+    messages: list[SentText]
+    kept: int
+    dropped: int
+    more: bool
+
+
+def _fault_size(fault: Fault) -> int:
+    """Bytes a queued fault holds: its body, content type and header lines."""
+    return (
+        len(fault.body)
+        + len(header_bytes(fault.content_type))
+        + sum(len(header_bytes(name)) + len(header_bytes(value)) for name, value in fault.headers)
+    )
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", errors="surrogatepass"))
 
 
 def _record_size(request: RecordedRequest) -> int:
@@ -80,6 +154,7 @@ class SandboxState:
         record_limit: int = DEFAULT_RECORD_LIMIT,
         record_bytes: int = DEFAULT_RECORD_BYTES,
         outbox_limit: int = DEFAULT_OUTBOX_LIMIT,
+        outbox_bytes: int = DEFAULT_OUTBOX_BYTES,
     ) -> None:
         self.client_token = client_token
         self.lock = threading.Lock()
@@ -88,11 +163,16 @@ class SandboxState:
         self._latency = check_seconds("latency", latency)
         self._instances: dict[str, SandboxInstance] = {}
         self._faults: list[_PendingFault] = []
+        self._fault_bytes = 0
         self._recorded: deque[tuple[RecordedRequest, int]] = deque()
         self._recorded_bytes = 0
         self._request_count = 0
         self.outbox_limit = _check_count("outbox_limit", outbox_limit)
-        self._outbox: deque[SentText] = deque(maxlen=self.outbox_limit)
+        self.outbox_bytes = _check_count("outbox_bytes", outbox_bytes)
+        self._outbox: deque[_Stored] = deque()
+        self._outbox_bytes = 0
+        self._dropped = 0
+        self._sent = 0  # messages accepted since construction: the last one's seq
         self._queued: dict[str, int] = {}
 
     # ---------------------------------------------------------------- instances
@@ -116,10 +196,11 @@ class SandboxState:
         state: InstanceState = "connected",
         phone: str | None = None,
     ) -> SandboxInstance:
-        if not isinstance(instance_id, str) or not instance_id:
-            raise ValueError("instance_id must be a non-empty string")
-        if not isinstance(token, str) or not token:
-            raise ValueError("token must be a non-empty string")
+        for name, value in (("instance_id", instance_id), ("token", token)):
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty string")
+            if _utf8_size(value) > MAX_CREDENTIAL_BYTES:
+                raise ValueError(f"{name} must be at most {MAX_CREDENTIAL_BYTES} bytes (UTF-8)")
         if kind not in ("mobile", "web"):
             raise ValueError(f"kind must be 'mobile' or 'web', got {kind!r}")
         instance = SandboxInstance(
@@ -132,6 +213,10 @@ class SandboxState:
             "" if phone is None else check_phone(phone),
         )
         with self.lock:
+            if instance_id not in self._instances and len(self._instances) >= MAX_INSTANCES:
+                raise SandboxFullError(
+                    f"the sandbox holds at most {MAX_INSTANCES} instances; remove some (or reset it) first"
+                )
             self._store(instance)
         return instance
 
@@ -167,15 +252,9 @@ class SandboxState:
         # Caller holds self.lock. A connected instance sends what its queue held.
         self._instances[instance.instance_id] = instance
         if instance.state == "connected" and self._queued.pop(instance.instance_id, 0):
-            self._outbox = deque(
-                (
-                    dataclasses.replace(sent, delivered=True)
-                    if sent.instance_id == instance.instance_id and not sent.delivered
-                    else sent
-                    for sent in self._outbox
-                ),
-                maxlen=self.outbox_limit,
-            )
+            for stored in self._outbox:
+                if stored.instance_id == instance.instance_id:
+                    stored.delivered = True
 
     def instance(self, instance_id: str) -> SandboxInstance:
         with self.lock:
@@ -205,27 +284,67 @@ class SandboxState:
                 if queued >= QUEUE_LIMIT:
                     raise QueueFullError(instance_id)
                 self._queued[instance_id] = queued + 1
-            sent = SentText(
-                instance_id,
-                phone,
-                message,
-                zaap_id=uuid.uuid4().hex.upper(),
-                message_id="3EB0" + uuid.uuid4().hex[:16].upper(),
-                delivered=delivered,
+            self._sent += 1
+            phone_bytes = phone.encode("utf-8", errors="surrogatepass")
+            message_bytes = message.encode("utf-8", errors="surrogatepass")
+            zaap_id = uuid.uuid4().hex.upper()
+            message_id = "3EB0" + uuid.uuid4().hex[:16].upper()
+            size = (
+                _utf8_size(instance_id)
+                + len(phone_bytes)
+                + len(message_bytes)
+                + len(zaap_id)
+                + len(message_id)
             )
-            self._outbox.append(sent)
-        return sent
+            stored = _Stored(
+                self._sent, instance_id, phone_bytes, message_bytes, zaap_id, message_id, delivered, size
+            )
+            self._outbox.append(stored)
+            self._outbox_bytes += size
+            while self._outbox and (
+                len(self._outbox) > self.outbox_limit or self._outbox_bytes > self.outbox_bytes
+            ):
+                self._outbox_bytes -= self._outbox.popleft().size
+                self._dropped += 1
+        return stored.sent()
 
     @property
     def messages(self) -> list[SentText]:
         with self.lock:
-            return list(self._outbox)
+            return [stored.sent() for stored in self._outbox]
+
+    def message_page(self, after: int, limit: int, max_bytes: int) -> MessagePage:
+        """Up to ``limit`` messages whose ``seq`` is greater than ``after``, oldest first, stopping
+        before their stored bytes pass ``max_bytes`` (the first is always included)."""
+        with self.lock:
+            start = bisect.bisect_right(self._outbox, after, key=lambda stored: stored.seq)
+            page: list[SentText] = []
+            total = 0
+            for stored in itertools.islice(self._outbox, start, None):
+                if len(page) >= limit or (page and total + stored.size > max_bytes):
+                    break
+                page.append(stored.sent())
+                total += stored.size
+            more = start + len(page) < len(self._outbox)
+            return MessagePage(page, len(self._outbox), self._dropped, more)
+
+    @property
+    def messages_dropped(self) -> int:
+        """Messages the outbox's bounds dropped (oldest first) since start or the last clear."""
+        with self.lock:
+            return self._dropped
 
     def clear_messages(self) -> None:
-        """Empty the outbox and every instance's queue."""
+        """Empty the outbox and every instance's queue (and zero the count of dropped messages)."""
         with self.lock:
-            self._outbox.clear()
-            self._queued.clear()
+            self._clear_outbox()
+
+    def _clear_outbox(self) -> None:
+        # Caller holds self.lock. Sequence numbers go on: a reader's cursor stays meaningful.
+        self._outbox.clear()
+        self._outbox_bytes = 0
+        self._dropped = 0
+        self._queued.clear()
 
     # ---------------------------------------------------------------- faults
 
@@ -234,12 +353,20 @@ class SandboxState:
             raise TypeError(f"expected a Fault, got {type(fault).__name__}")
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
             raise ValueError(f"times must be an int >= 1, got {times!r}")
+        size = _fault_size(fault)
         with self.lock:
-            self._faults.append(_PendingFault(fault, times, instance_id))
+            if len(self._faults) >= MAX_FAULTS or self._fault_bytes + size > MAX_FAULT_BYTES:
+                raise SandboxFullError(
+                    f"the sandbox queues at most {MAX_FAULTS} faults holding {MAX_FAULT_BYTES} bytes "
+                    "together; clear the queued faults first"
+                )
+            self._faults.append(_PendingFault(fault, times, instance_id, size))
+            self._fault_bytes += size
 
     def clear_faults(self) -> None:
         with self.lock:
             self._faults.clear()
+            self._fault_bytes = 0
 
     @property
     def pending_faults(self) -> list[tuple[Fault, int, str | None]]:
@@ -273,6 +400,7 @@ class SandboxState:
                 pending.remaining -= 1
                 if pending.remaining <= 0:
                     del self._faults[index]
+                    self._fault_bytes -= pending.size
                 return pending.fault
         return None
 
@@ -286,12 +414,30 @@ class SandboxState:
         with self.lock:
             return self._request_count
 
+    @property
+    def usage(self) -> SandboxUsage:
+        with self.lock:
+            return SandboxUsage(
+                messages=len(self._outbox),
+                message_bytes=self._outbox_bytes,
+                messages_dropped=self._dropped,
+                requests=len(self._recorded),
+                request_bytes=self._recorded_bytes,
+                faults=len(self._faults),
+                fault_bytes=self._fault_bytes,
+                instances=len(self._instances),
+                instance_bytes=sum(
+                    _utf8_size(i.instance_id) + _utf8_size(i.token) + len(i.phone)
+                    for i in self._instances.values()
+                ),
+            )
+
     def reset(self) -> None:
         with self.lock:
             self._instances.clear()
             self._faults.clear()
+            self._fault_bytes = 0
             self._recorded.clear()
             self._recorded_bytes = 0
             self._request_count = 0
-            self._outbox.clear()
-            self._queued.clear()
+            self._clear_outbox()

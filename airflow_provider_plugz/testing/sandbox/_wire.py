@@ -12,8 +12,12 @@ bytes the previous one had read past its request (pipelining).
 
 Safe to leave running: a connection that sends no complete request (or does not read our answer)
 for ``idle_timeout`` seconds is closed, with a 408 if it had begun a request; at most
-``max_connections`` are served at once, later ones get a 503 and are closed; a request h11 cannot
-parse gets its 4xx/5xx answer and a close, never a traceback in the log.
+``max_connections`` are served at once, later ones get a 503 and are closed; a body over 1 MiB
+gets a 413, and one that would take the bodies all connections hold past 64 MiB a 503 (a
+head still incomplete past 64 KiB gets h11's 431); a request h11 cannot
+parse gets its 4xx/5xx answer and a close, never a traceback in the log; so does a request target
+that :func:`~._http.parse_target` refuses (asterisk- or authority-form, a malformed URL, bad
+percent-encoding: 400; longer than 8 KiB: 414).
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ from airflow_provider_plugz.testing.sandbox._http import (
     JSON,
     Answer,
     Request,
+    Target,
+    TargetError,
     header_bytes,
     json_bytes,
-    path_of,
+    parse_target,
     reason,
 )
 from airflow_provider_plugz.testing.sandbox._models import Headers
@@ -46,6 +52,9 @@ DEFAULT_IDLE_TIMEOUT = 30.0
 DEFAULT_MAX_CONNECTIONS = 1024
 MAX_HEAD = 64 * 1024
 MAX_BODY = 1024 * 1024
+#: The most request-body bytes all connections together hold at once (read, not yet answered);
+#: a body that would pass it gets a 503, so ``max_connections`` bodies of 1 MiB cannot pile up.
+MAX_BODIES = 64 * 1024 * 1024
 _BACKLOG = 4096
 _READ_SIZE = 64 * 1024
 # How often a drip looks whether its client has gone while it waits between bytes.
@@ -71,6 +80,7 @@ class WireStats:
     open_connections: int = 0
     writes: int = 0
     responses: int = 0
+    body_bytes: int = 0
 
 
 class _DateCache:
@@ -98,7 +108,9 @@ class _DateCache:
 
 _DATE = _DateCache()
 _REASONS: dict[int, bytes] = {}
+# Encoded Content-Type values; a fault may bring any, so the cache stops growing at a few.
 _CONTENT_TYPES: dict[str, bytes] = {}
+_CONTENT_TYPES_CACHED = 16
 
 
 def _reason_bytes(status: int) -> bytes:
@@ -136,7 +148,9 @@ def render(
         if "content-type" not in given:
             encoded = _CONTENT_TYPES.get(content_type)
             if encoded is None:
-                encoded = _CONTENT_TYPES.setdefault(content_type, header_bytes(content_type))
+                encoded = header_bytes(content_type)
+                if len(_CONTENT_TYPES) < _CONTENT_TYPES_CACHED:
+                    _CONTENT_TYPES[content_type] = encoded
             head += b"Content-Type: %s\r\n" % encoded
         if "content-length" not in given and "transfer-encoding" not in given:
             head += b"Content-Length: %d\r\n" % (0 if bodiless else len(body))
@@ -236,6 +250,7 @@ class HttpServer:
             aborted = True
             log.exception("Plugz sandbox connection handler failed")
         finally:
+            connection.release()
             stats.open_connections -= 1
             del self._connections[task]
             if aborted:
@@ -266,6 +281,7 @@ class _Connection:
         "_eof",
         "_h11",
         "_head_only",
+        "_held",
         "_keep_alive",
         "_loop",
         "_pending",
@@ -299,6 +315,7 @@ class _Connection:
         self._eof = False
         self._head_only = False
         self._keep_alive = True
+        self._held = 0  # bytes of the current request's body, counted in stats.body_bytes
         #: Loop time by which the client must send (or read) what we wait for; None while we work.
         self.deadline: float | None = None
         #: Set by the sweeper when it cancels us for being idle.
@@ -330,13 +347,20 @@ class _Connection:
 
     # ---------------------------------------------------------------- reading
 
+    def release(self) -> None:
+        """Stop counting the current request's body (answered, or the connection is ending)."""
+        self._stats.body_bytes -= self._held
+        self._held = 0
+
     async def _next_request(self) -> Request | None:
         """The next complete request; None once the connection is to be closed (after an error
         answer, an idle timeout, or the client closing it)."""
+        self.release()
         conn = self._h11
         deadline = self._loop.time() + self._server.idle_timeout
         self._head_only, self._keep_alive = False, True
         head: h11.Request | None = None
+        target: Target | None = None
         headers = Headers()
         body = b""
         need_data = not self._pending  # a fresh parser with nothing buffered: read before asking it
@@ -369,23 +393,43 @@ class _Connection:
             need_data = event is h11.NEED_DATA
             if type(event) is h11.Request:
                 head = event
-                refusal = self._check_head(event, headers)
+                checked = self._check_head(event, headers)
+                if not isinstance(checked, Target):
+                    await self._send_error(*checked)
+                    return None
+                target = checked
+            elif type(event) is h11.Data:
+                body += event.data
+                refusal = self._hold(len(body), len(event.data))
                 if refusal is not None:
                     await self._send_error(*refusal)
                     return None
-            elif type(event) is h11.Data:
-                body += event.data
-                if len(body) > MAX_BODY:
-                    await self._send_error(413, f"request body larger than {MAX_BODY} bytes")
-                    return None
-            elif type(event) is h11.EndOfMessage and head is not None:
-                target = head.target.decode("latin-1")
-                return Request(head.method.decode("ascii"), target, path_of(target), headers, body)
+            elif type(event) is h11.EndOfMessage and head is not None and target is not None:
+                return Request(
+                    head.method.decode("ascii"),
+                    head.target.decode("latin-1"),
+                    target.path,
+                    headers,
+                    body,
+                    target.query,
+                    target.authority,
+                )
             elif not need_data:  # ConnectionClosed: the client closed between requests
                 return None
 
-    def _check_head(self, event: h11.Request, headers: Headers) -> tuple[int, str] | None:
-        """Fill ``headers`` from a request head; the error answer for a head we refuse, else None."""
+    def _hold(self, size: int, more: int) -> tuple[int, str] | None:
+        """Count ``more`` bytes of a body now ``size`` long; the error answer if it is too much."""
+        if size > MAX_BODY:
+            return 413, f"request body larger than {MAX_BODY} bytes"
+        if self._stats.body_bytes + more > MAX_BODIES:
+            return 503, f"the sandbox holds {MAX_BODIES} bytes of request bodies already; retry later"
+        self._stats.body_bytes += more
+        self._held += more
+        return None
+
+    def _check_head(self, event: h11.Request, headers: Headers) -> Target | tuple[int, str]:
+        """Fill ``headers`` from a request head; its target taken apart, or the error answer
+        (status, message) for a head we refuse."""
         for name, value in event.headers:
             key, text = name.decode("latin-1"), value.decode("latin-1")
             previous = dict.get(headers, key)
@@ -403,7 +447,10 @@ class _Connection:
             return 400, "both Transfer-Encoding and Content-Length"
         if length is not None and int(length) > MAX_BODY:
             return 413, f"request body larger than {MAX_BODY} bytes"
-        return None
+        try:
+            return parse_target(event.target.decode("latin-1"))
+        except TargetError as exc:
+            return exc.status, exc.message
 
     async def _wait(self, awaitable: Awaitable[_T], deadline: float) -> _T:
         """``await awaitable`` (a read or a drain); :class:`_Idle` if the sweeper finds it still

@@ -8,6 +8,11 @@ AIRFLOW2_VERSION ?= 2.10.5
 VENV3 ?= .venv
 VENV2 ?= .venv-airflow2
 PYTEST_ARGS ?=
+# `make test` spreads the suite over the machine's cores with pytest-xdist (PYTEST_WORKERS=0: one
+# process). --dist loadgroup keeps each group of tests that share one expensive set-up (a real
+# Airflow deployment, one interpreter's import measurements) on one worker: XDIST_GROUPS in tests/conftest.py.
+PYTEST_WORKERS ?= auto
+PYTEST_XDIST = -n $(PYTEST_WORKERS) --dist loadgroup
 
 .PHONY: install install-airflow2 test test-airflow3 test-airflow2 test-browser test-deployment test-distributed browser-deps distributed-deps lint demo sandbox clean
 
@@ -30,10 +35,10 @@ install-airflow2: $(VENV2)/.installed-$(AIRFLOW2_VERSION)
 test: test-airflow3 test-airflow2
 
 test-airflow3: install
-	$(VENV3)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV3)/bin/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test-airflow2: install-airflow2
-	$(VENV2)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV2)/bin/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 # Debian's chromium and the `browser` extra (Playwright) for tests/browser; skips what is there.
 # Without them tests/browser skips locally; CI installs them and the test must run.

@@ -8,48 +8,37 @@ Three concerns live here and only here, so the sync hook (requests) and the asyn
 - :func:`check_response` maps an answer (status, headers, body) to a JSON object or to the
   right :class:`~airflow_provider_plugz.exceptions.PlugzError`, classifying by body as
   well as status (the API sends some errors with HTTP 200) on what the server said, and
-  showing of its text only what repeats nothing of the request (see :func:`_shown`);
+  showing of its text only what repeats nothing of the request
+  (:func:`~airflow_provider_plugz._answer_texts.shown`);
 - :func:`read_answer` does that and hands the object to the endpoint's own ``parse``, which
   turns it into a typed result.
 
 The endpoints themselves are declared in :mod:`airflow_provider_plugz.endpoints`.
 
-Transports hand over raw bytes: :class:`BodyReader` decodes ``Content-Encoding`` itself, so the
-size limit holds for decoded bytes while they are decoded (a small gzip bomb never inflates).
+What a server said is classified and shown by :mod:`airflow_provider_plugz._answer_texts`; how
+bodies are read and what goes wrong below HTTP belong to the transports
+(:mod:`airflow_provider_plugz.transports.body`, :mod:`airflow_provider_plugz.transports.failures`).
 """
 
 from __future__ import annotations
 
 import email.utils
-import enum
 import json
 import math
 import re
-import ssl
 import time
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from airflow_provider_plugz import __version__
-from airflow_provider_plugz._redaction import (
-    MIN_RUN,
-    WITHHELD,
-    Secret,
-    mask_phones,
-    redact,
-    repeats,
-    sanitize,
-)
+from airflow_provider_plugz._answer_texts import json_kind, said_words, server_texts, shown, text_of
+from airflow_provider_plugz._redaction import Secret
 from airflow_provider_plugz.exceptions import (
     PlugzAuthenticationError,
     PlugzBadRequestError,
     PlugzConfigurationError,
-    PlugzConnectError,
-    PlugzConnectionError,
-    PlugzConnectTimeoutError,
     PlugzError,
     PlugzInstanceNotSupportedError,
     PlugzMalformedResponseError,
@@ -57,14 +46,13 @@ from airflow_provider_plugz.exceptions import (
     PlugzNotFoundError,
     PlugzQueueFullError,
     PlugzRateLimitedError,
-    PlugzReadTimeoutError,
     PlugzRedirectError,
     PlugzRefusedError,
     PlugzServerError,
     PlugzSubscriptionError,
-    PlugzTLSError,
     PlugzUnsupportedMediaTypeError,
 )
+from airflow_provider_plugz.transports.body import ACCEPT_ENCODING, MAX_BODY_BYTES
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -76,9 +64,6 @@ if TYPE_CHECKING:
 TransportAnswer = tuple[int, Mapping[str, str], bytes, "str | None"]
 
 USER_AGENT = f"airflow-provider-plugz/{__version__}"
-MAX_BODY_BYTES = 1024 * 1024
-#: Bodies are asked for unencoded; a server that encodes anyway gets one layer of these, decoded here.
-ACCEPT_ENCODING = "identity"
 
 
 T = TypeVar("T")
@@ -129,7 +114,7 @@ class Answer:
         value = self.payload.get(key)
         if value in (None, "", False):
             return None
-        return _shown((_text(value),), self.secrets)
+        return shown((text_of(value),), self.secrets)
 
 
 def _no_state(payload: Mapping[str, Any]) -> bool:
@@ -239,85 +224,6 @@ def _reveal(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-# --- reading bodies ------------------------------------------------------------------------
-
-
-class BodyReader:
-    """Collects an answer's body from the raw bytes a transport reads, decoding as it goes.
-
-    At most one ``Content-Encoding`` of ``gzip``/``deflate`` is decoded, and never more than
-    :data:`MAX_BODY_BYTES` + 1 decoded bytes are produced, whatever the ratio: :meth:`feed`
-    returns False once that many are held, and the transport stops reading. Stacked or unknown
-    encodings, corrupt data and an encoded stream that ends early leave :attr:`problem` set; the
-    body is then empty.
-    """
-
-    def __init__(self, content_encoding: str | None) -> None:
-        self._problem: str | None = None
-        self._fed = False
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._decoder: Any = None
-        self._deflate = False
-        codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
-        codings = [c for c in codings if c and c != "identity"]
-        if len(codings) > 1:
-            self._problem = "it has stacked Content-Encodings, which are refused"
-        elif codings and codings[0] in ("gzip", "x-gzip"):
-            self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 16)
-        elif codings and codings[0] == "deflate":
-            self._decoder, self._deflate = zlib.decompressobj(), True
-        elif codings:
-            self._problem = "it has an unsupported Content-Encoding"
-
-    @property
-    def problem(self) -> str | None:
-        """Why the body cannot be used, once the transport has fed all it read (None: fine)."""
-        if (
-            self._problem is None
-            and self._decoder is not None
-            and self._fed
-            and not self._decoder.eof
-            and self._size <= MAX_BODY_BYTES  # a reader stopped at the limit is "too large" instead
-        ):
-            return "its encoded body is truncated"
-        return self._problem
-
-    @property
-    def body(self) -> bytes:
-        return b"" if self.problem else b"".join(self._chunks)
-
-    def feed(self, data: bytes) -> bool:
-        """Take raw bytes; False means stop reading (over the limit, or unreadable)."""
-        if self._problem is not None:
-            return False
-        self._fed = self._fed or bool(data)
-        if self._decoder is None:
-            self._keep(data)
-        else:
-            try:
-                self._inflate(data)
-            except zlib.error:
-                if not (self._deflate and not self._size):
-                    self._problem = "its encoded body is corrupt"
-                    return False
-                # "deflate" without the zlib wrapper, as some servers send it.
-                self._decoder, self._deflate = zlib.decompressobj(-zlib.MAX_WBITS), False
-                return self.feed(data)
-        return self._size <= MAX_BODY_BYTES
-
-    def _inflate(self, data: bytes) -> None:
-        while data and self._size <= MAX_BODY_BYTES and not self._decoder.eof:
-            self._keep(self._decoder.decompress(data, MAX_BODY_BYTES + 1 - self._size))
-            data = self._decoder.unconsumed_tail
-
-    def _keep(self, data: bytes) -> None:
-        room = MAX_BODY_BYTES + 1 - self._size
-        if data and room > 0:
-            self._chunks.append(data[:room])
-            self._size += min(len(data), room)
-
-
 # --- response checking ---------------------------------------------------------------------
 
 _STATUS_CLASSES: dict[int, type[PlugzError]] = {
@@ -360,11 +266,11 @@ def check_response(
     ``body_problem`` is a :class:`BodyReader`'s, when the body could not be decoded.
     """
     payload = None if body_problem else _json_object(body[: MAX_BODY_BYTES + 1])
-    texts = _server_texts(payload)
+    texts = server_texts(payload)
     sent = (*config.secrets, *secrets)
     # Classified on what the server said; what people see is shaped apart (redacted or withheld).
-    said = _said(texts, sent)
-    server_message = _shown(texts, sent) if texts else None
+    said = said_words(texts, sent)
+    server_message = shown(texts, sent) if texts else None
 
     error_class: type[PlugzError] | None = None
     refused = False
@@ -403,7 +309,7 @@ def _body_problem(body: bytes, payload: dict[str, Any] | None, headers: Mapping[
     if payload is None:
         return _describe_non_object(body, headers)
     if "success" in payload and not isinstance(payload["success"], bool):
-        return f"its 'success' is {_json_kind(payload['success'])}, not a boolean"
+        return f"its 'success' is {json_kind(payload['success'])}, not a boolean"
     return None
 
 
@@ -438,100 +344,6 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
-
-
-def _server_texts(payload: Mapping[str, Any] | None) -> tuple[str, ...]:
-    """The server's own ``error`` and ``message`` texts, as it wrote them (bounded, not sanitised)."""
-    if payload is None:
-        return ()
-    parts = [_text(payload[key]) for key in ("error", "message") if payload.get(key) not in (None, "", False)]
-    return tuple(dict.fromkeys(parts))
-
-
-def _said(texts: tuple[str, ...], sent: tuple[str, ...]) -> str | None:
-    """The server's words to classify an answer by: sanitised, never redacted (a message or a secret
-    holding "instance" must not turn "Instance not found" into "*** not found"), and without
-    verbatim quotes of what we sent (a message "Login not allowed" echoed in a 400 is not a
-    Client-Token problem): each value of :data:`MIN_RUN` or more characters is taken out where it
-    appears whole, compared after the same sanitising, whitespace and "\\n" folding on both sides.
-    """
-    if not texts:
-        return None
-    ours = sorted({value for value in map(_folded, sent) if len(value) >= MIN_RUN}, key=len, reverse=True)
-    words = []
-    for text in map(_folded, texts):
-        theirs = text
-        if text.casefold() not in _DOCUMENTED_TEXTS:
-            for value in ours:
-                theirs = re.sub(re.escape(value), " ", theirs, flags=re.IGNORECASE)
-        words.append(theirs)
-    return ": ".join(words)
-
-
-def _shown(texts: tuple[str, ...], sent: tuple[str, ...]) -> str:
-    """What people see of server texts (messages, logs, XCom, reprs): one sanitised, bounded line,
-    redacted (secrets, and phone numbers: personal data, whether we sent them or not) - or
-    :data:`WITHHELD` as a whole when any text repeats part of what was ``sent`` (see
-    :func:`~airflow_provider_plugz._redaction.repeats`), because a repeated message text cannot
-    be redacted piece by piece. A text the API documents says nothing of what was sent and is
-    always shown ("Instance not found" to a message that mentions an instance); so is one whose
-    only repeats are of a shape that is removed whole, wherever it is: a phone number ("phone ***
-    is not on WhatsApp"), an echoed Client-Token ("Client-Token *** not allowed"), an instance
-    URL's credentials."""
-    foreign = [mask_phones(redact(text)) for text in texts if not _documented(text)]
-    if foreign and repeats(": ".join(foreign), sent):
-        return WITHHELD
-    shown = (text if _documented(text) else redact(text, sent) for text in texts)
-    return mask_phones(sanitize(": ".join(shown)))
-
-
-# Server texts of the Z-API backend (plugz-api.md, "Error bodies") and the sandbox, as _folded()
-# and casefold() leave them: constant phrases, which repeat nothing of a request even when its
-# message holds the same words.
-_DOCUMENTED_TEXTS = frozenset(
-    text.casefold()
-    for text in (
-        "null not allowed",
-        "your client-token is not configured",
-        "Instance not found",
-        "NOT_FOUND",
-        "Unable to find matching target resource method",
-        "To continue sending a message, you must subscribe to this instance again",
-        "This feature is only available for mobile instances",
-        "The message queue is full",
-        "You are not connected.",
-        "You need to restore the session.",
-        "Unsupported Media Type",
-        "Content-Type must be application/json",
-    )
-)
-_WRITTEN_BREAKS = re.compile(r"(?:\\[nrt]|\s)+")
-
-
-def _folded(text: str) -> str:
-    """``text`` sanitised (unbounded), each run of whitespace and written breaks ("\\n") one space."""
-    return _WRITTEN_BREAKS.sub(" ", sanitize(text, limit=len(text))).strip()
-
-
-def _documented(text: str) -> bool:
-    return _folded(text).casefold() in _DOCUMENTED_TEXTS
-
-
-def _text(value: Any) -> str:
-    # Bounded before str(): a huge number or deep structure must not cost a conversion of it all.
-    if isinstance(value, str):
-        return value[:1000]
-    if isinstance(value, (bool, float)) or (isinstance(value, int) and abs(value) < 10**300):
-        return json.dumps(value)
-    return f"(a JSON {_json_kind(value)})"
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    return {str: "string", int: "number", float: "number", list: "array", dict: "object"}.get(
-        type(value), "value"
-    )
 
 
 def _describe_non_object(body: bytes, headers: Mapping[str, str]) -> str:
@@ -614,105 +426,3 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
     return max(0.0, delay) if math.isfinite(delay) else None
-
-
-# --- transport failures --------------------------------------------------------------------
-
-
-class TransportFailure(enum.Enum):
-    """What went wrong below HTTP; each transport sorts its own exceptions into these.
-
-    ``CONNECT``, ``CONNECT_TIMEOUT`` and ``DEADLINE_CONNECTING`` are the failures after which the
-    request provably never left (name resolution, refused or unreachable, connect timeout, the
-    attempt's deadline passing before the request was written); ``NETWORK`` may come after the
-    request was written (a dropped connection), ``DEADLINE`` certainly does.
-    """
-
-    CONNECT = "connect failure"
-    CONNECT_TIMEOUT = "connect timeout"
-    READ_TIMEOUT = "read timeout"
-    DEADLINE = "deadline"
-    DEADLINE_CONNECTING = "deadline before sending"
-    TLS = "TLS failure"
-    INVALID_REQUEST = "invalid request"
-    NETWORK = "network failure"
-
-
-def is_tls_failure(exc: BaseException) -> bool:
-    """True when ``exc`` or anything in its cause/context chain is an ``ssl`` error (not by text)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, (ssl.SSLError, ssl.CertificateError)):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
-
-
-_OS_REASON = re.compile(r"\[Errno -?\d+\][^'\")\]]*|\[SSL: [A-Z_]+\]")
-
-
-# What each failure below HTTP is, in words, and the class it raises; the advice is the class's.
-_TRANSPORT_ERRORS: dict[TransportFailure, tuple[type[PlugzError], str]] = {
-    TransportFailure.CONNECT: (
-        PlugzConnectError,
-        "could not connect to {host} ({reason}); the request was not sent",
-    ),
-    TransportFailure.CONNECT_TIMEOUT: (
-        PlugzConnectTimeoutError,
-        "timed out while connecting to {host} ({reason})",
-    ),
-    TransportFailure.READ_TIMEOUT: (
-        PlugzReadTimeoutError,
-        "timed out while waiting for the answer from {host} ({reason})",
-    ),
-    TransportFailure.DEADLINE: (
-        PlugzReadTimeoutError,
-        "did not complete within its {deadline:g} s deadline{elapsed} ({host} was too slow to send the "
-        "whole answer)",
-    ),
-    TransportFailure.DEADLINE_CONNECTING: (
-        PlugzConnectTimeoutError,
-        "did not connect to {host} within its {deadline:g} s deadline (total_timeout){elapsed}; the "
-        "request was not sent",
-    ),
-    TransportFailure.TLS: (PlugzTLSError, "failed the TLS check with {host} ({reason})"),
-    TransportFailure.INVALID_REQUEST: (
-        PlugzConfigurationError,
-        "could not be sent: the connection's host or Client-Token cannot form a valid request ({reason})",
-    ),
-    TransportFailure.NETWORK: (PlugzConnectionError, "got no usable answer from {host} ({reason})"),
-}
-
-
-def transport_error(
-    config: PlugzConfig,
-    request: PlugzRequest,
-    failure: TransportFailure,
-    exc: BaseException,
-    *,
-    elapsed: float | None = None,
-) -> PlugzError:
-    """The one PlugzError for a failure below HTTP, with a text safe to show anywhere.
-
-    Low-level exception texts quote the URL (and so the instance token): only the exception's
-    class name and its OS/TLS reason code are kept, and of the URL only the host and port (the
-    path may be a proxy's, and below it come the credentials). ``elapsed`` is the attempt's
-    wall-clock time so far, which a deadline's message gives (rounded up, to the hundredth).
-    """
-    found = _OS_REASON.search(str(exc)[:2000])
-    # An OS or TLS reason code ("[Errno 111] Connection refused"), never a server's text; redacted
-    # all the same, with the request's own values too.
-    sent = (*config.secrets, *request.redacted)
-    said = redact(sanitize(found.group(0).strip(), 80), sent) if found else ""
-    error_class, what = _TRANSPORT_ERRORS[failure]
-    happened = what.format(
-        host=urlsplit(config.base_url).netloc,
-        reason=type(exc).__name__ + (f": {said}" if said else ""),
-        deadline=config.total_timeout,
-        elapsed="" if elapsed is None else f", stopped after {math.ceil(elapsed * 100) / 100:.2f} s",
-    )
-    return error_class(
-        f"Plugz {request.endpoint.action} for connection {config.conn_id!r} {happened}. {error_class.advice}"
-    )

@@ -18,6 +18,11 @@ from typing import Any
 from airflow_provider_plugz._protocol import Answer, BadArgument, Body, Endpoint, Malformed
 from airflow_provider_plugz._redaction import Secret, mask_phones, redact, sanitize
 
+# The connection states, their rule and phone masking live in the provider's vocabulary (standard
+# library only, so that sensors and triggers use them without loading the protocol); they are
+# named here too, where they were first defined.
+from airflow_provider_plugz._vocabulary import CONNECTION_STATES, connection_state, mask_phone
+
 __all__ = [
     "CONNECTION_STATES",
     "DEVICE",
@@ -68,29 +73,9 @@ class InstanceStatus:
 
     @property
     def state(self) -> str:
-        """The connection state, one of :data:`CONNECTION_STATES` (see :func:`connection_state`)."""
+        """The connection state, one of :data:`CONNECTION_STATES` (the rule of
+        :func:`~airflow_provider_plugz._vocabulary.connection_state`)."""
         return connection_state(self.connected, self.session, self.smartphone_connected)
-
-
-#: The connection states a ``GET .../status`` answer describes (:func:`connection_state`).
-CONNECTION_STATES = ("connected", "phone_offline", "session_lost", "disconnected")
-
-
-def connection_state(connected: bool, session: bool | None, smartphone_connected: bool) -> str:
-    """The one rule for what a ``GET .../status`` answer means, shared by sensors and the audit.
-
-    - ``connected``: connected to Plugz, session held (or not reported) and the phone online;
-      messages go out.
-    - ``phone_offline``: connected, but the phone is offline; messages wait in the queue.
-    - ``session_lost``: not connected while the phone is online ("You need to restore the
-      session."), or connected without a session; restoring the session fixes it.
-    - ``disconnected``: not connected and the phone offline ("You are not connected.").
-    """
-    if not connected:
-        return "session_lost" if smartphone_connected else "disconnected"
-    if session is False:
-        return "session_lost"
-    return "connected" if smartphone_connected else "phone_offline"
 
 
 @dataclass(frozen=True)
@@ -157,14 +142,6 @@ class DeviceInfo:
                 value = getattr(self, item.name)
                 shown.append(f"{item.name}={(mask_phones(value) if isinstance(value, str) else value)!r}")
         return f"DeviceInfo({', '.join(shown)})"
-
-
-def mask_phone(phone: object) -> str:
-    """A phone number for logs and reprs: ``***`` and its last 4 digits (only when it has at
-    least 8, so that little of a short one shows); enough to tell numbers apart, not to dial one."""
-    text = phone if isinstance(phone, str) else str(phone) if isinstance(phone, int) else ""
-    digits = re.sub(r"[^0-9]", "", text)
-    return f"***{digits[-4:]}" if len(digits) >= 8 else "***"
 
 
 # --- parsing answers ---------------------------------------------------------------------------

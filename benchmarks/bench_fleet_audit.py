@@ -57,16 +57,16 @@ class FakeTaskInstance:
 
 @contextlib.contextmanager
 def lag_monitored(monitors: list[LagMonitor]) -> Iterator[None]:
-    """While inside, every fan-out (``hooks.fleet.check_fleet``) carries a LagMonitor on its loop.
+    """While inside, every fan-out (``audit.fanout.check_fleet``) carries a LagMonitor on its loop.
 
     The operator looks ``check_fleet`` up on the module when it runs, so wrapping it there puts
     the monitor on the audit's own event loop. The monitor starts with the fan-out, so its first
     wake-up comes after the transport is preloaded, the clients built and the workers started:
     it sees only what runs while requests are in flight.
     """
-    from airflow_provider_plugz.hooks import fleet
+    from airflow_provider_plugz.audit import fanout
 
-    real = fleet.check_fleet
+    real = fanout.check_fleet
 
     async def monitored(*args: Any, **kwargs: Any) -> Any:
         monitor = LagMonitor().start()
@@ -76,11 +76,11 @@ def lag_monitored(monitors: list[LagMonitor]) -> Iterator[None]:
         finally:
             monitor.stop()
 
-    fleet.check_fleet = monitored
+    fanout.check_fleet = monitored
     try:
         yield
     finally:
-        fleet.check_fleet = real
+        fanout.check_fleet = real
 
 
 def audit(conn_ids: list[str], max_concurrency: int, masker: MaskerClock) -> dict[str, Any]:

@@ -40,6 +40,29 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
 
 
+# pytest-xdist (`make test` runs `-n auto --dist loadgroup`): every worker is a process of its own,
+# so AIRFLOW_HOME above (its SQLite database included) is per worker, and ports are picked free.
+# Tests that share one expensive set-up run on one worker, as one group: the folders whose session
+# fixture builds the wheel into a venv and which start real Airflow processes, and the module whose
+# tests read one interpreter's import measurements. The groups are named by path: xdist's own
+# `xdist_group` mark works by a node-id suffix that pytest 9 no longer keeps.
+XDIST_GROUPS = ("tests/deployment/", "tests/distributed/", "tests/browser/", "tests/test_import_cost.py")
+
+
+@pytest.hookimpl(optionalhook=True)  # only called when pytest-xdist is loaded
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class PathGroupScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            group = next((g for g in XDIST_GROUPS if nodeid.startswith(g)), None)
+            return group or super()._split_scope(nodeid)
+
+    return PathGroupScheduling(config, log)
+
+
 # Distinctive, realistic-length secrets: long enough for Airflow's masker (>= 5 chars) and
 # easy to grep for in any text a test captures.
 INSTANCE_ID = "3C0FFEE1NSTANCE0000000000000001"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from airflow_provider_plugz._protocol import MAX_BODY_BYTES, PlugzRequest, build_request, read_answer
+from airflow_provider_plugz._protocol import PlugzRequest, build_request, read_answer
 from airflow_provider_plugz._redaction import WITHHELD
 from airflow_provider_plugz.connection import PlugzConfig
 from airflow_provider_plugz.endpoints import (
@@ -41,6 +41,7 @@ from airflow_provider_plugz.exceptions import (
     PlugzSubscriptionError,
     PlugzUnsupportedMediaTypeError,
 )
+from airflow_provider_plugz.transports.body import MAX_BODY_BYTES
 from tests.conftest import (
     CLIENT_TOKEN,
     INSTANCE_ID,
@@ -1056,7 +1057,7 @@ def test_a_successful_answers_text_that_repeats_what_was_sent_is_withheld(
 
 
 def test_an_os_reason_never_holds_the_requests_values() -> None:
-    from airflow_provider_plugz._protocol import TransportFailure, transport_error
+    from airflow_provider_plugz.transports.failures import TransportFailure, transport_error
 
     request = build_request(CONFIG, SET_PIN, NEW_PIN)
     err = transport_error(

@@ -131,9 +131,9 @@ SHOWN: dict[str, tuple[Any, str]] = {
     "connection.BaseURL.path": ("/v1", "validated URL part: the API's prefix"),
     "endpoints.SentMessage.zaap_id": ("ZAAP-ID-1", "Plugz's id of the message"),
     "endpoints.SentMessage.message_id": ("WA-ID-1", "WhatsApp's id of the message"),
-    "operators.audit.StatusResult.error_class": ("PlugzServerError", "an exception class name"),
-    "operators.audit.CheckResult.error_class": ("PlugzNotFoundError", "an exception class name"),
-    "operators.audit.MergedReport.warnings": (
+    "audit.entries.StatusResult.error_class": ("PlugzServerError", "an exception class name"),
+    "audit.entries.CheckResult.error_class": ("PlugzNotFoundError", "an exception class name"),
+    "audit.report.MergedReport.warnings": (
         ("chunk 2 of audit_pins reported no report",),
         "sentences we write about chunk reports: task ids and counts",
     ),
@@ -143,14 +143,14 @@ SHOWN: dict[str, tuple[Any, str]] = {
         {"zaap_id": "ZAAP-ID-1", "message_id": "WA-ID-1"},
         "what the ledger records: the message's ids (messages.py)",
     ),
-    "hooks.fleet.FleetRun.conn_ids": (("plugz_a", "plugz_b"), "Airflow connection ids"),
-    "hooks.fleet.FleetRun.cancelled": (("plugz_c",), "Airflow connection ids"),
-    "hooks.fleet.FleetRun.never_started": (("plugz_d",), "Airflow connection ids"),
+    "audit.fanout.FleetRun.conn_ids": (("plugz_a", "plugz_b"), "Airflow connection ids"),
+    "audit.fanout.FleetRun.cancelled": (("plugz_c",), "Airflow connection ids"),
+    "audit.fanout.FleetRun.never_started": (("plugz_d",), "Airflow connection ids"),
     "testing.dag_run.DagRunReport.dag_id": ("plugz_dag", "an Airflow DAG id"),
     "testing.dag_run.DagRunReport.run_id": ("manual__1", "an Airflow run id"),
     "testing.dag_run.DagRunReport.state": ("failed", "a run state"),
     "testing.dag_run.DagRunReport.task_states": ({"send": "failed"}, "task ids and states"),
-    "testing.sandbox._api.Endpoint.handler": (_innocent_function, "a function"),
+    "testing.sandbox._api.ApiHandler.handler": (_innocent_function, "a function"),
     "testing.sandbox._http.Route.handler": (_innocent_function, "a function"),
     "testing.sandbox._http.Request.method": ("POST", "an HTTP method"),
     "testing.sandbox._http.Request.authority": ("127.0.0.1:9", "host and port, validated: no user info"),
@@ -158,7 +158,7 @@ SHOWN: dict[str, tuple[Any, str]] = {
     "testing.sandbox._state._Stored.instance_id": ("sandbox-a", "a sandbox fixture id"),
     "testing.sandbox._state._Stored.zaap_id": ("ZAAP-ID-1", "the sandbox's id of the message"),
     "testing.sandbox._state._Stored.message_id": ("WA-ID-1", "the sandbox's id of the message"),
-    "testing.sandbox._http.Answer.content_type": ("application/json", "a media type"),
+    "testing.sandbox._http.Reply.content_type": ("application/json", "a media type"),
     "testing.sandbox._faults.Fault.content_type": ("text/html", "a media type"),
     "testing.sandbox._models.RecordedRequest.method": ("POST", "an HTTP method"),
     "testing.sandbox._models.RecordedRequest.instance_id": ("sandbox-a", "a sandbox fixture id"),
@@ -312,7 +312,7 @@ def _operators() -> dict[str, Any]:
 
 def _factories() -> dict[str, Any]:
     """``module.Class`` -> a function returning one instance or a tuple of instances."""
-    from airflow_provider_plugz import _protocol, _redaction, sentry
+    from airflow_provider_plugz import _client_logs, _redaction, sentry
     from airflow_provider_plugz.hooks import plugz as hooks
     from airflow_provider_plugz.notifications.plugz import PlugzNotifier, _Variables
     from airflow_provider_plugz.operators import _once
@@ -323,9 +323,12 @@ def _factories() -> dict[str, Any]:
         _faults,
         _http,
         _models,
+        _render,
         _server,
         _wire,
     )
+    from airflow_provider_plugz.transports import async_httpx, body, sync_requests
+    from airflow_provider_plugz.transports import requests_deadline as deadline
     from airflow_provider_plugz.triggers import events
     from airflow_provider_plugz.triggers import plugz as triggers
 
@@ -349,27 +352,35 @@ def _factories() -> dict[str, Any]:
 
     return {
         **_operators(),
-        "_protocol.BodyReader": lambda: _protocol.BodyReader(None),
+        "transports.body.BodyReader": lambda: body.BodyReader(None),
         "_redaction.Secret": lambda: (_redaction.Secret(PIN), _redaction.Secret(TOKEN)),
         "_redaction._Index": index,
         "hooks.plugz.PlugzHook": lambda: hooks.PlugzHook(plugz_conn_id="plugz_repr"),
-        "hooks.plugz._Session": hooks._Session,
-        "hooks.plugz._Progress": hooks._Progress,
-        "hooks.plugz._RedactCredentialUrls": hooks._RedactCredentialUrls,
-        "hooks.plugz._Watch": lambda: hooks._Watch(30.0),
-        "hooks.plugz._WatchedHTTPConnection": lambda: hooks._WatchedHTTPConnection("api.example.invalid"),
-        "hooks.plugz._WatchedHTTPSConnection": lambda: hooks._WatchedHTTPSConnection("api.example.invalid"),
-        "hooks.plugz._WatchedHTTPPool": lambda: hooks._WatchedHTTPPool("api.example.invalid"),
-        "hooks.plugz._WatchedHTTPSPool": lambda: hooks._WatchedHTTPSPool("api.example.invalid"),
-        "hooks.plugz._DeadlineAdapter": hooks._DeadlineAdapter,
-        "hooks.fleet.FleetRun": _fleet_run,
+        "transports.sync_requests._Session": sync_requests._Session,
+        "transports.async_httpx._Progress": async_httpx._Progress,
+        "_client_logs._RedactCredentialUrls": _client_logs._RedactCredentialUrls,
+        "transports.requests_deadline._Watch": lambda: deadline._Watch(30.0),
+        "transports.requests_deadline._WatchedHTTPConnection": lambda: deadline._WatchedHTTPConnection(
+            "api.example.invalid"
+        ),
+        "transports.requests_deadline._WatchedHTTPSConnection": lambda: deadline._WatchedHTTPSConnection(
+            "api.example.invalid"
+        ),
+        "transports.requests_deadline._WatchedHTTPPool": lambda: deadline._WatchedHTTPPool(
+            "api.example.invalid"
+        ),
+        "transports.requests_deadline._WatchedHTTPSPool": lambda: deadline._WatchedHTTPSPool(
+            "api.example.invalid"
+        ),
+        "transports.requests_deadline.DeadlineAdapter": deadline.DeadlineAdapter,
+        "audit.fanout.FleetRun": _fleet_run,
         "notifications.plugz.PlugzNotifier": lambda: PlugzNotifier(PHONE, POISON, plugz_conn_id="plugz_repr"),
         "notifications.plugz._Variables": lambda: (_Variables(), _Variables(deserialize_json=True)),
         "operators._once.AttemptLedger": ledger,
         "operators._once.VariableStore": lambda: _once.VariableStore(("plugz_dag", "send", PHONE, TEXT)),
-        "operators.audit.StatusResult": _status_results,
-        "operators.audit.CheckResult": _check_results,
-        "operators.audit.AuditReport": _audit_report,
+        "audit.entries.StatusResult": _status_results,
+        "audit.entries.CheckResult": _check_results,
+        "audit.report.AuditReport": _audit_report,
         "sentry._Walk": sentry._Walk,
         "testing.dag_run.DagRunReport": _dag_run_report,
         "testing.sandbox._models.Headers": lambda: _models.Headers(
@@ -381,7 +392,7 @@ def _factories() -> dict[str, Any]:
             _faults.Fault.status(400, {"error": POISON}),
         ),
         # Header names are the sandbox's own (a fault's are validated); the values may echo anything.
-        "testing.sandbox._http.Answer": lambda: _http.Answer(
+        "testing.sandbox._http.Reply": lambda: _http.Reply(
             200, POISON.encode(), headers=(("X-Echo", POISON),), raw=POISON.encode()
         ),
         # Its message says why a target is refused, never quoting it (the target holds a token).
@@ -395,7 +406,7 @@ def _factories() -> dict[str, Any]:
             {("GET", "/instances/{instance_id}/token/{token}/status"): _innocent_function}
         ),
         "testing.sandbox._server.PlugzSandbox": sandbox,
-        "testing.sandbox._wire._DateCache": _wire._DateCache,
+        "testing.sandbox._render._DateCache": _render._DateCache,
         "testing.sandbox._wire.HttpServer": lambda: _wire.HttpServer(
             _app.SandboxApp(_sandbox_state()), idle_timeout=1.0, max_connections=1
         ),
@@ -419,11 +430,13 @@ NO_VALUES: dict[str, str] = {
     "_intervals._Log": "protocol",
     "connection.ConnectionLike": "protocol",
     "operators._once.RecordStore": "protocol",
-    "_protocol.TransportFailure": "enum",
+    "transports.failures.TransportFailure": "enum",
     # Built only around a running event loop's sockets and streams.
     "testing.sandbox._wire._Connection": "object repr",
-    # Registers a fork hook per instance; one lives in the hook module.
-    "hooks.plugz._Watchdog": "object repr",
+    # Registers a fork hook per instance; one lives in its module.
+    "transports.requests_deadline._Watchdog": "object repr",
+    # A mixin: its operators and sensors are built in _operators(); it holds only a conn id.
+    "operators._base.PlugzHookMixin": "object repr",
 }
 
 

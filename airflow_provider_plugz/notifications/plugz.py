@@ -1,5 +1,8 @@
 """``PlugzNotifier``: WhatsApp alerts from Airflow callbacks and Deadline Alerts.
 
+The notifier renders, cleans and sends; the texts it composes (the default alert, the warning
+about an alerting number that does not send) are in :mod:`._alert_texts`.
+
 Cheap to import: DAG files import this on every parse, so the hook (and ``requests`` /
 ``httpx``) is loaded only when an alert is sent.
 """
@@ -10,15 +13,15 @@ import contextlib
 import json
 import re
 import sys
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import quote
 
-from airflow_provider_plugz._compat import AIRFLOW_V3, BaseNotifier, get_variable
+from airflow_provider_plugz._compat import BaseNotifier, get_variable
+from airflow_provider_plugz._vocabulary import connection_state, mask_phone
 from airflow_provider_plugz.exceptions import PlugzConfigurationError
+from airflow_provider_plugz.notifications._alert_texts import default_message, sender_warning
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
     import jinja2
     from airflow.sdk import Context
@@ -108,7 +111,7 @@ class PlugzNotifier(BaseNotifier):
     def __repr__(self) -> str:
         # Airflow 3 names the callback in its "Failed to run task callback" log line.
         return (
-            f"{type(self).__name__}(plugz_conn_id={self.plugz_conn_id!r}, phone={_mask_phone(self.phone)!r})"
+            f"{type(self).__name__}(plugz_conn_id={self.plugz_conn_id!r}, phone={mask_phone(self.phone)!r})"
         )
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
@@ -171,7 +174,7 @@ class PlugzNotifier(BaseNotifier):
             # Airflow's notifier base logs failures of the sync path; an awaited notifier's are ours.
             self.log.error(
                 "Failed to send the Plugz alert to %s from connection %r: %s: %s",
-                _mask_phone(phone),
+                mask_phone(phone),
                 self.plugz_conn_id,
                 type(err).__name__,
                 err,
@@ -239,130 +242,25 @@ class PlugzNotifier(BaseNotifier):
     def _log_sent(self, phone: Any, text: str, sent: SentMessage, status: InstanceStatus | None) -> None:
         self.log.info(
             "Plugz alert to %s (%d characters) queued by connection %r: zaapId %s.",
-            _mask_phone(phone),
+            mask_phone(phone),
             len(text),
             self.plugz_conn_id,
             sent.zaap_id,
         )
-        if status is not None and not (status.connected and status.smartphone_connected):
-            self.log.warning(
-                "The alerting number of connection %r is not connected (%s): Plugz keeps the alert in "
-                "its queue (at most 1,000 messages) and sends it when the number reconnects, possibly "
-                "late. Reconnect the number in the Plugz panel.",
-                self.plugz_conn_id,
-                status.error or ("phone offline" if status.connected else "disconnected"),
-            )
+        if status is None:
+            return
+        # The one rule of what a status means: a connected number without a session sends nothing.
+        state = connection_state(status.connected, status.session, status.smartphone_connected)
+        warning = sender_warning(self.plugz_conn_id, state, status.error)
+        if warning is not None:
+            self.log.warning("%s", warning)
 
 
 #: The name Airflow's other providers give their notifier's function form.
 send_plugz_notification = PlugzNotifier
 
 
-# --- the default text --------------------------------------------------------------------------
-
-_TASK_STATES = {
-    "failed": "failed",
-    "up_for_retry": "failed, will retry",
-    "success": "succeeded",
-    "skipped": "was skipped",
-    "running": "started",
-    "up_for_reschedule": "is waiting to be rescheduled",
-}
-_RUN_STATES = {"failed": "failed", "success": "succeeded", "running": "is running"}
-
-
-def default_message(context: Mapping[str, Any]) -> str:
-    """The alert text when none is given: what happened, where, and the link to open.
-
-    A task callback's names the DAG, task, run, try, the exception's class and the task's log
-    URL; a DAG callback's the run, the reason and the last task's log; a Deadline Alert's the
-    run and the deadline it missed. The exception's text is left out: it may hold anything, and
-    the alert leaves Airflow (put ``{{ exception }}`` in your own message to send it; secrets
-    in it are sent as ``***``).
-    """
-    ti = context.get("ti") or context.get("task_instance")
-    dag_run = context.get("dag_run")
-    dag_id = _text(_field(ti, "dag_id") or _field(context.get("dag"), "dag_id") or _field(dag_run, "dag_id"))
-    run_id = _text(
-        context.get("run_id")
-        or _field(ti, "run_id")
-        or _field(dag_run, "run_id")
-        or _field(dag_run, "dag_run_id")
-    )
-    lines: list[tuple[str, Any]] = [("DAG", dag_id)]
-    if "deadline" in context:
-        title = "DAG run missed its deadline"
-        lines += [("Run", run_id), ("Deadline", _field(context["deadline"], "deadline_time"))]
-        lines += [("Link", _run_url(dag_id, run_id))]
-    elif "reason" in context or ti is None:  # a DAG callback (its ti, if any, is the run's last)
-        # A DAG's callbacks say why they run ("success", "task_failure", ...); while they run the
-        # run's state may not be final yet (Airflow 2 still says "running").
-        reason = context.get("reason")
-        state = "success" if reason == "success" else "failed" if reason else _state(_field(dag_run, "state"))
-        title = f"DAG run {_RUN_STATES.get(state or '', state or 'finished')}"
-        lines += [("Run", run_id), ("Reason", reason)]
-        if ti is not None:
-            lines += [("Last task", _field(ti, "task_id")), ("Its log", _field(ti, "log_url"))]
-        else:
-            lines += [("Link", _run_url(dag_id, run_id))]
-    else:
-        state = _state(_field(ti, "state"))
-        title = f"task {_TASK_STATES.get(state or '', state or 'finished')}"
-        task_id = _text(_field(ti, "task_id"))
-        map_index = _field(ti, "map_index")
-        if isinstance(map_index, int) and map_index >= 0:
-            task_id = f"{task_id} [{map_index}]"
-        exception = context.get("exception")
-        lines += [("Task", task_id), ("Run", run_id), ("Try", _field(ti, "try_number"))]
-        lines += [("Error", None if exception is None else type(exception).__name__)]
-        lines += [("Log", _field(ti, "log_url"))]
-    body = [f"{label}: {value}" for label, value in lines if value not in (None, "")]
-    return "\n".join([f"*Airflow: {title}*", *body])
-
-
-def _field(obj: Any, name: str) -> Any:
-    """``obj.name``, or ``obj[name]`` for the JSON dicts of a Deadline Alert's context; else None."""
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping):
-        return obj.get(name)
-    try:
-        return getattr(obj, name, None)
-    except Exception:  # a property that cannot be computed here leaves its line out
-        return None
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _state(value: Any) -> str | None:
-    """A state enum's or string's value (``TaskInstanceState.FAILED`` -> ``failed``)."""
-    value = getattr(value, "value", value)
-    return None if value is None else str(value)
-
-
-def _run_url(dag_id: str | None, run_id: str | None) -> str | None:
-    """The DAG run's page in Airflow's UI, built as Airflow builds a task's ``log_url``."""
-    if not dag_id or not run_id:
-        return None
-    from airflow.configuration import conf
-
-    if AIRFLOW_V3:
-        base = conf.get("api", "base_url", fallback="http://localhost:8080/")
-        return f"{base.rstrip('/')}/dags/{dag_id}/runs/{quote(run_id)}"
-    base = conf.get("webserver", "base_url", fallback="http://localhost:8080/")
-    return f"{base.rstrip('/')}/dags/{dag_id}/grid?dag_run_id={quote(run_id, safe='')}"
-
-
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def _mask_phone(phone: object) -> str:
-    """:func:`airflow_provider_plugz.endpoints.mask_phone`, imported when first used (cheap module import)."""
-    from airflow_provider_plugz.endpoints import mask_phone
-
-    return mask_phone(phone)
 
 
 @contextlib.contextmanager

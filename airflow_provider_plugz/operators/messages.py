@@ -6,21 +6,19 @@ task runs.
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_plugz._compat import BaseOperator
 from airflow_provider_plugz.connection import DEFAULT_CONN_ID
+from airflow_provider_plugz.operators._base import PlugzHookMixin
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
 
-    from airflow_provider_plugz.hooks.plugz import PlugzHook
 
-
-class PlugzSendMessageOperator(BaseOperator):
+class PlugzSendMessageOperator(PlugzHookMixin, BaseOperator):
     """Send ``message`` to ``phone`` over WhatsApp; returns ``{"zaap_id", "message_id"}``.
 
     A success means Plugz *queued* the message: it sends its queue one message at a time, and a
@@ -46,7 +44,7 @@ class PlugzSendMessageOperator(BaseOperator):
         sent, the message (a duplicate is then possible); logged when it does.
     """
 
-    template_fields: Sequence[str] = ("phone", "message", "plugz_conn_id")
+    template_fields: Sequence[str] = ("phone", "message", *PlugzHookMixin.template_fields)
     template_fields_renderers: ClassVar[dict[str, str]] = {"message": "md"}
     ui_color = "#25d366"
 
@@ -59,19 +57,12 @@ class PlugzSendMessageOperator(BaseOperator):
         allow_resend: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(plugz_conn_id=plugz_conn_id, **kwargs)
         if not isinstance(allow_resend, bool):
             raise TypeError(f"allow_resend must be True or False, not {type(allow_resend).__name__}")
         self.phone = phone
         self.message = message
-        self.plugz_conn_id = plugz_conn_id
         self.allow_resend = allow_resend
-
-    @cached_property
-    def hook(self) -> PlugzHook:
-        from airflow_provider_plugz.hooks.plugz import PlugzHook
-
-        return PlugzHook(plugz_conn_id=self.plugz_conn_id)
 
     def execute(self, context: Context) -> dict[str, str]:
         from airflow_provider_plugz.endpoints import mask_phone

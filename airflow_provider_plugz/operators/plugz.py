@@ -6,28 +6,26 @@ is loaded only when a task runs.
 
 from __future__ import annotations
 
-import logging
-import re
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_plugz._compat import BaseBranchOperator, BaseOperator
+from airflow_provider_plugz._vocabulary import CONNECTED, instance_state
 from airflow_provider_plugz.connection import DEFAULT_CONN_ID
+from airflow_provider_plugz.operators._base import PlugzHookMixin
+
+# Where a PIN may be stored, and whether Airflow shows it there, is its own module.
+from airflow_provider_plugz.operators._pin_storage import DOCUMENTED_PIN_EXTRA, read_pin
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from airflow.sdk import Context
 
-    from airflow_provider_plugz.hooks.plugz import PlugzHook
-
-_log = logging.getLogger(__name__)
-
 #: XCom key under which every Plugz task also publishes the PIN state it saw.
 HAS_CODE_XCOM_KEY = "has_code"
 
 
-class PlugzPinStatusOperator(BaseOperator):
+class PlugzPinStatusOperator(PlugzHookMixin, BaseOperator):
     """Check whether the instance's WhatsApp account has a two-step-verification PIN.
 
     Returns ``has_code`` (a bool), so it lands in XCom as ``return_value``.
@@ -35,18 +33,11 @@ class PlugzPinStatusOperator(BaseOperator):
     :param plugz_conn_id: the Plugz connection (templated).
     """
 
-    template_fields: Sequence[str] = ("plugz_conn_id",)
+    template_fields: Sequence[str] = PlugzHookMixin.template_fields
     ui_color = "#25d366"
 
     def __init__(self, *, plugz_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.plugz_conn_id = plugz_conn_id
-
-    @cached_property
-    def hook(self) -> PlugzHook:
-        from airflow_provider_plugz.hooks.plugz import PlugzHook
-
-        return PlugzHook(plugz_conn_id=self.plugz_conn_id)
+        super().__init__(plugz_conn_id=plugz_conn_id, **kwargs)
 
     def execute(self, context: Context) -> bool:
         has_code = self.hook.get_pin_status().has_code
@@ -54,7 +45,7 @@ class PlugzPinStatusOperator(BaseOperator):
         return has_code
 
 
-class PlugzInstanceStatusOperator(BaseOperator):
+class PlugzInstanceStatusOperator(PlugzHookMixin, BaseOperator):
     """Read whether the number is connected (``GET .../status``) and push that to XCom.
 
     Returns (XCom ``return_value``) a JSON-safe dict: ``{"connected": bool, "session": bool |
@@ -67,24 +58,17 @@ class PlugzInstanceStatusOperator(BaseOperator):
     :param plugz_conn_id: the Plugz connection (templated).
     """
 
-    template_fields: Sequence[str] = ("plugz_conn_id",)
+    template_fields: Sequence[str] = PlugzHookMixin.template_fields
     ui_color = "#25d366"
 
     def __init__(self, *, plugz_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.plugz_conn_id = plugz_conn_id
-
-    @cached_property
-    def hook(self) -> PlugzHook:
-        from airflow_provider_plugz.hooks.plugz import PlugzHook
-
-        return PlugzHook(plugz_conn_id=self.plugz_conn_id)
+        super().__init__(plugz_conn_id=plugz_conn_id, **kwargs)
 
     def execute(self, context: Context) -> dict[str, Any]:
         import dataclasses
 
         status = dataclasses.asdict(self.hook.get_instance_status())
-        healthy = status["connected"] and status["smartphone_connected"] and status["session"] is not False
+        healthy = instance_state(status) == CONNECTED
         line = "Plugz connection %r: connected = %s, session = %s, phone online = %s"
         facts = (self.plugz_conn_id, status["connected"], status["session"], status["smartphone_connected"])
         if healthy:
@@ -94,7 +78,7 @@ class PlugzInstanceStatusOperator(BaseOperator):
         return status
 
 
-class PlugzPinBranchOperator(BaseBranchOperator):
+class PlugzPinBranchOperator(PlugzHookMixin, BaseBranchOperator):
     """Follow ``if_pin_set`` when the account has a PIN, ``if_pin_missing`` when it has none.
 
     The task ids not chosen (among the direct downstream tasks) are skipped. ``has_code``
@@ -105,7 +89,7 @@ class PlugzPinBranchOperator(BaseBranchOperator):
     :param plugz_conn_id: the Plugz connection (templated).
     """
 
-    template_fields: Sequence[str] = ("plugz_conn_id",)
+    template_fields: Sequence[str] = PlugzHookMixin.template_fields
     ui_color = "#25d366"
 
     def __init__(
@@ -116,16 +100,9 @@ class PlugzPinBranchOperator(BaseBranchOperator):
         plugz_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(plugz_conn_id=plugz_conn_id, **kwargs)
         self.if_pin_set = _task_ids(if_pin_set, "if_pin_set")
         self.if_pin_missing = _task_ids(if_pin_missing, "if_pin_missing")
-        self.plugz_conn_id = plugz_conn_id
-
-    @cached_property
-    def hook(self) -> PlugzHook:
-        from airflow_provider_plugz.hooks.plugz import PlugzHook
-
-        return PlugzHook(plugz_conn_id=self.plugz_conn_id)
 
     def choose_branch(self, context: Context) -> list[str]:
         has_code = self.hook.get_pin_status().has_code
@@ -142,14 +119,7 @@ def _task_ids(value: str | Iterable[str], name: str) -> list[str]:
     return ids
 
 
-#: The connection extra the README documents for the PIN: Airflow's REST API (and Airflow 3's UI)
-#: hide an extra whose name contains "secret" when its value is a JSON string; ``pin`` is no such name.
-DOCUMENTED_PIN_EXTRA = "pin_secret"
-
-_SIX_DIGITS = re.compile(r"[0-9]{6}")
-
-
-class PlugzSetPinOperator(BaseOperator):
+class PlugzSetPinOperator(PlugzHookMixin, BaseOperator):
     """Register a two-step-verification PIN on the account, from a secret you already manage.
 
     The PIN never appears in the DAG file: name where it lives instead. The documented place is
@@ -160,7 +130,7 @@ class PlugzSetPinOperator(BaseOperator):
     digits parse as a JSON number, which Airflow never redacts). When the source is one Airflow
     shows in clear, the task log gets one WARNING saying why (never the value); a JSON number
     in an extra is refused. The PIN is registered with the secrets masker as soon as it is read
-    and never reaches XCom, logs, rendered fields or exception texts.
+    and never reaches XCom, logs, rendered fields or exception texts (see :mod:`._pin_storage`).
 
     Idempotent by default: it checks first and does nothing when a PIN is already set, unless
     ``overwrite=True``. After setting, it reads the status again and fails unless the PIN is
@@ -179,7 +149,7 @@ class PlugzSetPinOperator(BaseOperator):
         may have registered the PIN already.
     """
 
-    template_fields: Sequence[str] = ("plugz_conn_id", "pin_variable")
+    template_fields: Sequence[str] = (*PlugzHookMixin.template_fields, "pin_variable")
     ui_color = "#25d366"
 
     def __init__(
@@ -192,7 +162,7 @@ class PlugzSetPinOperator(BaseOperator):
         allow_resend: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(plugz_conn_id=plugz_conn_id, **kwargs)
         if not isinstance(allow_resend, bool):
             raise TypeError(f"allow_resend must be True or False, not {type(allow_resend).__name__}")
         if (pin_variable is None) == (pin_extra is None):
@@ -203,14 +173,7 @@ class PlugzSetPinOperator(BaseOperator):
         self.pin_variable = pin_variable
         self.pin_extra = pin_extra
         self.overwrite = overwrite
-        self.plugz_conn_id = plugz_conn_id
         self.allow_resend = allow_resend
-
-    @cached_property
-    def hook(self) -> PlugzHook:
-        from airflow_provider_plugz.hooks.plugz import PlugzHook
-
-        return PlugzHook(plugz_conn_id=self.plugz_conn_id)
 
     def execute(self, context: Context) -> dict[str, bool]:
         from airflow_provider_plugz.exceptions import PlugzError
@@ -242,7 +205,13 @@ class PlugzSetPinOperator(BaseOperator):
             self.log.warning(
                 "Try %d of this task sent the PIN before; sending it again: %s.", earlier.try_number, why
             )
-        pin = self._read_pin()
+        pin = read_pin(
+            conn_id=self.plugz_conn_id,
+            pin_variable=self.pin_variable,
+            pin_extra=self.pin_extra,
+            read_extra=self.hook.config_extra,
+            log=self.log,
+        )
         ledger.record_sending()
         try:
             self.hook.set_pin(pin)
@@ -259,165 +228,3 @@ class PlugzSetPinOperator(BaseOperator):
         ledger.record_sent({"has_code": "true"})
         self.log.info("Plugz connection %r: PIN registered and confirmed.", self.plugz_conn_id)
         return {"changed": True, "has_code": True}
-
-    @property
-    def _pin_source(self) -> str:
-        """Where the PIN comes from, for messages (a name, never the value)."""
-        if self.pin_variable is not None:
-            return f"Airflow Variable {self.pin_variable!r}"
-        return f"extra {self.pin_extra!r} of connection {self.plugz_conn_id!r}"
-
-    def _read_pin(self) -> str:
-        """Fetch the PIN, mask it at once, warn if Airflow shows its source, then validate it."""
-        from airflow_provider_plugz._compat import get_variable
-        from airflow_provider_plugz.exceptions import PlugzConfigurationError
-
-        variable = self.pin_variable is not None
-        name = str(self.pin_variable if variable else self.pin_extra)
-        value = get_variable(name) if variable else self.hook.config_extra(name)
-        _mask_pin(value)
-        source = self._pin_source
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise PlugzConfigurationError(
-                f"Plugz PIN registration: {source} is missing or empty; store the six-digit PIN there."
-            )
-        if not variable and _is_number(value):
-            raise PlugzConfigurationError(
-                f"Plugz PIN registration: {source} is a JSON number; store the PIN as a JSON string "
-                f'(e.g. {{"{name}": "012345"}}): a number loses leading zeros (012345 becomes 12345) '
-                "and Airflow's UI and REST API show numbers in clear even under a sensitive name."
-            )
-        self._warn_if_shown(variable, name, value)
-        pin = value.strip() if isinstance(value, str) else ""
-        if not _SIX_DIGITS.fullmatch(pin):
-            raise PlugzConfigurationError(
-                f"Plugz PIN registration: the PIN in {source} must be a string of exactly six digits "
-                "(0-9), as WhatsApp's two-step verification requires; fix the value stored there."
-            )
-        return pin
-
-    def _warn_if_shown(self, variable: bool, name: str, value: object) -> None:
-        """One WARNING (never the value) when Airflow's UI and REST API would show the PIN."""
-        from airflow_provider_plugz._compat import AIRFLOW_V3
-
-        if variable:
-            in_backend = _from_secrets_backend(variable=name)
-        else:
-            in_backend = _from_secrets_backend(conn_id=self.plugz_conn_id)
-        if in_backend:
-            return
-        reasons = _pin_exposure(
-            variable=variable,
-            name_hidden=_airflow_hides_name(name),
-            value=value,
-            airflow_v3=AIRFLOW_V3,
-            form_masks=variable or _plugz_form_masks(name),
-        )
-        if reasons:
-            self.log.warning(
-                "Plugz PIN source %s is shown in clear by Airflow (%s); keep the PIN "
-                "as a JSON string in a connection extra whose name Airflow hides, e.g. pin_extra=%r, "
-                "or in a secrets backend.",
-                self._pin_source,
-                "; ".join(reasons),
-                DOCUMENTED_PIN_EXTRA,
-            )
-
-
-def _pin_exposure(
-    *, variable: bool, name_hidden: bool, value: object, airflow_v3: bool, form_masks: bool = True
-) -> list[str]:
-    """Why Airflow would show a PIN kept in its metadata database in clear (empty: it hides it).
-
-    Airflow's REST API (which Airflow 3's UI reads) hides a connection extra or Variable only
-    when its *name* is sensitive (``should_hide_value_for_key``) and only when the value is a
-    string: ``redact()`` passes numbers through, and a Variable's text is JSON-decoded first,
-    so six digits become a number. Airflow 2's REST API never redacts Variables, and its
-    connection edit page carries every extra in clear except the password fields a provider's
-    form declares (``form_masks``). Sources in a secrets backend never show: callers skip them.
-    """
-    what = "Variable" if variable else "extra"
-    reasons = [] if name_hidden else [f"Airflow does not treat that {what} name as sensitive"]
-    if variable and not airflow_v3:
-        reasons.append("Airflow 2's REST API returns every Variable's value unredacted")
-    elif variable and isinstance(value, str) and _is_number(_json_or_none(value)):
-        reasons.append("its text parses as a JSON number, which Airflow never redacts")
-    elif not variable and _is_number(value):
-        reasons.append("its value is a JSON number, which Airflow never redacts")
-    if not variable and not airflow_v3 and not form_masks:
-        reasons.append(
-            "Airflow 2's connection edit page carries it in clear: it is not a password field of the "
-            "Plugz connection form"
-        )
-    return reasons
-
-
-def _plugz_form_masks(name: str) -> bool:
-    """Whether the Plugz connection form declares extra ``name`` a password field (masked there)."""
-    from airflow_provider_plugz.get_provider_info import get_provider_info
-
-    for conn_type in get_provider_info()["connection-types"]:
-        field = conn_type.get("conn-fields", {}).get(name) or {}
-        if field.get("schema", {}).get("format") == "password":
-            return True
-    return False
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _json_or_none(text: str) -> object:
-    import json
-
-    try:
-        return json.loads(text)
-    except ValueError:  # e.g. "012345": JSON forbids leading zeros
-        return None
-
-
-def _mask_pin(value: object) -> None:
-    """Register whatever was read (as text, raw and stripped) with Airflow's secrets masker."""
-    from airflow_provider_plugz._compat import mask_secret
-
-    if isinstance(value, str) or _is_number(value):
-        for text in {str(value), str(value).strip()}:
-            if len(text) >= 5:  # Airflow skips (and warns about) shorter secrets
-                mask_secret(text)
-
-
-def _airflow_hides_name(name: str) -> bool:
-    """Airflow's own verdict: does its UI / REST API hide a Variable or extra of this name?"""
-    from airflow_provider_plugz._compat import should_hide_value_for_key
-
-    return should_hide_value_for_key(name)
-
-
-# Secrets backends that read Airflow's metadata database (directly, or through the task API):
-# what they serve is what the UI and REST API show.
-_DATABASE_BACKENDS = frozenset({"MetastoreBackend", "ExecutionAPISecretsBackend"})
-
-
-def _from_secrets_backend(*, variable: str | None = None, conn_id: str | None = None) -> bool:
-    """Whether a secrets backend other than the metadata database serves this Variable or
-    connection (environment variables, Vault, ...): Airflow's UI and REST API never show those."""
-    from airflow_provider_plugz._compat import secrets_backends
-
-    try:
-        backends = secrets_backends()
-    except Exception:  # no backend list to be had: assume the database (warn, never hide)
-        return False
-    for backend in backends:
-        if type(backend).__name__ in _DATABASE_BACKENDS:
-            continue
-        try:
-            if variable is not None:
-                found = backend.get_variable(variable)
-            else:
-                found = backend.get_connection(conn_id)
-        except Exception as err:  # a backend that cannot answer does not hold it for us
-            _log.debug("Secrets backend %s did not answer: %s", type(backend).__name__, type(err).__name__)
-            continue
-        if found is not None:
-            return True
-    return False

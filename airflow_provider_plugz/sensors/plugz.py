@@ -16,9 +16,7 @@ triggers are loaded only when a task runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_plugz import _intervals, exceptions
@@ -28,23 +26,32 @@ from airflow_provider_plugz._compat import (
     PokeReturnValue,
     default_deferrable,
 )
+from airflow_provider_plugz._vocabulary import CONNECTION_STATES, instance_status_condition
 from airflow_provider_plugz.connection import DEFAULT_CONN_ID
+from airflow_provider_plugz.operators._base import PlugzHookMixin
 
-#: The connection states of a number (``GET .../status``), as the fleet audit names them; see
-#: :func:`airflow_provider_plugz.triggers.plugz.instance_state`. ``-`` may stand for ``_``.
-INSTANCE_STATES = ("connected", "disconnected", "session_lost", "phone_offline")
+__all__ = [
+    "INSTANCE_STATES",
+    "PlugzInstanceStatusSensor",
+    "PlugzPinStatusSensor",
+    "PlugzPollingSensor",
+    "instance_status_condition",
+]
+
+#: The connection states a :class:`PlugzInstanceStatusSensor` may wait for (``-`` may stand for
+#: ``_``): the provider's :data:`~airflow_provider_plugz._vocabulary.CONNECTION_STATES`.
+INSTANCE_STATES = CONNECTION_STATES
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
 
     from airflow.sdk import Context
 
     from airflow_provider_plugz.connection import PlugzConfig
-    from airflow_provider_plugz.hooks.plugz import PlugzHook
     from airflow_provider_plugz.triggers.plugz import PlugzPollingTrigger
 
 
-class PlugzPollingSensor(BaseSensorOperator):
+class PlugzPollingSensor(PlugzHookMixin, BaseSensorOperator):
     """The waiting every Plugz sensor does; a base class (use one of its subclasses).
 
     Works with ``mode="poke"``, ``mode="reschedule"`` and ``deferrable=True`` (the wait then
@@ -69,8 +76,11 @@ class PlugzPollingSensor(BaseSensorOperator):
         ``poke_interval`` when the task runs, before any request).
     """
 
-    template_fields: Sequence[str] = ("plugz_conn_id", "poke_interval")
+    template_fields: Sequence[str] = (*PlugzHookMixin.template_fields, "poke_interval")
     ui_color = "#25d366"
+    # Only a Plugz connection: the credentials of another type are never sent to Plugz (and the
+    # trigger, which reads the same connection, refuses it too).
+    require_plugz_conn_type = True
 
     def __init__(
         self,
@@ -86,20 +96,15 @@ class PlugzPollingSensor(BaseSensorOperator):
             poke_interval = _poke_interval(poke_interval)
         if kwargs.get("timeout") is not None:
             kwargs["timeout"] = _timeout(kwargs["timeout"])
-        super().__init__(poke_interval=60 if isinstance(poke_interval, str) else poke_interval, **kwargs)
+        super().__init__(
+            plugz_conn_id=plugz_conn_id,
+            poke_interval=60 if isinstance(poke_interval, str) else poke_interval,
+            **kwargs,
+        )
         if isinstance(poke_interval, str):
             self.poke_interval = poke_interval  # type: ignore[assignment]
         self.timeout = _timeout(self.timeout)  # Airflow's default comes from its configuration
-        self.plugz_conn_id = plugz_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
-
-    @cached_property
-    def hook(self) -> PlugzHook:
-        from airflow_provider_plugz.hooks.plugz import PlugzHook
-
-        # Only a Plugz connection: the credentials of another type are never sent to Plugz (and
-        # the trigger, which reads the same connection, refuses it too).
-        return PlugzHook(plugz_conn_id=self.plugz_conn_id, require_conn_type=True)
 
     def _config(self) -> PlugzConfig:
         """The connection, read as the trigger reads it: any failure a ``PlugzConfigurationError``
@@ -234,9 +239,9 @@ class PlugzInstanceStatusSensor(PlugzPollingSensor):
     ``state``         what ``GET .../status`` says
     ================  ====================================================================
     ``connected``     connected, session held (or not reported), phone online
-    ``phone_offline`` connected, phone offline: messages wait in Plugz's queue
-    ``session_lost``  not connected while the phone is online (or no session): restore it
     ``disconnected``  not connected, phone offline
+    ``session_lost``  not connected while the phone is online (or no session): restore it
+    ``phone_offline`` connected, phone offline: messages wait in Plugz's queue
     ================  ====================================================================
 
     ``PlugzInstanceStatusSensor(task_id="wait_for_connection")``,
@@ -285,56 +290,6 @@ class PlugzInstanceStatusSensor(PlugzPollingSensor):
             poll_interval=poll_interval,
             deadline=deadline,
         )
-
-
-def instance_status_condition(
-    state: str | Collection[str] | None = None,
-    *,
-    connected: bool | None = None,
-    session: bool | None = None,
-    smartphone_connected: bool | None = None,
-) -> dict[str, Any]:
-    """What :class:`PlugzInstanceStatusSensor` waits for, as the JSON-safe dict its trigger keeps.
-
-    ``{"state": [...]}`` for named states (default ``["connected"]``), else the fields that are
-    not ``None``: ``{"connected": True, "smartphone_connected": False}``.
-
-    :raises PlugzConfigurationError: an unknown state, a field that is not a bool or None, or
-        both a state and fields.
-    """
-    fields = {"connected": connected, "session": session, "smartphone_connected": smartphone_connected}
-    for name, value in fields.items():
-        if value is not None and not isinstance(value, bool):
-            raise exceptions.PlugzConfigurationError(
-                f"Plugz instance status condition: {name} must be True, False or None (don't care), "
-                f"not a {type(value).__name__}."
-            )
-    chosen = {name: value for name, value in fields.items() if value is not None}
-    if chosen and state is not None:
-        raise exceptions.PlugzConfigurationError(
-            "Plugz instance status condition: give either state=... or connected= / session= / "
-            "smartphone_connected=, not both (a state already fixes those fields)."
-        )
-    if chosen:
-        return chosen
-    return {"state": _states("connected" if state is None else state)}
-
-
-def _states(state: object) -> list[str]:
-    given = [state] if isinstance(state, str) else state
-    if not isinstance(given, Collection) or isinstance(given, (bytes, dict)) or not given:
-        given = [given]
-    states: list[str] = []
-    for one in given:
-        name = one.replace("-", "_") if isinstance(one, str) else None
-        if name not in INSTANCE_STATES:
-            raise exceptions.PlugzConfigurationError(
-                f"Plugz instance status condition: state must be one of {', '.join(INSTANCE_STATES)} "
-                f"(or a list of them), not {str(one)[:40]!r}."
-            )
-        if name not in states:
-            states.append(name)
-    return states
 
 
 def _poke_interval(value: object, *, rendered: bool = False) -> float:

@@ -47,6 +47,7 @@ from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_plugz import _intervals
 from airflow_provider_plugz._compat import event_trigger_base
+from airflow_provider_plugz._vocabulary import CONNECTED, connection_state
 from airflow_provider_plugz.exceptions import PlugzError, PlugzTransientError, PlugzTriggerArgumentError
 from airflow_provider_plugz.triggers.plugz import (
     EVENT_ERROR,
@@ -251,7 +252,7 @@ async def observe(hook: Any, watch: tuple[str, ...]) -> dict[str, Any]:
             value = (
                 result.has_code
                 if name == WATCH_PIN
-                else endpoints.connection_state(result.connected, result.session, result.smartphone_connected)
+                else connection_state(result.connected, result.session, result.smartphone_connected)
             )
         except PlugzTransientError as err:
             log.warning("Plugz %s of %s failed, will try again: %s", endpoint.action, hook.plugz_conn_id, err)
@@ -458,16 +459,16 @@ def _changes(values: collections.deque[Any]) -> int:
 
 def is_bad(name: str, value: Any) -> bool:
     """No PIN, or a connection state other than ``connected``."""
-    return value is False if name == WATCH_PIN else value != "connected"
+    return value is False if name == WATCH_PIN else value != CONNECTED
 
 
 def change_kind(name: str, old: Any, new: Any) -> str:
     """What a change is called in the event's ``change`` field."""
     if name == WATCH_PIN:
         return PIN_SET if new else PIN_REMOVED
-    if new == "connected":
+    if new == CONNECTED:
         return RECONNECTED
-    return DISCONNECTED if old == "connected" else CONNECTION_CHANGED
+    return DISCONNECTED if old == CONNECTED else CONNECTION_CHANGED
 
 
 def _checked_watch(watch: str | Iterable[str]) -> tuple[str, ...]:

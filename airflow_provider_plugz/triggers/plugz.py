@@ -29,13 +29,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_plugz import _intervals
+from airflow_provider_plugz._vocabulary import (
+    STATUS_FIELDS,
+    describe_state,
+    instance_state,
+    instance_status_condition,
+)
 from airflow_provider_plugz.exceptions import (
     PlugzConfigurationError,
     PlugzError,
     PlugzTransientError,
     PlugzTriggerArgumentError,
 )
-from airflow_provider_plugz.sensors.plugz import instance_status_condition
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -367,21 +372,11 @@ async def close_hook(hook: PlugzHook) -> None:
         log.warning("Plugz: closing the client of connection %r failed.", hook.plugz_conn_id, exc_info=True)
 
 
-def instance_state(observation: Mapping[str, Any]) -> str:
-    """The connection state a ``GET .../status`` observation describes (the rule of
-    :func:`airflow_provider_plugz.endpoints.connection_state`, shared with the fleet audit)."""
-    from airflow_provider_plugz.endpoints import connection_state
-
-    return connection_state(
-        observation["connected"], observation["session"], observation["smartphone_connected"]
-    )
-
-
 class PlugzInstanceStatusTrigger(PlugzPollingTrigger):
     """Poll ``GET .../status`` until the number is in the wanted connection state; fire one event.
 
-    ``expected`` is the condition :func:`~airflow_provider_plugz.sensors.plugz.instance_status_condition`
-    builds, e.g. ``{"state": ["connected"]}`` (the default) or
+    ``expected`` is the condition :func:`~airflow_provider_plugz._vocabulary.instance_status_condition`
+    builds (as ``PlugzInstanceStatusSensor`` does), e.g. ``{"state": ["connected"]}`` (the default) or
     ``{"connected": True, "smartphone_connected": False}``; it is checked when the trigger is built.
 
     Events: ``{"status": "success", "observation": {"connected": bool, "session": bool | None,
@@ -416,10 +411,7 @@ class PlugzInstanceStatusTrigger(PlugzPollingTrigger):
         return {**observation, "state": instance_state(observation)}
 
     def describe(self, observation: Mapping[str, Any]) -> str:
-        state = instance_state(observation)
-        label = "connected" if state == "connected" else state.replace("_", " ").upper()
-        reason = observation.get("error")
-        return f"{label} ({reason})" if reason and state != "connected" else label
+        return describe_state(instance_state(observation), observation.get("error"))
 
     def wanted(self) -> str:
         states = self.condition().get("state")
@@ -435,7 +427,7 @@ def _checked_condition(expected: Mapping[str, Any] | None) -> dict[str, Any]:
     """A serialized condition, checked again: trigger kwargs may come from an older release."""
     if expected is None:
         return instance_status_condition()
-    fields = {"state", "connected", "session", "smartphone_connected"}
+    fields = {"state", *STATUS_FIELDS}
     if not isinstance(expected, Mapping) or not expected or not set(expected) <= fields:
         raise PlugzTriggerArgumentError(
             "PlugzInstanceStatusTrigger: expected must be a condition such as {'state': ['connected']} "

@@ -11,7 +11,6 @@ import pytest
 import requests
 import requests_mock as rm
 
-from airflow_provider_plugz._protocol import TransportFailure
 from airflow_provider_plugz.exceptions import (
     PlugzAuthenticationError,
     PlugzConfigurationError,
@@ -22,7 +21,9 @@ from airflow_provider_plugz.exceptions import (
     PlugzReadTimeoutError,
     PlugzTLSError,
 )
-from airflow_provider_plugz.hooks.plugz import REQUESTS_FAILURES, PinStatus, PlugzHook, classify
+from airflow_provider_plugz.hooks.plugz import PinStatus, PlugzHook
+from airflow_provider_plugz.transports.failures import TransportFailure, classify
+from airflow_provider_plugz.transports.sync_requests import REQUESTS_FAILURES
 from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, SECRETS, assert_no_secrets
 
 if TYPE_CHECKING:
@@ -273,9 +274,9 @@ def test_every_requests_urllib3_and_http_client_exception_is_mapped() -> None:
 def test_every_httpx_exception_is_mapped() -> None:
     import httpx
 
-    from airflow_provider_plugz.hooks.plugz import _httpx_failures
+    from airflow_provider_plugz.transports.async_httpx import httpx_failures
 
-    table = _httpx_failures()
+    table = httpx_failures()
     classes = {
         cls
         for cls in _exception_classes(httpx)
@@ -341,9 +342,9 @@ def test_requests_wrappers_and_tls_by_cause(make: Any, expected: TransportFailur
     ],
 )
 def test_httpx_tls_by_cause(make: Any, expected: TransportFailure) -> None:
-    from airflow_provider_plugz.hooks.plugz import _httpx_failures
+    from airflow_provider_plugz.transports.async_httpx import httpx_failures
 
-    assert classify(_httpx_failures(), make()) is expected
+    assert classify(httpx_failures(), make()) is expected
 
 
 def urllib3_error(name: str) -> BaseException:

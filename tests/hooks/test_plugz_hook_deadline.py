@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_plugz._protocol import PlugzRequest, TransportFailure, transport_error
+from airflow_provider_plugz._protocol import PlugzRequest
 from airflow_provider_plugz.connection import PlugzConfig
 from airflow_provider_plugz.endpoints import PIN_STATUS
 from airflow_provider_plugz.exceptions import (
@@ -39,6 +39,7 @@ from airflow_provider_plugz.exceptions import (
 )
 from airflow_provider_plugz.hooks.plugz import PinStatus, PlugzHook, preload_async_transport
 from airflow_provider_plugz.testing import Fault
+from airflow_provider_plugz.transports.failures import TransportFailure, transport_error
 from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, assert_no_secrets
 from tests.hooks.test_plugz_hook_http import TRANSPORTS, set_connection
 

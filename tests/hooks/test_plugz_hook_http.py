@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_plugz._compat import AIRFLOW_V3
-from airflow_provider_plugz._protocol import MAX_BODY_BYTES
 from airflow_provider_plugz.exceptions import (
     PlugzConnectError,
     PlugzConnectionError,
@@ -28,6 +27,7 @@ from airflow_provider_plugz.exceptions import (
 )
 from airflow_provider_plugz.hooks.plugz import PinStatus, PlugzHook
 from airflow_provider_plugz.testing import Fault
+from airflow_provider_plugz.transports.body import MAX_BODY_BYTES
 from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
 
 if TYPE_CHECKING:
@@ -343,6 +343,7 @@ def test_async_hook_does_its_blocking_work_off_the_event_loop(
     triggerer and the audit, other requests are in flight on the loop meanwhile."""
     from airflow_provider_plugz import _compat
     from airflow_provider_plugz.hooks import plugz
+    from airflow_provider_plugz.transports import async_httpx
 
     on_loop: dict[str, list[bool]] = {"get_connection": [], "mask_secret": [], "tls_context": []}
 
@@ -368,7 +369,7 @@ def test_async_hook_does_its_blocking_work_off_the_event_loop(
         classmethod(lambda cls, conn_id: recorded("get_connection", real_get)(conn_id)),
     )
     monkeypatch.setattr(plugz, "mask_secret", recorded("mask_secret", plugz.mask_secret))
-    monkeypatch.setattr(plugz, "_tls_context", recorded("tls_context", plugz._tls_context))
+    monkeypatch.setattr(async_httpx, "tls_context", recorded("tls_context", async_httpx.tls_context))
     assert pin_status("async").has_code is False
     assert all(on_loop.values()), on_loop  # each was called ...
     assert not any(any(calls) for calls in on_loop.values()), on_loop  # ... and never on the loop

@@ -7,9 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import subprocess
-import sys
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +20,9 @@ from airflow_provider_plugz.exceptions import (
 )
 from airflow_provider_plugz.hooks.plugz import PlugzHook
 from airflow_provider_plugz.notifications.plugz import DEFAULT_ALERTS_CONN_ID, PlugzNotifier, default_message
+from airflow_provider_plugz.testing import Fault
 from airflow_provider_plugz.testing.dag_run import run_dag
-from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, ROOT, assert_no_secrets, load_dag_file
+from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, assert_no_secrets, load_dag_file
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -216,24 +214,6 @@ def test_a_shared_notifier_renders_its_templates_afresh_for_each_callback(alerts
     assert notifier.message == "load failed"  # rendered in place, as Airflow's notifiers are
 
 
-def test_importing_the_notifier_loads_no_hook_or_http_client() -> None:
-    """DAG files import it on every parse: nothing beyond what Airflow's notifier base loads."""
-    heavy = ["airflow_provider_plugz.hooks.plugz", "requests", "httpx", "airflow_provider_plugz.endpoints"]
-    code = (
-        "import sys, json; import airflow_provider_plugz._compat; before = set(sys.modules);"
-        "import airflow_provider_plugz.notifications.plugz;"
-        f"print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules and m not in before)))"
-    )
-    env = dict(os.environ)
-    if sys.pycache_prefix:  # reuse the bytecode cache conftest set up
-        env["PYTHONPYCACHEPREFIX"] = sys.pycache_prefix
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env
-    )
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_sends_the_text_from_the_alerting_number(
     alerts: PlugzSandbox, mode: str, monkeypatch: pytest.MonkeyPatch, notifier_log: pytest.LogCaptureFixture
@@ -279,6 +259,65 @@ def test_a_disconnected_alerting_number_queues_the_alert_and_warns(
     assert "sends it when the number reconnects" in warning
     alerts.set_state(ALERTS_ID, "connected")
     assert [m.delivered for m in sent_texts(alerts)] == [True]
+
+
+# The status answers of the alerting number, faked at the HTTP boundary (the sandbox has no
+# "connected without a session" state), and what the WARNING says is why, if it warns at all.
+SENDER_STATUSES = [
+    pytest.param({"connected": True, "session": True, "smartphoneConnected": True}, None, id="connected"),
+    pytest.param({"connected": True, "smartphoneConnected": True}, None, id="connected-session-not-reported"),
+    pytest.param(
+        {"connected": True, "session": False, "smartphoneConnected": True},
+        "session lost",
+        id="connected-without-session",
+    ),
+    pytest.param(
+        {"connected": True, "session": False, "smartphoneConnected": True, "error": "Restore the session."},
+        "Restore the session.",
+        id="connected-without-session-with-reason",
+    ),
+    pytest.param(
+        {"connected": False, "session": False, "smartphoneConnected": True},
+        "session lost",
+        id="session-lost-without-reason",
+    ),
+    pytest.param(
+        {"connected": True, "session": True, "smartphoneConnected": False},
+        "phone offline",
+        id="phone-offline",
+    ),
+    pytest.param(
+        {"connected": False, "session": False, "smartphoneConnected": False},
+        "disconnected",
+        id="disconnected",
+    ),
+]
+
+
+@pytest.mark.parametrize(("status", "why"), SENDER_STATUSES)
+@pytest.mark.parametrize("mode", MODES)
+def test_the_sender_check_warns_for_every_state_but_connected(
+    alerts: PlugzSandbox,
+    notifier_log: pytest.LogCaptureFixture,
+    status: dict[str, Any],
+    why: str | None,
+    mode: str,
+) -> None:
+    """The sender check reads a status as everything else does (one rule: a connected number
+    without a session sends nothing) and says the state in the vocabulary's words."""
+    alerts.inject(
+        Fault.status(200, body={"zaapId": "Z1", "messageId": "M1", "id": "M1"}), instance_id=ALERTS_ID
+    )
+    alerts.inject(Fault.status(200, body=status), instance_id=ALERTS_ID)
+    send(PlugzNotifier(phone=PHONE, message="disk full"), mode)
+    assert [r.method for r in alerts.requests] == ["POST", "GET"]
+    assert alerts.pending_faults == []
+    warnings = logged(notifier_log, logging.WARNING)
+    if why is None:
+        assert warnings == []
+    else:
+        (warning,) = warnings
+        assert f"connection 'plugz_alerts' is not connected ({why}): Plugz keeps the alert" in warning
 
 
 def test_a_full_queue_is_a_clear_error(alerts: PlugzSandbox) -> None:

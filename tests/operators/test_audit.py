@@ -9,10 +9,7 @@ tests/hooks/test_fleet.py."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 from dataclasses import FrozenInstanceError, dataclass, field
 from datetime import timedelta
@@ -50,7 +47,6 @@ from tests.conftest import (
     CLIENT_TOKEN,
     INSTANCE_ID,
     PHONE_ECHOES,
-    ROOT,
     FakeTaskInstance,
     assert_no_phone,
     assert_no_secrets,
@@ -1463,31 +1459,6 @@ def test_a_malformed_rendered_plugz_conn_ids_fails_the_task_before_any_request(
         operator.execute({"ti": ti})  # type: ignore[arg-type]
     assert ti.pushed == {}
     assert fleet.sandbox.requests == []
-
-
-def test_importing_the_operator_loads_no_hook_or_http_client() -> None:
-    """DAG files import it on every parse: nothing beyond what Airflow's operator base loads."""
-    heavy = [
-        "airflow_provider_plugz.hooks.plugz",
-        "airflow_provider_plugz.hooks.fleet",
-        "asyncio",
-        "httpx",
-        "requests",
-        "airflow_provider_plugz.testing.sandbox",
-    ]
-    code = (
-        "import sys, json; import airflow_provider_plugz._compat; before = set(sys.modules);"
-        "import airflow_provider_plugz.operators.audit;"
-        f"print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules and m not in before)))"
-    )
-    env = dict(os.environ)
-    if sys.pycache_prefix:  # reuse the bytecode cache conftest set up (3x faster than recompiling)
-        env["PYTHONPYCACHEPREFIX"] = sys.pycache_prefix
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env
-    )
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
 # --- the example DAG, end to end -----------------------------------------------------------------

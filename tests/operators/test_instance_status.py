@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -28,7 +25,6 @@ from tests.conftest import (
     INSTANCE_ID,
     INSTANCE_TOKEN,
     PHONE_ECHOES,
-    ROOT,
     assert_no_phone,
     assert_no_secrets,
     task_context,
@@ -155,35 +151,6 @@ def test_operator_conn_id_is_rendered_before_the_hook_is_built(
     operator.plugz_conn_id = "plugz_other"  # what template rendering does before execute
     assert operator.execute(task_context()) == STATUS_XCOM["connected"]
     assert operator.hook.plugz_conn_id == "plugz_other"
-
-
-def test_importing_and_building_the_health_tasks_loads_no_hook_endpoints_or_trigger() -> None:
-    """DAG files import and build these on every parse: the hook, the endpoint declarations and
-    the triggers module must stay unloaded."""
-    heavy = [
-        "airflow_provider_plugz.hooks.plugz",
-        "airflow_provider_plugz.endpoints",
-        "airflow_provider_plugz.triggers.plugz",
-        "requests",
-        "httpx",
-    ]
-    code = (
-        "import sys, json; import airflow_provider_plugz._compat; before = set(sys.modules);"
-        "from airflow_provider_plugz.operators.plugz import PlugzInstanceStatusOperator;"
-        "from airflow_provider_plugz.sensors.plugz import PlugzInstanceStatusSensor;"
-        "PlugzInstanceStatusOperator(task_id='a');"
-        "PlugzInstanceStatusSensor(task_id='b', state=['disconnected', 'session-lost'], deferrable=True);"
-        "PlugzInstanceStatusSensor(task_id='c', connected=True, smartphone_connected=False);"
-        f"print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules and m not in before)))"
-    )
-    env = dict(os.environ)
-    if sys.pycache_prefix:  # reuse the bytecode cache conftest set up
-        env["PYTHONPYCACHEPREFIX"] = sys.pycache_prefix
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env
-    )
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
 # --- PlugzHook.test_connection(): the UI's Test button ------------------------------------------

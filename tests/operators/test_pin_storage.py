@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_plugz._compat import AIRFLOW_V3
-from airflow_provider_plugz.operators import plugz as operators
+from airflow_provider_plugz.operators import _pin_storage as pin_storage
 from airflow_provider_plugz.testing.dag_run import run_dag
 from tests.conftest import INSTANCE_ID
 
@@ -144,7 +144,7 @@ def test_airflow2_rest_api_serializers_hide_only_the_documented_place(
 )
 def test_airflow_decides_which_names_are_sensitive(name: str, hidden: bool) -> None:
     """Airflow's own should_hide_value_for_key, found lazily in the module this Airflow has."""
-    assert operators._airflow_hides_name(name) is hidden
+    assert pin_storage._airflow_hides_name(name) is hidden
 
 
 _NAME = "Airflow does not treat that {} name as sensitive"
@@ -227,7 +227,7 @@ def test_pin_exposure_rules(
     variable: bool, name_hidden: bool, value: object, airflow_v3: bool, form_masks: bool, reasons: list[str]
 ) -> None:
     """Why a PIN in the metadata database would be shown: one reason per rule that applies."""
-    exposure = operators._pin_exposure(
+    exposure = pin_storage._pin_exposure(
         variable=variable, name_hidden=name_hidden, value=value, airflow_v3=airflow_v3, form_masks=form_masks
     )
     assert exposure == reasons
@@ -235,9 +235,9 @@ def test_pin_exposure_rules(
 
 def test_plugz_form_declares_password_fields() -> None:
     """Airflow 2's edit page masks an extra only when the Plugz form declares it a password field."""
-    assert operators._plugz_form_masks("client_token") is True
-    assert operators._plugz_form_masks("read_timeout") is False
-    assert operators._plugz_form_masks("pin") is False
+    assert pin_storage._plugz_form_masks("client_token") is True
+    assert pin_storage._plugz_form_masks("read_timeout") is False
+    assert pin_storage._plugz_form_masks("pin") is False
 
 
 def _db_variable(key: str, value: str) -> Any:
@@ -297,7 +297,7 @@ def test_secrets_backend_detection_skips_the_metadata_database(
         monkeypatch.setenv(key, value)
     if in_db:
         _store(metadata_db, _db_variable("plugz_p", "x"), _db_connection("plugz_p", {"conn_type": "plugz"}))
-    assert operators._from_secrets_backend(**lookup) is expected
+    assert pin_storage._from_secrets_backend(**lookup) is expected
 
 
 # --- a real run: the task log of set_pin ------------------------------------------------------------
@@ -351,12 +351,12 @@ def test_remediation_run_warns_only_for_a_place_airflow_shows(
     lines = capfd.readouterr().out.splitlines() if AIRFLOW_V3 else records.messages
     warnings = [line for line in lines if "Plugz PIN source" in line]
 
-    reasons = operators._pin_exposure(  # the rules themselves are pinned down in test_pin_exposure_rules
+    reasons = pin_storage._pin_exposure(  # the rules themselves are pinned down in test_pin_exposure_rules
         variable=False,
-        name_hidden=operators._airflow_hides_name(pin_extra),
+        name_hidden=pin_storage._airflow_hides_name(pin_extra),
         value=PIN,
         airflow_v3=AIRFLOW_V3,
-        form_masks=operators._plugz_form_masks(pin_extra),
+        form_masks=pin_storage._plugz_form_masks(pin_extra),
     )
     if AIRFLOW_V3:
         assert reasons == reasons_on_airflow3

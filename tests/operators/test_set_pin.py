@@ -332,7 +332,7 @@ def expected_reasons(kwargs: dict[str, str], on_airflow3: list[str], on_airflow2
     """The reasons for this Airflow; on Airflow 2 an extra that the Plugz form does not declare a
     password field is also in clear on the connection edit page."""
     from airflow_provider_plugz._compat import AIRFLOW_V3
-    from airflow_provider_plugz.operators.plugz import _plugz_form_masks
+    from airflow_provider_plugz.operators._pin_storage import _plugz_form_masks
 
     if AIRFLOW_V3:
         return on_airflow3
@@ -353,9 +353,9 @@ def test_operator_warns_once_when_airflow_would_show_the_pin(
     on_airflow2: list[str],
 ) -> None:
     """As if the connection / Variable lived in Airflow's metadata database (what the UI shows)."""
-    from airflow_provider_plugz.operators import plugz as operators
+    from airflow_provider_plugz.operators import _pin_storage
 
-    monkeypatch.setattr(operators, "_from_secrets_backend", lambda **_: False)
+    monkeypatch.setattr(_pin_storage, "_from_secrets_backend", lambda **_: False)
     set_extra(sandbox, monkeypatch, **extra)
     if variable is not None:
         monkeypatch.setenv(f"AIRFLOW_VAR_{kwargs['pin_variable'].upper()}", variable)

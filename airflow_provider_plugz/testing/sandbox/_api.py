@@ -17,7 +17,7 @@ import json
 from typing import TYPE_CHECKING, NamedTuple
 
 from airflow_provider_plugz.testing.sandbox._http import (
-    Answer,
+    Reply,
     Request,
     Route,
     Router,
@@ -87,22 +87,22 @@ class Call(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Endpoint:
+class ApiHandler:
     """A route's handler, and whether the real API serves it for mobile instances only."""
 
-    handler: Callable[[Call], Answer]
+    handler: Callable[[Call], Reply]
     mobile_only: bool = False
 
 
-def get_pin_status(call: Call) -> Answer:
+def get_pin_status(call: Call) -> Reply:
     """``GET .../security/two-fa-code``: whether the account has a PIN."""
-    return Answer(200, _HAS_CODE[call.instance.has_code])
+    return Reply(200, _HAS_CODE[call.instance.has_code])
 
 
-def _json_object(request: Request) -> dict[str, object] | Answer:
+def _json_object(request: Request) -> dict[str, object] | Reply:
     """The body of a JSON write as an object, or the 415/400 answer the real API gives instead."""
     if not is_json_media(request.headers.get("content-type")):
-        return Answer(415, _UNSUPPORTED_MEDIA)
+        return Reply(415, _UNSUPPORTED_MEDIA)
     try:
         payload = json.loads(request.body)
     except (ValueError, RecursionError):  # RecursionError: nested too deep
@@ -112,10 +112,10 @@ def _json_object(request: Request) -> dict[str, object] | Answer:
     return payload
 
 
-def set_pin(call: Call) -> Answer:
+def set_pin(call: Call) -> Reply:
     """``POST .../security/two-fa-code`` with ``{"code": "123456"}``: register a PIN."""
     if not is_json_media(call.request.headers.get("content-type")):
-        return Answer(415, _UNSUPPORTED_MEDIA)
+        return Reply(415, _UNSUPPORTED_MEDIA)
     try:
         payload = json.loads(call.request.body)
     except (ValueError, RecursionError):
@@ -126,18 +126,18 @@ def set_pin(call: Call) -> Answer:
     try:
         call.state.update(call.instance.instance_id, has_code=True)
     except KeyError:  # removed meanwhile
-        return Answer(404, _INSTANCE_NOT_FOUND)
-    return Answer(200, _SUCCESS)
+        return Reply(404, _INSTANCE_NOT_FOUND)
+    return Reply(200, _SUCCESS)
 
 
-def get_status(call: Call) -> Answer:
+def get_status(call: Call) -> Reply:
     """``GET .../status``: whether the number, its session and its phone are connected."""
-    return Answer(200, _STATUS[call.instance.state])
+    return Reply(200, _STATUS[call.instance.state])
 
 
-def get_device(call: Call) -> Answer:
+def get_device(call: Call) -> Reply:
     """``GET .../device``: the phone behind the instance and a made-up Android device."""
-    return Answer(200, json_bytes({"phone": call.instance.phone, "imgUrl": None, "device": _DEVICE}))
+    return Reply(200, json_bytes({"phone": call.instance.phone, "imgUrl": None, "device": _DEVICE}))
 
 
 def _send_text_problem(payload: dict[str, object]) -> str | None:
@@ -159,14 +159,14 @@ def _send_text_problem(payload: dict[str, object]) -> str | None:
     return None
 
 
-def send_text(call: Call) -> Answer:
+def send_text(call: Call) -> Reply:
     """``POST .../send-text`` with ``{"phone", "message", ...}``: queue a WhatsApp message.
 
     It lands in the outbox, delivered at once if the instance is connected, else queued until it
     connects (up to 1,000 messages; then the instance refuses more with a 400).
     """
     payload = _json_object(call.request)
-    if isinstance(payload, Answer):
+    if isinstance(payload, Reply):
         return payload
     problem = _send_text_problem(payload)
     if problem is not None:
@@ -174,20 +174,20 @@ def send_text(call: Call) -> Answer:
     try:
         sent = call.state.send_text(call.instance.instance_id, str(payload["phone"]), str(payload["message"]))
     except KeyError:  # removed meanwhile
-        return Answer(404, _INSTANCE_NOT_FOUND)
+        return Reply(404, _INSTANCE_NOT_FOUND)
     except QueueFullError:
-        return Answer(400, _QUEUE_FULL)
-    return Answer(
+        return Reply(400, _QUEUE_FULL)
+    return Reply(
         200, json_bytes({"zaapId": sent.zaap_id, "messageId": sent.message_id, "id": sent.message_id})
     )
 
 
-ROUTES: dict[tuple[str, str], Endpoint] = {
-    ("GET", f"{INSTANCE_PREFIX}/security/two-fa-code"): Endpoint(get_pin_status, mobile_only=True),
-    ("POST", f"{INSTANCE_PREFIX}/security/two-fa-code"): Endpoint(set_pin, mobile_only=True),
-    ("GET", f"{INSTANCE_PREFIX}/status"): Endpoint(get_status),
-    ("GET", f"{INSTANCE_PREFIX}/device"): Endpoint(get_device),
-    ("POST", f"{INSTANCE_PREFIX}/send-text"): Endpoint(send_text),
+ROUTES: dict[tuple[str, str], ApiHandler] = {
+    ("GET", f"{INSTANCE_PREFIX}/security/two-fa-code"): ApiHandler(get_pin_status, mobile_only=True),
+    ("POST", f"{INSTANCE_PREFIX}/security/two-fa-code"): ApiHandler(set_pin, mobile_only=True),
+    ("GET", f"{INSTANCE_PREFIX}/status"): ApiHandler(get_status),
+    ("GET", f"{INSTANCE_PREFIX}/device"): ApiHandler(get_device),
+    ("POST", f"{INSTANCE_PREFIX}/send-text"): ApiHandler(send_text),
 }
 
 
@@ -199,31 +199,31 @@ def _same(received: str, expected: str) -> bool:
 class PlugzApi:
     """Answers Plugz API requests from a :class:`SandboxState`."""
 
-    def __init__(self, state: SandboxState, routes: dict[tuple[str, str], Endpoint] = ROUTES) -> None:
+    def __init__(self, state: SandboxState, routes: dict[tuple[str, str], ApiHandler] = ROUTES) -> None:
         self._state = state
         self._router = Router(routes)
 
-    def answer(self, request: Request) -> Answer:
+    def answer(self, request: Request) -> Reply:
         route = self._router.match(request.method, request.path)
         if route is None:
-            return Answer(404, NOT_FOUND)
+            return Reply(404, NOT_FOUND)
         if not isinstance(route, Route):
-            return Answer(405, NOT_FOUND, headers=(("Allow", ", ".join(route)),))
+            return Reply(405, NOT_FOUND, headers=(("Allow", ", ".join(route)),))
         client_token = self._state.client_token
         if client_token is not None:
             received = request.headers.get("client-token")
             if not received:
-                return Answer(400, _NULL_NOT_ALLOWED)
+                return Reply(400, _NULL_NOT_ALLOWED)
             if not _same(received, client_token):
                 # The real API echoes the rejected token; our client must redact it.
                 return error(403, f"Client-Token {received} not allowed")
         instance_id, token = route.params
         instance = self._state.find(instance_id)
         if instance is None or not _same(token, instance.token):
-            return Answer(404, _INSTANCE_NOT_FOUND)
+            return Reply(404, _INSTANCE_NOT_FOUND)
         if instance.expired:
-            return Answer(400, _EXPIRED)
+            return Reply(400, _EXPIRED)
         endpoint = route.handler
         if endpoint.mobile_only and instance.kind != "mobile":
-            return Answer(400, _MOBILE_ONLY)
+            return Reply(400, _MOBILE_ONLY)
         return endpoint.handler(Call(request, instance, self._state))

@@ -14,7 +14,7 @@ from urllib.parse import unquote
 from airflow_provider_plugz.testing.sandbox._api import PlugzApi
 from airflow_provider_plugz.testing.sandbox._control import ControlApi, is_control
 from airflow_provider_plugz.testing.sandbox._faults import Fault, keeps_connection
-from airflow_provider_plugz.testing.sandbox._http import Answer, Request
+from airflow_provider_plugz.testing.sandbox._http import Reply, Request
 from airflow_provider_plugz.testing.sandbox._models import RecordedRequest
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def instance_of(path: str) -> str | None:
     return None
 
 
-def fault_answer(fault: Fault | None, normal: Callable[[], Answer]) -> Answer | None:
+def fault_answer(fault: Fault | None, normal: Callable[[], Reply]) -> Reply | None:
     """How ``fault`` plays: an answer in its place, the ``normal`` one altered, or None (drop)."""
     if fault is None or fault.kind == "slow":  # a slow fault has already waited
         return normal()
@@ -40,8 +40,8 @@ def fault_answer(fault: Fault | None, normal: Callable[[], Answer]) -> Answer | 
     if fault.kind == "drop":
         return None
     if fault.kind == "raw":
-        return Answer(0, close=True, raw=fault.body)
-    return Answer(
+        return Reply(0, close=True, raw=fault.body)
+    return Reply(
         fault.code,
         fault.body,
         fault.content_type,
@@ -61,7 +61,7 @@ class SandboxApp:
         self.in_flight = 0
         self.max_in_flight = 0
 
-    async def __call__(self, request: Request) -> Answer | None:
+    async def __call__(self, request: Request) -> Reply | None:
         if is_control(request.path):
             return self._control.answer(request)
         recorded = RecordedRequest(

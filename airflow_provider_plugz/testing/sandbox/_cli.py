@@ -19,7 +19,7 @@ from airflow_provider_plugz.testing.sandbox._models import (
     INSTANCE_STATES,
     InstanceKind,
     InstanceState,
-    mask_phone,
+    listed_phone,
 )
 from airflow_provider_plugz.testing.sandbox._server import PlugzSandbox
 from airflow_provider_plugz.testing.sandbox._state import check_phone
@@ -45,7 +45,7 @@ class InstanceSpec(NamedTuple):
 
     def __repr__(self) -> str:
         # The token is a credential, the phone personal data: hidden, and the last 4 digits.
-        phone = None if self.phone is None else mask_phone(re.sub(r"[^0-9]", "", self.phone))
+        phone = None if self.phone is None else listed_phone(re.sub(r"[^0-9]", "", self.phone))
         return (
             f"InstanceSpec(instance_id={self.instance_id!r}, token='***', has_code={self.has_code!r}, "
             f"kind={self.kind!r}, expired={self.expired!r}, state={self.state!r}, phone={phone!r})"

@@ -15,7 +15,7 @@ from urllib.parse import unquote_plus
 from airflow_provider_plugz.testing.sandbox._api import NOT_FOUND
 from airflow_provider_plugz.testing.sandbox._faults import json_object, queued_fault_from_json
 from airflow_provider_plugz.testing.sandbox._http import (
-    Answer,
+    Reply,
     Request,
     Route,
     Router,
@@ -53,7 +53,7 @@ def _shown(value: str) -> str:
     return repr(value if len(value) <= 100 else value[:100] + "...")
 
 
-def cross_site_refusal(request: Request) -> Answer | None:
+def cross_site_refusal(request: Request) -> Reply | None:
     """The 403/415 answer for a request that may come from a web page, else None."""
     host = request.headers.get("host")
     if host is None or not is_loopback_authority(host):
@@ -81,15 +81,15 @@ def cross_site_refusal(request: Request) -> Answer | None:
 
 # --------------------------------------------------------------------------- handlers
 
-Handler = Callable[[SandboxState, Request, tuple[str, ...]], Answer]
+Handler = Callable[[SandboxState, Request, tuple[str, ...]], Reply]
 
 
-def list_instances(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
+def list_instances(state: SandboxState, request: Request, params: tuple[str, ...]) -> Reply:
     """``GET /_sandbox/instances``: every instance, without tokens."""
-    return Answer(200, json_bytes([i.public() for i in state.instances]))
+    return Reply(200, json_bytes([i.public() for i in state.instances]))
 
 
-def add_instance(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
+def add_instance(state: SandboxState, request: Request, params: tuple[str, ...]) -> Reply:
     """``POST /_sandbox/instances`` with ``{"instance_id", "token", "has_code"?, "kind"?, "expired"?,
     "state"?, "phone"?}``."""
     payload = json_object(request.body)
@@ -121,10 +121,10 @@ def add_instance(state: SandboxState, request: Request, params: tuple[str, ...])
         return error(400, str(exc))
     except SandboxFullError as exc:
         return error(507, str(exc))
-    return Answer(201, json_bytes(instance.public()))
+    return Reply(201, json_bytes(instance.public()))
 
 
-def set_pin(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
+def set_pin(state: SandboxState, request: Request, params: tuple[str, ...]) -> Reply:
     """``PUT /_sandbox/instances/{id}/pin`` with ``{"has_code": true|false}``."""
     payload = json_object(request.body)
     if payload is None or not isinstance(payload.get("has_code"), bool):
@@ -133,10 +133,10 @@ def set_pin(state: SandboxState, request: Request, params: tuple[str, ...]) -> A
         instance = state.update(params[0], has_code=bool(payload["has_code"]))
     except KeyError:
         return error(404, "Instance not found")
-    return Answer(200, json_bytes(instance.public()))
+    return Reply(200, json_bytes(instance.public()))
 
 
-def set_state(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
+def set_state(state: SandboxState, request: Request, params: tuple[str, ...]) -> Reply:
     """``PUT /_sandbox/instances/{id}/state`` with ``{"state": "connected"|"disconnected"|...}``.
 
     Connecting delivers the instance's queued messages.
@@ -150,10 +150,10 @@ def set_state(state: SandboxState, request: Request, params: tuple[str, ...]) ->
         return error(400, str(exc))
     except KeyError:
         return error(404, "Instance not found")
-    return Answer(200, json_bytes(instance.public()))
+    return Reply(200, json_bytes(instance.public()))
 
 
-def _page_query(query: str) -> tuple[int, int] | Answer:
+def _page_query(query: str) -> tuple[int, int] | Reply:
     """``(after, limit)`` from a listing's query, or the 400 answer for a bad one."""
     values = {"after": 0, "limit": DEFAULT_PAGE_SIZE}
     seen: set[str] = set()
@@ -172,7 +172,7 @@ def _page_query(query: str) -> tuple[int, int] | Answer:
     return values["after"], min(values["limit"], MAX_PAGE_SIZE)
 
 
-def list_messages(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
+def list_messages(state: SandboxState, request: Request, params: tuple[str, ...]) -> Reply:
     """``GET /_sandbox/messages[?after=<seq>][&limit=<n>]``: a page of the outbox, oldest first,
     every field (the tester's own data), as a JSON array.
 
@@ -184,7 +184,7 @@ def list_messages(state: SandboxState, request: Request, params: tuple[str, ...]
     of the next page) and a ``Link: <...>; rel="next"``.
     """
     parsed = _page_query(request.query)
-    if isinstance(parsed, Answer):
+    if isinstance(parsed, Reply):
         return parsed
     after, limit = parsed
     page = state.message_page(after, limit, PAGE_BYTES)
@@ -208,21 +208,21 @@ def list_messages(state: SandboxState, request: Request, params: tuple[str, ...]
             ("X-Sandbox-Next-After", str(next_after)),
             ("Link", f'<{PREFIX}/messages?after={next_after}&limit={limit}>; rel="next"'),
         ]
-    return Answer(200, b"[" + b",".join(items) + b"]", headers=tuple(headers))
+    return Reply(200, b"[" + b",".join(items) + b"]", headers=tuple(headers))
 
 
-def usage(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
+def usage(state: SandboxState, request: Request, params: tuple[str, ...]) -> Reply:
     """``GET /_sandbox/usage``: what the sandbox holds, in counts and bytes (see ``SandboxUsage``)."""
-    return Answer(200, json_bytes(dataclasses.asdict(state.usage)))
+    return Reply(200, json_bytes(dataclasses.asdict(state.usage)))
 
 
-def clear_messages(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
+def clear_messages(state: SandboxState, request: Request, params: tuple[str, ...]) -> Reply:
     """``DELETE /_sandbox/messages``: empty the outbox and every instance's queue."""
     state.clear_messages()
-    return Answer(204)
+    return Reply(204)
 
 
-def add_fault(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
+def add_fault(state: SandboxState, request: Request, params: tuple[str, ...]) -> Reply:
     """``POST /_sandbox/faults`` with a fault's JSON form (see ``_faults.queued_fault_from_json``)."""
     payload = json_object(request.body)
     if payload is None:
@@ -234,13 +234,13 @@ def add_fault(state: SandboxState, request: Request, params: tuple[str, ...]) ->
         return error(400, str(exc))
     except SandboxFullError as exc:
         return error(507, str(exc))
-    return Answer(201, json_bytes({"kind": fault.kind, "times": times, "instance_id": instance_id}))
+    return Reply(201, json_bytes({"kind": fault.kind, "times": times, "instance_id": instance_id}))
 
 
-def clear_faults(state: SandboxState, request: Request, params: tuple[str, ...]) -> Answer:
+def clear_faults(state: SandboxState, request: Request, params: tuple[str, ...]) -> Reply:
     """``DELETE /_sandbox/faults``: drop every queued fault."""
     state.clear_faults()
-    return Answer(204)
+    return Reply(204)
 
 
 ROUTES: dict[tuple[str, str], Handler] = {
@@ -263,13 +263,13 @@ class ControlApi:
         self._state = state
         self._router = Router(ROUTES)
 
-    def answer(self, request: Request) -> Answer:
+    def answer(self, request: Request) -> Reply:
         refusal = cross_site_refusal(request)
         if refusal is not None:
             return refusal
         route = self._router.match(request.method, request.path)
         if route is None:
-            return Answer(404, NOT_FOUND)
+            return Reply(404, NOT_FOUND)
         if not isinstance(route, Route):
-            return Answer(405, NOT_FOUND, headers=(("Allow", ", ".join(route)),))
+            return Reply(405, NOT_FOUND, headers=(("Allow", ", ".join(route)),))
         return route.handler(self._state, request, route.params)

@@ -1,6 +1,6 @@
 """HTTP vocabulary shared by the wire layer and the two APIs: requests, answers, routes, loopback.
 
-The APIs (``_api``, ``_control``) take a :class:`Request` and return an :class:`Answer`; only the
+The APIs (``_api``, ``_control``) take a :class:`Request` and return an :class:`Reply`; only the
 wire layer (``_wire``) knows about sockets and h11.
 """
 
@@ -202,7 +202,7 @@ def parse_target(target: str) -> Target:
     return Target(path, query, authority)
 
 
-class Answer(NamedTuple):
+class Reply(NamedTuple):
     """What an API answers; the wire layer renders it, with its ``headers`` exactly as given.
 
     ``close`` ends the connection after it, unannounced (a fault whose framing is not ours).
@@ -223,15 +223,15 @@ class Answer(NamedTuple):
         # A body may hold a phone (/device), message ids, an echoed text: sizes and names only.
         raw = None if self.raw is None else f"<{len(self.raw)} bytes>"
         return (
-            f"Answer({self.status!r}, body=<{len(self.body)} bytes>, content_type={self.content_type!r}, "
+            f"Reply({self.status!r}, body=<{len(self.body)} bytes>, content_type={self.content_type!r}, "
             f"headers={[name for name, _ in self.headers]!r}, close={self.close!r}, raw={raw}, "
             f"drip_interval={self.drip_interval!r}, drip_head={self.drip_head!r})"
         )
 
 
-def error(status: int, message: str) -> Answer:
+def error(status: int, message: str) -> Reply:
     """A JSON ``{"error": message}`` answer."""
-    return Answer(status, json_bytes({"error": message}))
+    return Reply(status, json_bytes({"error": message}))
 
 
 # --------------------------------------------------------------------------- routes

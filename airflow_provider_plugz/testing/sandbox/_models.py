@@ -61,7 +61,7 @@ def made_up_phone(instance_id: str) -> str:
     return f"5511{digits}"
 
 
-def mask_phone(phone: str) -> str:
+def listed_phone(phone: str) -> str:
     """A phone number as the control API lists it: its last 4 digits (``•••1234``)."""
     return f"•••{phone[-4:]}" if len(phone) > 4 else "•••"
 
@@ -94,7 +94,7 @@ class SandboxInstance:
             "kind": self.kind,
             "expired": self.expired,
             "state": self.state,
-            "phone": mask_phone(self.phone),
+            "phone": listed_phone(self.phone),
         }
 
 

@@ -22,12 +22,8 @@ event, serialized trigger or captured output may contain them.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
-import ssl
-import traceback
 import zlib
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -40,7 +36,6 @@ from airflow_provider_plugz.exceptions import (
     PlugzConfigurationError,
     PlugzConnectError,
     PlugzConnectionError,
-    PlugzError,
     PlugzInstanceNotSupportedError,
     PlugzMalformedResponseError,
     PlugzMethodNotAllowedError,
@@ -51,7 +46,6 @@ from airflow_provider_plugz.exceptions import (
     PlugzRefusedError,
     PlugzServerError,
     PlugzSubscriptionError,
-    PlugzTransientError,
     PlugzUnsupportedMediaTypeError,
 )
 from airflow_provider_plugz.hooks.plugz import PlugzHook
@@ -59,102 +53,45 @@ from airflow_provider_plugz.operators.plugz import PlugzPinStatusOperator
 from airflow_provider_plugz.sensors.plugz import PlugzPinStatusSensor
 from airflow_provider_plugz.testing import Fault
 from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, task_context, trigger_events
+from tests.support.faults import (
+    FAR_FUTURE,
+    GAVE_UP_4,
+    NOT_FOUND_TEXT,
+    OTHER_ECHOED_TOKEN,
+    PIN,
+    PIN_JSON,
+    STACKED_BOMB,
+    TOKEN_URL,
+    UNKNOWN_INSTANCE_ID,
+    WAITS_ON_TRANSIENT,
+    WRONG_CLIENT_TOKEN,
+    WRONG_INSTANCE_TOKEN,
+    Case,
+    Observed,
+    _one_tls_context,
+    assert_clean,
+    assert_error,
+    body,
+    break_things,
+    config_error,
+    encoded,
+    fault,
+    heal,
+    observe,
+    run_trigger,
+    sandbox,
+    server,
+    tls_context,
+    wire_rows,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable
 
     from airflow_provider_plugz.testing import PlugzSandbox
 
-# Values some rows put in the connection or the server's answer; they must never come back.
-WRONG_CLIENT_TOKEN = "WR0NGC11E7T0KEN5ECRET0000009"
-WRONG_INSTANCE_TOKEN = "WR0NGT0KEN5ECRET00000000000009"
-UNKNOWN_INSTANCE_ID = "UNKN0WN1NSTANCE000000000000009"
-OTHER_ECHOED_TOKEN = "0THERT0KEN5ECRET0000000000009"
-SECRETS = (INSTANCE_TOKEN, CLIENT_TOKEN, INSTANCE_ID)
-
-MIB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Case:
-    """One row: how to break things, and the hook's one exact outcome.
-
-    Setup: ``conn`` replaces top-level connection fields (``"{base}"``/``"{port}"`` are filled
-    with the sandbox's), ``extra`` merges into the extras (``None`` removes a key), ``faults``
-    are ``(fault, times)`` queued in order, ``instance`` is passed to ``add_instance``.
-
-    Outcome: ``has_code`` (success) or ``error`` + ``match`` (a fragment of its message);
-    ``requests`` the sandbox sees; ``attempts`` the hook makes (default: ``requests``; 0 when
-    the connection is refused before any attempt); ``waits`` the exact retry waits, when fixed.
-    ``hidden`` are more values no text may contain. ``bug`` (for the runners in ``bug_in``,
-    default all) marks a row the code gets wrong today: a strict xfail with that reason.
-    """
-
-    conn: Mapping[str, Any] = field(default_factory=dict)
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    faults: tuple[tuple[Fault, int], ...] = ()
-    instance: Mapping[str, Any] = field(default_factory=dict)
-    has_code: bool | None = None
-    error: type[PlugzError] | None = None
-    match: str = ""
-    requests: int = 0
-    attempts: int | None = None
-    waits: tuple[float, ...] | None = None
-    hidden: tuple[str, ...] = ()
-    bug: str = ""
-    bug_in: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        assert (self.has_code is None) != (self.error is None), "a row succeeds or fails, not both"
-        assert self.error is None or self.match, "a failing row names a message fragment"
-
-    @property
-    def tries(self) -> int:
-        return self.requests if self.attempts is None else self.attempts
-
-    @property
-    def transient(self) -> bool:
-        return self.error is not None and issubclass(self.error, PlugzTransientError)
-
-
-def config_error(match: str, **setup: Any) -> Case:
-    """A connection refused while it is parsed: no attempt, no request."""
-    return Case(error=PlugzConfigurationError, match=match, requests=0, **setup)
-
-
-def fault(f: Fault, times: int = 1) -> tuple[tuple[Fault, int], ...]:
-    return ((f, times),)
-
-
-def body(status: int, payload: Any, **kwargs: Any) -> tuple[tuple[Fault, int], ...]:
-    return fault(Fault.status(status, body=payload, **kwargs))
-
-
-GAVE_UP_4 = "gave up after 4 attempt(s): no attempts left"
-PIN = {"has_code": True}
-NOT_FOUND_TEXT = "NOT_FOUND: Unable to find matching target resource method"
-TOKEN_URL = f"http://127.0.0.1:1/instances/{INSTANCE_ID}/token/{INSTANCE_TOKEN}/security/two-fa-code"
-BIG_BODY = json.dumps({"success": True, "hasCode": True, "padding": "x" * (MIB + 10)})
-PIN_JSON = b'{"success":true,"hasCode":true}'
-# 16 MiB of JSON that gzip packs into ~16 KiB: it must never be inflated past the 1 MiB limit.
-GZIP_BOMB = gzip.compress(b'{"success":true,"hasCode":true,"x":"' + b"0" * (16 * MIB) + b'"}', 9)
-# gzip of gzip: ~1 KiB that a decoder honouring both layers inflates to 16 MiB.
-STACKED_BOMB = gzip.compress(GZIP_BOMB, 9)
-FAR_FUTURE = "Fri, 31 Dec 9999 23:59:59 GMT"
-
-
-def encoded(data: bytes, encoding: str, status: int = 200) -> tuple[tuple[Fault, int], ...]:
-    return fault(
-        Fault.status(
-            status, body=data, headers={"Content-Encoding": encoding, "Content-Type": "application/json"}
-        )
-    )
-
-
-def deadline(**extra: Any) -> dict[str, Any]:
-    """Extras that make the per-attempt deadline (0.3 s) the only thing that can stop a drip."""
-    return {"read_timeout": 5, "total_timeout": 0.3, **extra}
-
+# the sandbox fixtures of tests/support/faults.py, used here by name
+__all__ = ["_one_tls_context", "sandbox", "server", "tls_context"]
 
 # Bugs found by this table (see each row's ``bug``); the rows say what should happen.
 SYNC_RUNNERS = ("hook", "operator", "poke", "reschedule", "deferrable")
@@ -418,15 +355,8 @@ CASES = [
         id="state-web-instance",
     ),
     # --- 3xx: never followed --------------------------------------------------------------------
-    pytest.param(
-        Case(
-            faults=fault(Fault.redirect(TOKEN_URL, 301)),
-            error=PlugzRedirectError,
-            match="HTTP 301",
-            requests=1,
-        ),
-        id="http-301-redirect",
-    ),
+    # --- the faults every endpoint meets (tests/support/faults.py), here for the PIN read ---------
+    *wire_rows("pin", PIN_JSON.decode(), instance=PIN),
     pytest.param(
         Case(
             faults=fault(Fault.redirect("https://api.plugzapi.com.br/x", 302)),
@@ -674,42 +604,6 @@ CASES = [
     # --- bodies of a 200 ------------------------------------------------------------------------
     pytest.param(
         Case(
-            faults=fault(Fault.html(200)),
-            error=PlugzMalformedResponseError,
-            match="HTTP 200 answer is malformed: it is an HTML page, not JSON",
-            requests=1,
-        ),
-        id="body-200-html",
-    ),
-    pytest.param(
-        Case(
-            faults=body(200, b""),
-            error=PlugzMalformedResponseError,
-            match="HTTP 200 answer is malformed: the body is empty",
-            requests=1,
-        ),
-        id="body-200-empty",
-    ),
-    pytest.param(
-        Case(
-            faults=fault(Fault.malformed()),
-            error=PlugzMalformedResponseError,
-            match="HTTP 200 answer is malformed: the body is not valid JSON",
-            requests=1,
-        ),
-        id="body-200-truncated-json",
-    ),
-    pytest.param(
-        Case(
-            faults=body(200, [{"success": True, "hasCode": True}]),
-            error=PlugzMalformedResponseError,
-            match="HTTP 200 answer is malformed: the JSON is not an object",
-            requests=1,
-        ),
-        id="body-200-array",
-    ),
-    pytest.param(
-        Case(
             faults=body(200, {"success": True, "hasCode": "true"}),
             error=PlugzMalformedResponseError,
             match="'hasCode' is not a boolean",
@@ -778,15 +672,6 @@ CASES = [
     ),
     pytest.param(
         Case(
-            faults=body(200, BIG_BODY),
-            error=PlugzMalformedResponseError,
-            match="the body is larger than 1048576 bytes",
-            requests=1,
-        ),
-        id="body-200-over-1mib",
-    ),
-    pytest.param(
-        Case(
             faults=body(200, {"success": True, "hasCode": False, "message": "ok", "error": None}),
             has_code=False,
             requests=1,
@@ -851,34 +736,7 @@ CASES = [
         id="dropped-x4-gives-up",
     ),
     # --- a slow server: every attempt has a wall-clock deadline -----------------------------------
-    pytest.param(
-        Case(
-            extra=deadline(max_attempts=2),
-            faults=fault(Fault.drip(0.05), 2),
-            error=PlugzReadTimeoutError,
-            match="did not complete within its 0.3 s deadline",
-            requests=2,
-        ),
-        id="drip-body-x2-deadline",
-    ),
-    pytest.param(
-        Case(
-            extra=deadline(max_attempts=2),
-            faults=fault(Fault.drip(0.05, head=True), 2),
-            error=PlugzReadTimeoutError,
-            match="did not complete within its 0.3 s deadline",
-            requests=2,
-        ),
-        id="drip-headers-x2-deadline",
-    ),
-    pytest.param(
-        Case(extra=deadline(), faults=fault(Fault.drip(0.05)), instance=PIN, has_code=True, requests=2),
-        id="drip-then-200",
-    ),
     # --- encoded bodies: one layer of gzip/deflate, decoded within the limit ---------------------
-    pytest.param(
-        Case(faults=encoded(gzip.compress(PIN_JSON), "gzip"), has_code=True, requests=1), id="gzip-body"
-    ),
     pytest.param(
         Case(faults=encoded(zlib.compress(PIN_JSON), "deflate"), has_code=True, requests=1), id="deflate-body"
     ),
@@ -888,51 +746,6 @@ CASES = [
     ),
     pytest.param(
         Case(faults=encoded(PIN_JSON, "identity"), has_code=True, requests=1), id="identity-encoding"
-    ),
-    pytest.param(
-        Case(
-            faults=encoded(GZIP_BOMB, "gzip"),
-            error=PlugzMalformedResponseError,
-            match="the body is larger than 1048576 bytes",
-            requests=1,
-        ),
-        id="gzip-bomb",
-    ),
-    pytest.param(
-        Case(
-            faults=encoded(STACKED_BOMB, "gzip, gzip"),
-            error=PlugzMalformedResponseError,
-            match="it has stacked Content-Encodings, which are refused",
-            requests=1,
-        ),
-        id="gzip-stacked",
-    ),
-    pytest.param(
-        Case(
-            faults=encoded(PIN_JSON, "br"),
-            error=PlugzMalformedResponseError,
-            match="it has an unsupported Content-Encoding",
-            requests=1,
-        ),
-        id="encoding-unknown",
-    ),
-    pytest.param(
-        Case(
-            faults=encoded(b"\x1f\x8b\x08\x00garbage-not-gzip", "gzip"),
-            error=PlugzMalformedResponseError,
-            match="its encoded body is corrupt",
-            requests=1,
-        ),
-        id="gzip-corrupt",
-    ),
-    pytest.param(
-        Case(
-            faults=encoded(gzip.compress(PIN_JSON)[:-8], "gzip"),
-            error=PlugzMalformedResponseError,
-            match="its encoded body is truncated",
-            requests=1,
-        ),
-        id="gzip-without-its-trailer",  # the JSON is whole, but nothing proves it is what was sent
     ),
     pytest.param(
         Case(
@@ -1092,113 +905,6 @@ CASES = [
 # --- setting a row up ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PlugzSandbox]:
-    from airflow_provider_plugz.testing import PlugzSandbox
-
-    with PlugzSandbox(client_token=CLIENT_TOKEN) as sb:
-        yield sb
-
-
-@pytest.fixture
-def sandbox(server: PlugzSandbox, monkeypatch: pytest.MonkeyPatch) -> PlugzSandbox:
-    """The module's sandbox, reset: one mobile instance without PIN, no faults, no requests."""
-    server.reset()
-    server.add_instance(INSTANCE_ID, INSTANCE_TOKEN)
-    point_connection(monkeypatch, server, None)
-    return server
-
-
-@pytest.fixture(scope="module")
-def tls_context() -> ssl.SSLContext:
-    return ssl.create_default_context()
-
-
-@pytest.fixture(autouse=True)
-def _one_tls_context(monkeypatch: pytest.MonkeyPatch, tls_context: ssl.SSLContext) -> None:
-    """Load the default CAs once, not in every httpx client (~60 ms each: it doubled this file's time).
-
-    Only the CA loading is shared: the sandbox speaks plain http and every client keeps the
-    hook's own rules (no redirects, no proxies from the environment).
-    """
-    from airflow_provider_plugz.hooks import plugz
-
-    real = plugz.new_async_client
-
-    def new_async_client(max_connections: int | None = None, verify: Any = True) -> Any:
-        return real(max_connections, tls_context if verify is True else verify)
-
-    monkeypatch.setattr(plugz, "new_async_client", new_async_client)
-
-
-def point_connection(monkeypatch: pytest.MonkeyPatch, sb: PlugzSandbox, case: Case | None) -> None:
-    """``plugz_default`` at the sandbox, with the row's connection changes (if any)."""
-    conn = json.loads(sb.connection_json(INSTANCE_ID))
-    if case is not None:
-        for key, value in case.extra.items():
-            if value is None:
-                conn["extra"].pop(key, None)
-            else:
-                conn["extra"][key] = value
-        for key, value in case.conn.items():
-            conn[key] = value.format(base=sb.base_url, port=sb.port) if isinstance(value, str) else value
-    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(conn))
-
-
-def break_things(monkeypatch: pytest.MonkeyPatch, sb: PlugzSandbox, case: Case) -> None:
-    point_connection(monkeypatch, sb, case)
-    sb.add_instance(INSTANCE_ID, INSTANCE_TOKEN, **case.instance)
-    for queued, times in case.faults:
-        sb.inject(queued, times=times)
-
-
-def heal(monkeypatch: pytest.MonkeyPatch, sb: PlugzSandbox, *, has_code: bool) -> None:
-    """A good connection, no faults, a healthy mobile instance."""
-    point_connection(monkeypatch, sb, None)
-    sb.clear_faults()
-    sb.add_instance(INSTANCE_ID, INSTANCE_TOKEN, has_code=has_code)
-
-
-def assert_clean(case: Case, *texts: str) -> None:
-    for text in texts:
-        for secret in (*SECRETS, *case.hidden):
-            assert secret not in text
-
-
-def assert_error(case: Case, err: BaseException) -> None:
-    assert type(err) is case.error, f"{type(err).__name__}: {err}"
-    assert isinstance(err, PlugzError)
-    assert case.match in str(err)
-    assert str(err).isprintable(), "a message is one line of printable characters"
-    if case.tries:
-        assert err.attempts == case.tries
-    assert_clean(case, "".join(traceback.format_exception(err)), repr(err), str(err.server_message))
-
-
-# --- the runners --------------------------------------------------------------------------------
-
-# ("returns", has_code) | ("raises", PlugzError) | ("keeps poking", None) | ("reschedules", None)
-# | ("defers", TaskDeferred) | ("crashes", any other exception)
-Observed = tuple[str, Any]
-
-
-def observe(call: Callable[[], Any]) -> Observed:
-    """Sort what a call did into the outcome vocabulary; any other exception is a crash (a bug)."""
-    from tests.airflow_compat import AirflowRescheduleException, TaskDeferred
-
-    try:
-        value = call()
-    except PlugzError as err:
-        return "raises", err
-    except AirflowRescheduleException:
-        return "reschedules", None
-    except TaskDeferred as deferred:
-        return "defers", deferred
-    except Exception as exc:  # reported by the caller's assertion, with a short traceback
-        return "crashes", exc
-    return "returns", value
-
-
 def sensor_for(case: Case, **kwargs: Any) -> PlugzPinStatusSensor:
     """A sensor that succeeds on the row's ``has_code`` (a failing row waits for a PIN)."""
     expected = True if case.has_code is None else case.has_code
@@ -1268,7 +974,6 @@ RUNNERS: dict[str, Callable[[Case], tuple[Observed, Any]]] = {
     "deferrable": run_deferrable,
 }
 # What a sensor does instead of failing when the hook's error is transient.
-WAITS_ON_TRANSIENT = {"poke": "keeps poking", "reschedule": "reschedules", "deferrable": "defers"}
 
 
 def expected_outcome(case: Case, runner: str) -> Observed:
@@ -1278,12 +983,6 @@ def expected_outcome(case: Case, runner: str) -> Observed:
     if case.transient and runner in WAITS_ON_TRANSIENT:
         return WAITS_ON_TRANSIENT[runner], None
     return "raises", case.error
-
-
-def run_trigger(trigger: Any) -> dict[str, Any]:
-    """Run a trigger to its end; it must fire exactly one event."""
-    (event,) = asyncio.run(trigger_events(trigger))
-    return event
 
 
 def wait_out_transient_in_triggerer(

@@ -1,9 +1,9 @@
 """The fault matrix for the status, device and send-text endpoints over real HTTP (the sandbox).
 
-Reuses test_faults.py's rows (:class:`Case`), setup and assertions. ``has_code`` is unused
-here: a succeeding row has ``has_code=True`` and its result is checked per runner.
+Reuses the rows (:class:`Case`), setup and assertions of tests/support/faults.py. ``has_code``
+is unused here: a succeeding row has ``has_code=True`` and its result is checked per runner.
 
-- Each endpoint gets its own rows plus :func:`wire_rows`, the faults every endpoint shares
+- Each endpoint gets its own rows plus ``wire_rows``, the faults every endpoint shares
   (redirects, odd 200 bodies, encodings and bombs, a dripping server).
 - Status rows run through every runner: hook, async hook, operator, and the sensor's poke,
   reschedule and deferrable modes. A deferral is then carried through the trigger to its one
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gzip
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,6 @@ from airflow_provider_plugz.exceptions import (
     PlugzQueueFullError,
     PlugzRateLimitedError,
     PlugzReadTimeoutError,
-    PlugzRedirectError,
     PlugzRefusedError,
     PlugzServerError,
 )
@@ -48,11 +46,9 @@ from airflow_provider_plugz.retry import may_have_been_applied
 from airflow_provider_plugz.sensors.plugz import PlugzInstanceStatusSensor
 from airflow_provider_plugz.testing import Fault
 from tests.conftest import INSTANCE_ID, task_context, trigger_events, zapi_device_answer, zapi_device_examples
-from tests.test_faults import (
-    GZIP_BOMB,
-    MIB,
-    STACKED_BOMB,
-    TOKEN_URL,
+from tests.support.faults import (
+    OK,
+    WAITS_ON_TRANSIENT,
     WRONG_CLIENT_TOKEN,
     Case,
     Observed,
@@ -60,90 +56,28 @@ from tests.test_faults import (
     assert_error,
     body,
     break_things,
-    deadline,
-    encoded,
     fault,
     heal,
     observe,
+    run_trigger,
     sandbox,
     server,
+    wire_rows,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from _pytest.mark import ParameterSet
-
     from airflow_provider_plugz.testing import PlugzSandbox
 
-__all__ = ["sandbox", "server"]  # the module-scoped sandbox fixtures of test_faults.py
+__all__ = ["sandbox", "server"]  # the sandbox fixtures of tests/support/faults.py
 
 PHONE = "5511987654321"
 TEXT = "Disk 93% full on db-7; page Marina"
-OK = True  # a succeeding row (Case needs has_code xor error)
 DEVICE_PHONE = "5521912345678"  # personal data, like PHONE: no output may hold it
 STATUS_JSON = json.dumps({"connected": True, "session": True, "smartphoneConnected": True, "error": None})
 DEVICE_JSON = json.dumps({"phone": DEVICE_PHONE, "waVersion": "2.24.1", "model": "Pixel 8"})
 SEND_JSON = json.dumps({"zaapId": "Z1", "messageId": "M1", "id": "M1"})
-DEADLINE = "did not complete within its 0.3 s deadline"
-
-
-def wire_rows(name: str, answer: str, *, sent_once: bool = False, **setup: Any) -> list[ParameterSet]:
-    """The faults every endpoint meets the same way, for the endpoint ``name`` whose success
-    body is ``answer``. A read retries a transient failure as the PIN read does; a send
-    (``sent_once``) never retries once the request may have left. ``setup`` goes to every row."""
-    retried = 1 if sent_once else 2
-
-    def malformed(faults: tuple[Any, ...], match: str) -> Case:
-        return Case(faults=faults, error=PlugzMalformedResponseError, match=match, requests=1, **setup)
-
-    rows = {
-        "redirect-301": Case(
-            faults=fault(Fault.redirect(TOKEN_URL, 301)),
-            error=PlugzRedirectError,
-            match="HTTP 301",
-            requests=1,
-            **setup,
-        ),
-        "body-200-html": malformed(fault(Fault.html(200)), "it is an HTML page, not JSON"),
-        "body-200-empty": malformed(body(200, b""), "the body is empty"),
-        "body-200-truncated": malformed(fault(Fault.malformed(body=answer[:-3].encode())), "not valid JSON"),
-        "body-200-array": malformed(body(200, [json.loads(answer)]), "the JSON is not an object"),
-        "body-200-too-big": malformed(
-            body(200, answer[:-1] + ', "padding": "' + "x" * (MIB + 10) + '"}'), "larger than 1048576 bytes"
-        ),
-        "gzip-bomb": malformed(encoded(GZIP_BOMB, "gzip"), "the body is larger than 1048576 bytes"),
-        "gzip-stacked": malformed(encoded(STACKED_BOMB, "gzip, gzip"), "stacked Content-Encodings"),
-        "encoding-unknown": malformed(encoded(answer.encode(), "br"), "unsupported Content-Encoding"),
-        "gzip-corrupt": malformed(encoded(b"\x1f\x8b\x08\x00garbage-not-gzip", "gzip"), "body is corrupt"),
-        "gzip-truncated": malformed(
-            encoded(gzip.compress(answer.encode())[:-12], "gzip"), "its encoded body is truncated"
-        ),
-        "drip-body-deadline": Case(
-            extra=deadline(max_attempts=2),
-            faults=fault(Fault.drip(0.05), 2),
-            error=PlugzReadTimeoutError,
-            match=DEADLINE,
-            requests=retried,
-            **setup,
-        ),
-        "drip-headers-deadline": Case(
-            extra=deadline(max_attempts=2),
-            faults=fault(Fault.drip(0.05, head=True), 2),
-            error=PlugzReadTimeoutError,
-            match=DEADLINE,
-            requests=retried,
-            **setup,
-        ),
-    }
-    if not sent_once:  # a send answered by a fault never reaches the outbox: no success rows
-        rows["gzip-body"] = Case(
-            faults=encoded(gzip.compress(answer.encode()), "gzip"), has_code=OK, requests=1, **setup
-        )
-        rows["drip-then-200"] = Case(
-            extra=deadline(), faults=fault(Fault.drip(0.05)), has_code=OK, requests=2, **setup
-        )
-    return [pytest.param(case, id=f"{name}-{row}") for row, case in rows.items()]
 
 
 STATUS_CASES = [
@@ -406,7 +340,6 @@ SEND_RUNNERS: dict[str, Callable[[], Observed]] = {
     "async-hook": lambda: _async_hook_call("asend_text", PHONE, TEXT),
     "operator": lambda: _operate(PlugzSendMessageOperator(task_id="send", phone=PHONE, message=TEXT)),
 }
-WAITS_ON_TRANSIENT = {"poke": "keeps poking", "reschedule": "reschedules", "deferrable": "defers"}
 
 
 DEVICE_RUNNERS: dict[str, Callable[[], Observed]] = {
@@ -442,12 +375,6 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else dataclasses.asdict(value)
 
 
-def _run_trigger(trigger: Any) -> dict[str, Any]:
-    """Run a deferred sensor's trigger to its end (bounded); it must fire exactly one event."""
-    (event,) = asyncio.run(asyncio.wait_for(trigger_events(trigger), timeout=10))
-    return event
-
-
 def _complete(case: Case, sensor: PlugzInstanceStatusSensor, event: dict[str, Any]) -> Any:
     assert_clean(case, json.dumps(event))
     return sensor.execute_complete(task_context(), event)
@@ -462,7 +389,7 @@ def _transient_in_triggerer(
     assert_clean(case, json.dumps(kwargs))
     break_things(monkeypatch, sb, case)
     before = sb.request_count
-    event = _run_trigger(deferred.trigger)
+    event = run_trigger(deferred.trigger)
     assert sb.request_count - before > case.requests  # it checked again after the faults
     assert event["status"] == "success", event
     assert _complete(case, _sensor(deferrable=True), event) == STATUS
@@ -479,7 +406,7 @@ def _permanent_in_triggerer(case: Case, sb: PlugzSandbox, monkeypatch: pytest.Mo
     assert kind == "defers"
     break_things(monkeypatch, sb, case)
     before = sb.request_count
-    event = _run_trigger(deferred.trigger)
+    event = run_trigger(deferred.trigger)
     assert sb.request_count - before == case.requests
     assert (event["status"], event["error_class"]) == ("error", case.error.__name__), event
     assert case.match in event["message"]
@@ -578,7 +505,6 @@ STATES = [
     pytest.param("session-lost", "session_lost", id="session-lost"),
     pytest.param("disconnected", "disconnected", id="disconnected"),
 ]
-WAITS = {"poke": "keeps poking", "reschedule": "reschedules", "deferrable": "defers"}
 SENSOR_MODES = {
     "poke": {"mode": "poke"},
     "reschedule": {"mode": "reschedule"},
@@ -630,7 +556,7 @@ def test_connection_state(
     if state == "connected":
         assert kind == "returns", f"{mode}: {kind} {value!r}"
         return
-    assert kind == WAITS[mode], f"{mode}: {kind} {value!r}"
+    assert kind == WAITS_ON_TRANSIENT[mode], f"{mode}: {kind} {value!r}"
     if mode == "deferrable":
         before = sandbox.request_count
 

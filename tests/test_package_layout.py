@@ -72,3 +72,53 @@ def test_the_checks_see_what_they_look_for(
 ) -> None:
     assert too_long(sources) == long
     assert same_named_classes(sources) == twins
+
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def modules_imported(source: str) -> set[str]:
+    """The modules (and ``module.name`` of from-imports) one file imports, as written."""
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+            imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return imported
+
+
+def imports_of_test_modules(sources: dict[str, str]) -> dict[str, list[str]]:
+    """Each file that imports a ``test_*`` module, with those modules: helpers live in tests/support."""
+    found = {
+        name: sorted(m for m in modules_imported(text) if m.rsplit(".", 1)[-1].startswith("test_"))
+        for name, text in sources.items()
+    }
+    return {name: modules for name, modules in found.items() if modules}
+
+
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        pytest.param("from tests.test_faults import Case\n", ["tests.test_faults"], id="from-a-test-module"),
+        pytest.param(
+            "from tests.operators import test_audit\n", ["tests.operators.test_audit"], id="a-test-module"
+        ),
+        pytest.param(
+            "import tests.hooks.test_plugz_hook_http\n", ["tests.hooks.test_plugz_hook_http"], id="import"
+        ),
+        pytest.param("from tests.support.faults import Case\nimport pytest\n", [], id="support-is-fine"),
+    ],
+)
+def test_the_import_check_sees_test_modules(source: str, found: list[str]) -> None:
+    assert imports_of_test_modules({"x.py": source}).get("x.py", []) == found
+
+
+def test_no_test_module_imports_another() -> None:
+    sources = {
+        str(path.relative_to(TESTS_DIR)): path.read_text(encoding="utf-8")
+        for path in sorted(TESTS_DIR.rglob("*.py"))
+    }
+    assert "test_faults_health.py" in sources
+    assert imports_of_test_modules(sources) == {}

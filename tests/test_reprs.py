@@ -360,6 +360,7 @@ def _factories() -> dict[str, Any]:
         "transports.async_httpx._Progress": async_httpx._Progress,
         "_client_logs._RedactCredentialUrls": _client_logs._RedactCredentialUrls,
         "transports.requests_deadline._Watch": lambda: deadline._Watch(30.0),
+        "transports.requests_deadline._Watched": lambda: deadline._Watched("api.example.invalid"),
         "transports.requests_deadline._WatchedHTTPConnection": lambda: deadline._WatchedHTTPConnection(
             "api.example.invalid"
         ),

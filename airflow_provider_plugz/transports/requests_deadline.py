@@ -285,7 +285,9 @@ def _request_watched(connection: HTTPConnection) -> None:
         watch.begin_sending()
 
 
-class _WatchedHTTPConnection(HTTPConnection):
+class _Watched(HTTPConnection):
+    """What both watched connections add to urllib3's: the attempt's watch sees each step."""
+
     def _new_conn(self) -> socket.socket:
         return _new_conn_watched(self, super()._new_conn)
 
@@ -297,16 +299,12 @@ class _WatchedHTTPConnection(HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        return _new_conn_watched(self, super()._new_conn)
+class _WatchedHTTPConnection(_Watched):
+    pass
 
-    def connect(self) -> None:
-        _connect_watched(self, super().connect)
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _request_watched(self)
-        super().request(*args, **kwargs)
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
 
 
 class _WatchedHTTPPool(urllib3.HTTPConnectionPool):

@@ -41,7 +41,7 @@ from airflow_provider_plugz.hooks.plugz import PinStatus, PlugzHook, preload_asy
 from airflow_provider_plugz.testing import Fault
 from airflow_provider_plugz.transports.failures import TransportFailure, transport_error
 from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, assert_no_secrets
-from tests.hooks.test_plugz_hook_http import TRANSPORTS, set_connection
+from tests.support.hooks import TRANSPORTS, set_connection
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import json
 import logging
 import threading
 import tracemalloc
@@ -29,19 +28,12 @@ from airflow_provider_plugz.hooks.plugz import PinStatus, PlugzHook
 from airflow_provider_plugz.testing import Fault
 from airflow_provider_plugz.transports.body import MAX_BODY_BYTES
 from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
+from tests.support.hooks import TRANSPORTS, set_connection
 
 if TYPE_CHECKING:
     from airflow_provider_plugz.testing import PlugzSandbox
 
 MIB = 1024 * 1024
-
-
-def set_connection(monkeypatch: pytest.MonkeyPatch, sb: PlugzSandbox, **changes: Any) -> None:
-    conn = json.loads(sb.connection_json(INSTANCE_ID))
-    extra = changes.pop("extra", {})
-    conn.update(changes)
-    conn["extra"].update(extra)
-    monkeypatch.setenv("AIRFLOW_CONN_PLUGZ_DEFAULT", json.dumps(conn))
 
 
 def pin_status(transport: str, hook: PlugzHook | None = None) -> PinStatus:
@@ -56,9 +48,6 @@ def pin_status(transport: str, hook: PlugzHook | None = None) -> PinStatus:
             await hook.aclose()
 
     return asyncio.run(run())
-
-
-TRANSPORTS = [pytest.param("sync", id="requests"), pytest.param("async", id="httpx")]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

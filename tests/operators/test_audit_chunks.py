@@ -29,7 +29,7 @@ from airflow_provider_plugz.operators.audit import (
     merge_chunk_reports,
 )
 from tests.conftest import FakeTaskInstance, assert_no_secrets
-from tests.operators.test_audit import (
+from tests.support.audit import (
     FLEET_SIZE,
     Fleet,
     RecordingLog,

@@ -155,6 +155,11 @@ print(json.dumps(results))
 
 SANDBOX = "airflow_provider_plugz.testing.sandbox"
 HOOK = "airflow_provider_plugz.hooks.plugz"
+# The transports import requests or httpx: named too, since Airflow 3 may have loaded httpx already.
+TRANSPORTS = [
+    "airflow_provider_plugz.transports.sync_requests",
+    "airflow_provider_plugz.transports.async_httpx",
+]
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +213,9 @@ CASES = [
         {
             "not_added": [
                 HOOK,
+                *TRANSPORTS,
                 "airflow_provider_plugz.hooks.fleet",
+                "airflow_provider_plugz.audit.fanout",
                 "asyncio",
                 "httpx",
                 "requests",
@@ -222,6 +229,7 @@ CASES = [
         {
             "not_added": [
                 HOOK,
+                *TRANSPORTS,
                 "airflow_provider_plugz.endpoints",
                 "airflow_provider_plugz.triggers.plugz",
                 "requests",
@@ -232,7 +240,7 @@ CASES = [
     ),
     pytest.param(
         "notifier",
-        {"not_added": [HOOK, "requests", "httpx", "airflow_provider_plugz.endpoints"]},
+        {"not_added": [HOOK, *TRANSPORTS, "requests", "httpx", "airflow_provider_plugz.endpoints"]},
         id="test_importing_the_notifier_loads_no_hook_or_http_client",
     ),
     pytest.param(

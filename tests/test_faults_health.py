@@ -366,9 +366,9 @@ def _settle(sb: PlugzSandbox, timeout: float = 5.0) -> None:
     import time
 
     give_up = time.monotonic() + timeout
-    while sb.open_connections and time.monotonic() < give_up:
+    while sb.requests_in_progress and time.monotonic() < give_up:
         time.sleep(0.01)
-    assert not sb.open_connections, "the sandbox is still serving a request"
+    assert not sb.requests_in_progress, "the sandbox is still serving a request"
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

@@ -254,6 +254,31 @@ def test_a_slow_answer_or_a_latency_is_not_idleness(short_idle: PlugzSandbox, ht
     assert http.get(pin_url(short_idle), headers=AUTH).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(Fault.slow(0.3), id="slow"),
+        pytest.param(Fault.drip(0.05), id="drip"),
+        pytest.param(Fault.drop(delay=0.3), id="drop-late"),
+    ],
+)
+def test_requests_in_progress_counts_requests_not_connections(sb: PlugzSandbox, fault: Fault) -> None:
+    """A request is in progress from its last byte read to its answer's last byte (or the drop);
+    an idle keep-alive connection is not one."""
+    with socket.create_connection((sb.host, sb.port), timeout=5) as idle:
+        idle.sendall(raw_request(PIN_PATH))
+        with idle.makefile("rb") as stream:
+            assert read_response(stream)[0] == 200
+        wait_until(lambda: sb.requests_in_progress == 0, "the answer to be written")
+        sb.inject(fault)
+        with socket.create_connection((sb.host, sb.port), timeout=5) as busy:
+            busy.sendall(raw_request(PIN_PATH))
+            wait_until(lambda: sb.requests_in_progress == 1, "the faulty request to be taken")
+            wait_until(lambda: sb.requests_in_progress == 0, "the faulty request to be done", 5)
+        wait_until(lambda: sb.open_connections == 1, "the busy connection to end")
+        assert sb.requests_in_progress == 0  # the idle one is still open, and not counted
+
+
 def test_a_client_that_does_not_read_is_cut_off(short_idle: PlugzSandbox) -> None:
     short_idle.inject(Fault.raw(b"x" * (32 * 1024 * 1024)))  # more than the socket buffers hold
     with socket.create_connection((short_idle.host, short_idle.port), timeout=5) as sock:

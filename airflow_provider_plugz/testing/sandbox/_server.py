@@ -370,6 +370,13 @@ class PlugzSandbox:
         return self._server.stats.open_connections
 
     @property
+    def requests_in_progress(self) -> int:
+        """Requests received whole and not yet answered (being answered, waiting out latency or a
+        fault, dripping): 0 once the sandbox has done all it will with every request it got, so
+        a test can wait for a request its client gave up on. Idle connections do not count."""
+        return self._server.stats.requests_in_progress
+
+    @property
     def buffered_bytes(self) -> int:
         """Request-body bytes the open connections hold right now (read, not yet answered); at
         most 64 MiB together: a body that would pass that gets a 503."""

@@ -75,6 +75,7 @@ class WireStats:
 
     connections_accepted: int = 0
     open_connections: int = 0
+    requests_in_progress: int = 0
     writes: int = 0
     responses: int = 0
     body_bytes: int = 0
@@ -246,16 +247,20 @@ class _Connection:
             request = await self._next_request()
             if request is None:
                 return
+            self._stats.requests_in_progress += 1
             try:
-                answer = await self._app(request)
-            except Exception:
-                log.exception("Plugz sandbox failed to answer a %s request", request.method)
-                await self._send_error(500, "the sandbox failed to answer; see its log")
-                return
-            if answer is None:
-                return  # a drop fault: close without answering
-            if not await self._send(answer):
-                return  # the client went away during a drip
+                try:
+                    answer = await self._app(request)
+                except Exception:
+                    log.exception("Plugz sandbox failed to answer a %s request", request.method)
+                    await self._send_error(500, "the sandbox failed to answer; see its log")
+                    return
+                if answer is None:
+                    return  # a drop fault: close without answering
+                if not await self._send(answer):
+                    return  # the client went away during a drip
+            finally:
+                self._stats.requests_in_progress -= 1
             if answer.close or not self._keep_alive:
                 return
             # A fresh parser for the next request, fed what this one read past its request.

@@ -29,11 +29,15 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow_provider_plugz import __version__
 from airflow_provider_plugz._answer_texts import json_kind, said_words, server_texts, shown, text_of
+
+# The declarations (what a call is, what its body and parse raise) are light, apart: endpoints.py
+# declares with them without loading this module.
+from airflow_provider_plugz._declarations import BadArgument, Endpoint, Malformed
 from airflow_provider_plugz._redaction import Secret
 from airflow_provider_plugz.exceptions import (
     PlugzAuthenticationError,
@@ -55,8 +59,6 @@ from airflow_provider_plugz.exceptions import (
 from airflow_provider_plugz.transports.body import ACCEPT_ENCODING, MAX_BODY_BYTES
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from airflow_provider_plugz.connection import PlugzConfig
 
 #: What a transport hands back: status, headers, decoded body, and what was wrong with the body
@@ -64,36 +66,6 @@ if TYPE_CHECKING:
 TransportAnswer = tuple[int, Mapping[str, str], bytes, "str | None"]
 
 USER_AGENT = f"airflow-provider-plugz/{__version__}"
-
-
-T = TypeVar("T")
-
-
-class Malformed(Exception):
-    """Raised by an endpoint's ``parse`` with what is wrong with the answer, in words."""
-
-
-class BadArgument(Exception):
-    """Raised by an endpoint's ``body`` with what is wrong with the caller's argument (never its value)."""
-
-
-class Body(NamedTuple):
-    """A request body (JSON-serialisable; :class:`Secret` values are revealed only on the wire).
-
-    ``secrets`` (a PIN) are registered with Airflow's masker before sending and redacted from
-    whatever the server answers; ``private`` values (a phone number, a message text: personal
-    data, not secrets) are only redacted from the answer, so no error text repeats them.
-    """
-
-    json: Any
-    secrets: tuple[str, ...] = ()
-    private: tuple[str, ...] = ()
-
-    def __repr__(self) -> str:
-        # The JSON holds the PIN, the recipient and the text: only its shape and the counts show.
-        keys = list(self.json) if isinstance(self.json, Mapping) else type(self.json).__name__
-        hidden = f"secrets=<{len(self.secrets)} hidden>, private=<{len(self.private)} hidden>"
-        return f"Body(json={keys!r}, {hidden})"
 
 
 @dataclass(frozen=True)
@@ -115,36 +87,6 @@ class Answer:
         if value in (None, "", False):
             return None
         return shown((text_of(value),), self.secrets)
-
-
-def _no_state(payload: Mapping[str, Any]) -> bool:
-    return False
-
-
-@dataclass(frozen=True)
-class Endpoint(Generic[T]):
-    """Everything about one API call, declared once (see :mod:`airflow_provider_plugz.endpoints`).
-
-    :param method: the HTTP method.
-    :param path: the path below ``/instances/<id>/token/<token>/``.
-    :param action: what the call does, in the words every message about it uses.
-    :param parse: the answer's JSON object -> the typed result; raises :class:`Malformed`.
-    :param idempotent: may be sent again after it may have reached the server (a read timeout,
-        a dropped connection, a 5xx); a call that changes state is not, and is retried only
-        when it provably never left.
-    :param body: the caller's arguments -> the request :class:`Body`, validated; raises
-        :class:`BadArgument`. None: the call takes no arguments and sends no body.
-    :param error_is_state: whether an ``error`` text in a 200 answer is part of the result
-        (``/status`` says why it is disconnected) rather than a failure (the PIN calls).
-    """
-
-    method: str
-    path: str
-    action: str
-    parse: Callable[[Answer], T]
-    idempotent: bool = True
-    body: Callable[..., Body] | None = None
-    error_is_state: Callable[[Mapping[str, Any]], bool] = _no_state
 
 
 @dataclass(frozen=True)
@@ -265,7 +207,7 @@ def check_response(
     own, a server text that repeats any part of them is withheld (:func:`_shown`);
     ``body_problem`` is a :class:`BodyReader`'s, when the body could not be decoded.
     """
-    payload = None if body_problem else _json_object(body[: MAX_BODY_BYTES + 1])
+    payload = None if body_problem else _json_object(body[: MAX_BODY_BYTES + 1], endpoint.array_key)
     texts = server_texts(payload)
     sent = (*config.secrets, *secrets)
     # Classified on what the server said; what people see is shaped apart (redacted or withheld).
@@ -338,11 +280,13 @@ def _classify_text(said: str | None) -> type[PlugzError] | None:
     return None
 
 
-def _json_object(body: bytes) -> dict[str, Any] | None:
+def _json_object(body: bytes, array_key: str | None = None) -> dict[str, Any] | None:
     try:
         value = json.loads(body)
     except (ValueError, RecursionError):
         return None
+    if isinstance(value, list) and array_key is not None:
+        return {array_key: value}
     return value if isinstance(value, dict) else None
 
 

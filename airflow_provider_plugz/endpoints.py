@@ -6,27 +6,61 @@ built and validated, how its answer becomes a frozen result - so that adding a c
 declaration here and a one-line method on :class:`~airflow_provider_plugz.hooks.plugz.PlugzHook`
 (``hook.call(ENDPOINT, ...)`` / ``await hook.acall(ENDPOINT, ...)``). The contract of each is in
 the Plugz reference (``plugz-api.md``).
+
+Beside each read call that says something about a number's health, its
+:class:`~airflow_provider_plugz._facts.Fact`: how the answer becomes a state and an audit column,
+how it is counted and when it fails the audit. ``FACTS`` lists them: each is a check of the fleet
+audit (``checks=``, with its ``fail_if_*`` option) and a value the event watcher can ``watch``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_plugz._protocol import Answer, BadArgument, Body, Endpoint, Malformed
-from airflow_provider_plugz._redaction import Secret, mask_phones, redact, sanitize
+from airflow_provider_plugz._declarations import (
+    BadArgument,
+    Body,
+    Endpoint,
+    Fact,
+    Malformed,
+    checked_text,
+    cut,
+    expect_keys,
+    facts_by_name,
+    flag,
+    kind,
+)
+from airflow_provider_plugz._device import DeviceInfo, read_device
 
 # The connection states, their rule and phone masking live in the provider's vocabulary (standard
 # library only, so that sensors and triggers use them without loading the protocol); they are
 # named here too, where they were first defined.
-from airflow_provider_plugz._vocabulary import CONNECTION_STATES, connection_state, mask_phone
+from airflow_provider_plugz._vocabulary import (
+    CONNECTED,
+    CONNECTION_STATES,
+    connection_state,
+    describe_state,
+    mask_phone,
+    state_label,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from airflow_provider_plugz._protocol import Answer
+
+# Light to import (the audit operator and the event watcher read FACTS when a DAG file is parsed,
+# the triggerer on its event loop): the redaction helpers are imported where they are used.
 
 __all__ = [
+    "CONNECTION",
     "CONNECTION_STATES",
     "DEVICE",
+    "FACTS",
     "INSTANCE_STATUS",
+    "PIN",
     "PIN_STATUS",
     "SEND_TEXT",
     "SET_PIN",
@@ -35,6 +69,7 @@ __all__ = [
     "PinStatus",
     "SentMessage",
     "connection_state",
+    "fact",
     "mask_phone",
 ]
 
@@ -65,6 +100,8 @@ class InstanceStatus:
     error: str | None = None
 
     def __repr__(self) -> str:
+        from airflow_provider_plugz._redaction import mask_phones
+
         error = None if self.error is None else mask_phones(self.error)  # a server text: a phone may be in it
         return (
             f"InstanceStatus(connected={self.connected!r}, session={self.session!r}, "
@@ -90,74 +127,11 @@ class SentMessage:
     message_id: str
 
 
-@dataclass(frozen=True)
-class DeviceInfo:
-    """The phone behind the instance (``GET .../device``), from Plugz's layout or Z-API's.
-
-    ``phone`` is None when no number is paired (both references' own example answers with
-    ``"phone": ""``). ``platform`` is WhatsApp's code for the phone's app (``android``,
-    ``iphone``, ``smba``/``smbi`` for WhatsApp Business): Plugz's ``device.platform`` or Z-API's
-    ``originalDevice``. The phone's own details (``wa_version`` ... ``mnc``, ``model``) come from
-    Plugz's layout only: in Z-API's, ``device.device_model`` names the session software (e.g.
-    "Z-API"), never the phone, so ``model`` stays None there and ``session_name`` holds
-    ``device.sessionName``; ``session_id`` (Z-API's ``sessionId``) and ``is_business`` are Z-API's.
-
-    Every text field but ``phone`` is server text, kept as every error text is: one bounded
-    line, secrets removed, phone-like numbers ``***`` - in the field itself, so in whatever it is
-    copied to (``dataclasses.asdict``, XCom, logs). ``img_url`` (the profile picture's link) is
-    kept only whole: a link with a number masked or cut short is neither usable nor safe, so one
-    holding anything that reads as a phone number or a secret, or longer than 2,048 printable
-    characters, is None (WhatsApp's own picture links usually hold long digit runs).
-
-    Personal data stays out of reprs: ``phone`` shows as its last 4 digits (:attr:`masked_phone`);
-    ``name`` and ``about`` (the WhatsApp profile's name and status text) and ``img_url`` (its
-    picture) are left out, and any phone-like number in another field is masked.
-    """
-
-    phone: str | None = field(repr=False)
-    img_url: str | None = field(default=None, repr=False)
-    wa_version: str | None = None
-    platform: str | None = None
-    os_version: str | None = None
-    os_build_number: str | None = None
-    manufacturer: str | None = None
-    model: str | None = None
-    mcc: str | None = None
-    mnc: str | None = None
-    name: str | None = field(default=None, repr=False)
-    about: str | None = field(default=None, repr=False)
-    is_business: bool | None = None
-    session_name: str | None = None
-    session_id: int | None = None
-
-    @property
-    def masked_phone(self) -> str | None:
-        """The phone as logs may show it (``***`` and its last 4 digits); None when none is paired."""
-        return None if self.phone is None else mask_phone(self.phone)
-
-    def __repr__(self) -> str:
-        shown = [f"phone={self.masked_phone!r}"]
-        for item in fields(self):
-            if item.repr:
-                value = getattr(self, item.name)
-                shown.append(f"{item.name}={(mask_phones(value) if isinstance(value, str) else value)!r}")
-        return f"DeviceInfo({', '.join(shown)})"
-
-
 # --- parsing answers ---------------------------------------------------------------------------
-
-_MISSING = object()
-
-
-def _flag(answer: Answer, key: str, *, optional: bool = False) -> bool | None:
-    value = answer.payload.get(key)
-    if isinstance(value, bool) or (optional and value is None):
-        return value
-    raise Malformed(f"it has no {key!r} field" if key not in answer.payload else f"{key!r} is not a boolean")
 
 
 def _pin_status(answer: Answer) -> PinStatus:
-    return PinStatus(has_code=bool(_flag(answer, "hasCode")))
+    return PinStatus(has_code=bool(flag(answer, "hasCode")))
 
 
 def _pin_registered(answer: Answer) -> None:
@@ -167,9 +141,9 @@ def _pin_registered(answer: Answer) -> None:
 
 def _instance_status(answer: Answer) -> InstanceStatus:
     return InstanceStatus(
-        connected=bool(_flag(answer, "connected")),
-        session=_flag(answer, "session", optional=True),
-        smartphone_connected=bool(_flag(answer, "smartphoneConnected")),
+        connected=bool(flag(answer, "connected")),
+        session=flag(answer, "session", optional=True),
+        smartphone_connected=bool(flag(answer, "smartphoneConnected")),
         error=answer.text("error"),
     )
 
@@ -188,102 +162,6 @@ def _sent_message(answer: Answer) -> SentMessage:
     return SentMessage(zaap_id=str(ids["zaapId"]), message_id=str(ids["messageId"]))
 
 
-def _text_field(answer: Answer, key: str, where: str = "") -> str | None:
-    """A documented string field as server text (see :meth:`Answer.text`): None when absent,
-    null or blank; any other JSON type is malformed."""
-    value = answer.payload.get(key)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if not isinstance(value, str):
-        raise Malformed(f"'{where}{key}' is not a text")
-    return (answer.text(key) or "").strip() or None
-
-
-#: The longest link :func:`_link_field` keeps.
-MAX_LINK = 2048
-
-
-def _link_field(answer: Answer, key: str) -> str | None:
-    """A documented link field (``imgUrl``), whole or None: None also when it is not one printable
-    line of at most :data:`MAX_LINK` characters or holds anything :meth:`Answer.text` would mask or
-    redact (a phone-like number, a secret, instance credentials)."""
-    value = answer.payload.get(key)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if not isinstance(value, str):
-        raise Malformed(f"'{key}' is not a text")
-    link = value.strip()
-    shown = mask_phones(redact(sanitize(link, MAX_LINK), answer.secrets))
-    return link if shown == link else None
-
-
-# Plugz's ``device`` object: the phone's own details (ours: theirs).
-_PHONE_DETAILS = {
-    "wa_version": "wa_version",
-    "platform": "platform",
-    "os_version": "os_version",
-    "os_build_number": "osbuildnumber",
-    "manufacturer": "device_manufacturer",
-    "mcc": "mcc",
-    "mnc": "mnc",
-}
-# Fields only Z-API's layout has: with any of them, ``device.device_model`` is the session software.
-_SESSION_LAYOUT_KEYS = ("originalDevice", "sessionId", "isBusiness")
-# A phone number as the API writes it: digits, perhaps with "+" and the usual separators.
-_DEVICE_PHONE = re.compile(r"\+?[0-9][0-9 ().-]{0,31}")
-_MAX_SESSION_ID = 2**63
-
-
-def _device_phone(answer: Answer) -> str | None:
-    phone = answer.payload.get("phone", _MISSING)
-    if phone is _MISSING:
-        raise Malformed("it has no 'phone' field")
-    if phone is None or (isinstance(phone, str) and not phone.strip()):
-        return None  # no number paired yet: the documented example itself
-    if not isinstance(phone, str):
-        raise Malformed("'phone' is not a text")
-    if not _DEVICE_PHONE.fullmatch(phone.strip()):
-        raise Malformed("'phone' is not a phone number (digits, at most 32 characters)")
-    return phone.strip()
-
-
-def _session_id(answer: Answer) -> int | None:
-    value = answer.payload.get("sessionId")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_SESSION_ID:
-        raise Malformed("'sessionId' is not a whole number from 0 to 2**63 - 1")
-    return value
-
-
-def _device(answer: Answer) -> DeviceInfo:
-    """Plugz's layout (``device`` holds the phone's details) or Z-API's (``device`` holds
-    ``sessionName`` and the session software as ``device_model``; see :class:`DeviceInfo`)."""
-    phone = _device_phone(answer)
-    device = answer.payload.get("device")
-    if device is None:
-        device = {}
-    if not isinstance(device, Mapping):
-        raise Malformed("'device' is not an object")
-    details = Answer(device, answer.secrets)
-    found = {ours: _text_field(details, theirs, "device.") for ours, theirs in _PHONE_DETAILS.items()}
-    found["platform"] = found["platform"] or _text_field(answer, "originalDevice")
-    model = _text_field(details, "device_model", "device.")
-    session_name = _text_field(details, "sessionName", "device.")
-    session_layout = "sessionName" in device or any(key in answer.payload for key in _SESSION_LAYOUT_KEYS)
-    return DeviceInfo(
-        phone=phone,
-        img_url=_link_field(answer, "imgUrl"),
-        **found,
-        model=None if session_layout else model,
-        name=_text_field(answer, "name"),
-        about=_text_field(answer, "about"),
-        is_business=_flag(answer, "isBusiness", optional=True),
-        session_name=session_name,
-        session_id=_session_id(answer),
-    )
-
-
 # --- request bodies ----------------------------------------------------------------------------
 
 _SIX_DIGITS = re.compile(r"[0-9]{6}")
@@ -296,6 +174,8 @@ def _pin_body(code: object) -> Body:
             "the PIN must be exactly six digits (0-9), as WhatsApp's two-step verification requires; "
             "check the secret it comes from."
         )
+    from airflow_provider_plugz._redaction import Secret
+
     return Body({"code": Secret(code)}, secrets=(code,))
 
 
@@ -353,4 +233,112 @@ INSTANCE_STATUS: Endpoint[InstanceStatus] = Endpoint(
 SEND_TEXT: Endpoint[SentMessage] = Endpoint(
     "POST", "send-text", "message sending", _sent_message, idempotent=False, body=_send_text_body
 )
-DEVICE: Endpoint[DeviceInfo] = Endpoint("GET", "device", "device check", _device)
+DEVICE: Endpoint[DeviceInfo] = Endpoint("GET", "device", "device check", read_device)
+
+
+# --- the facts: what the audit checks per number and the watcher watches ---------------------------
+
+
+def _pin_fields(result: PinStatus) -> dict[str, Any]:
+    return {"has_code": result.has_code}
+
+
+def _read_pin_fields(xcom: Any) -> dict[str, Any]:
+    if not isinstance(xcom, dict):
+        raise ValueError(f"a PIN answer must be a JSON object, got {kind(xcom)}")
+    expect_keys(xcom, {"has_code"}, "a PIN answer")
+    if not isinstance(xcom["has_code"], bool):
+        raise ValueError(f"has_code must be a bool, got {kind(xcom['has_code'])}")
+    return {"has_code": xcom["has_code"]}
+
+
+PIN: Fact[PinStatus] = Fact(
+    name="pin",
+    endpoint=PIN_STATUS,
+    fields=_pin_fields,
+    read_fields=_read_pin_fields,
+    state=lambda fields: fields["has_code"],
+    states={True: "with_pin", False: "without_pin"},
+    words={True: "with PIN", False: "WITHOUT PIN"},
+    is_bad=lambda state: state is False,
+    fail_option="fail_if_missing_pin",
+    problem="have NO PIN",
+    column="has_code",
+    errors_count="errors",
+    title="PIN",
+    describe=lambda fields: "PIN set" if fields["has_code"] else "NO PIN",
+    baseline="no_pin",
+    change=lambda old, new: "pin_set" if new else "pin_removed",
+    doing="checking",
+)
+
+#: The fields of a connection status column, in the order they are written.
+_STATUS_KEYS = ("state", "connected", "session", "smartphone_connected", "reason")
+
+
+def _status_fields(result: InstanceStatus) -> dict[str, Any]:
+    return {
+        "state": result.state,
+        "connected": result.connected,
+        "session": result.session,
+        "smartphone_connected": result.smartphone_connected,
+        "reason": None if result.error is None else cut(result.error),
+    }
+
+
+def _read_status_fields(xcom: Any) -> dict[str, Any]:
+    if not isinstance(xcom, dict):
+        raise ValueError(f"a status entry must be a JSON object, got {kind(xcom)}")
+    expect_keys(xcom, set(_STATUS_KEYS), "a status entry")
+    for name in ("connected", "smartphone_connected"):
+        if not isinstance(xcom[name], bool):
+            raise ValueError(f"a status entry's {name} must be true or false, not {kind(xcom[name])}")
+    if xcom["session"] is not None and not isinstance(xcom["session"], bool):
+        raise ValueError(f"a status entry's session must be true, false or null, not {kind(xcom['session'])}")
+    reason = xcom["reason"]
+    if reason is not None:
+        checked_text(reason, "the status reason")
+    state = xcom["state"]
+    if not isinstance(state, str) or state not in CONNECTION_STATES:
+        raise ValueError(f"a status entry's state must be one of {', '.join(CONNECTION_STATES)}")
+    if connection_state(xcom["connected"], xcom["session"], xcom["smartphone_connected"]) != state:
+        raise ValueError(f"a status entry's state {state!r} does not match its fields")
+    return {key: xcom[key] for key in _STATUS_KEYS}
+
+
+def _connection_change(old: Any, new: Any) -> str:
+    if new == CONNECTED:
+        return "reconnected"
+    return "disconnected" if old == CONNECTED else "connection_changed"
+
+
+CONNECTION: Fact[InstanceStatus] = Fact(
+    name="connection",
+    endpoint=INSTANCE_STATUS,
+    fields=_status_fields,
+    read_fields=_read_status_fields,
+    state=lambda fields: fields["state"],
+    states={state: state for state in CONNECTION_STATES},
+    words={state: state_label(state) for state in CONNECTION_STATES},
+    is_bad=lambda state: state != CONNECTED,
+    fail_option="fail_if_disconnected",
+    problem="are not connected",
+    column="status",
+    errors_count="status_errors",
+    title="Connection status",
+    describe=lambda fields: describe_state(fields["state"], fields["reason"]),
+    baseline="not_connected",
+    change=_connection_change,
+    doing="reading the status of",
+)
+
+#: Every fact, in the order reports count them and watchers poll them.
+FACTS = facts_by_name((PIN, CONNECTION))
+
+
+def fact(name: str) -> Fact[Any]:
+    """The fact called ``name``; KeyError naming the known ones."""
+    try:
+        return FACTS[name]
+    except KeyError:
+        raise KeyError(f"no fact {name!r}; known: {', '.join(FACTS)}") from None

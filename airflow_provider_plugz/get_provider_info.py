@@ -37,6 +37,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_plugz.operators.plugz",
                     "airflow_provider_plugz.operators.audit",
+                    "airflow_provider_plugz.operators.audit_merge",
                     "airflow_provider_plugz.operators.messages",
                 ],
             }

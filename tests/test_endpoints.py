@@ -14,7 +14,15 @@ import requests_mock as rm
 
 from airflow_provider_plugz._protocol import Answer, Endpoint
 from airflow_provider_plugz._redaction import WITHHELD
-from airflow_provider_plugz.endpoints import INSTANCE_STATUS, DeviceInfo, InstanceStatus, SentMessage
+from airflow_provider_plugz.endpoints import (
+    FACTS,
+    INSTANCE_STATUS,
+    DeviceInfo,
+    InstanceStatus,
+    PinStatus,
+    SentMessage,
+    fact,
+)
 from airflow_provider_plugz.exceptions import (
     PlugzAuthenticationError,
     PlugzBadRequestError,
@@ -444,3 +452,67 @@ def test_device_picture_link_is_kept_whole_or_not_at_all(mock: rm.Mocker, url: s
     mock.get(f"{BASE}/device", json={"phone": "", "imgUrl": url})
     device = PlugzHook().get_device()
     assert device.img_url == (url if kept else None)
+
+
+# --- the facts: each declared fact holds together -------------------------------------------------
+
+FACT_RESULTS: dict[str, list[Any]] = {
+    "pin": [PinStatus(True), PinStatus(False)],
+    "connection": [
+        InstanceStatus(connected=True, session=True, smartphone_connected=True),
+        InstanceStatus(connected=False, session=None, smartphone_connected=True, error="You need to restore"),
+        InstanceStatus(connected=True, session=True, smartphone_connected=False),
+        InstanceStatus(connected=False, session=False, smartphone_connected=False),
+    ],
+}
+
+
+def test_every_fact_has_example_results() -> None:
+    assert sorted(FACT_RESULTS) == sorted(FACTS)
+
+
+@pytest.mark.parametrize("name", list(FACTS))
+def test_a_facts_declaration_holds_together(name: str) -> None:
+    """Its call is a read; every result's column reads back as itself, with a declared state that
+    has words, and a describable text; its option and names are what users type."""
+    fact = FACTS[name]
+    assert fact.name == name
+    assert fact.endpoint.method == "GET"
+    assert fact.endpoint.idempotent
+    assert fact.endpoint.body is None
+    assert fact.fail_option.startswith("fail_if_")
+    assert fact.fail_option.isidentifier()
+    assert set(fact.words) == set(fact.states)
+    assert any(fact.is_bad(state) for state in fact.states)
+    assert any(not fact.is_bad(state) for state in fact.states)
+    for result in FACT_RESULTS[name]:
+        fields = fact.fields(result)
+        assert json.loads(json.dumps(fields)) == fields  # JSON-safe, as XCom needs
+        assert fact.read_fields(json.loads(json.dumps(fields))) == fields
+        assert fact.state(fields) in fact.states
+        assert fact.describe(fields)
+    bad = [state for state in fact.states if fact.is_bad(state)]
+    good = [state for state in fact.states if not fact.is_bad(state)]
+    assert fact.change(good[0], bad[0]) != fact.change(bad[0], good[0])
+    assert fact.baseline
+    assert fact.baseline.isidentifier()
+
+
+@pytest.mark.parametrize("name", list(FACTS))
+@pytest.mark.parametrize(
+    "xcom",
+    [
+        pytest.param(None, id="null"),
+        pytest.param([], id="array"),
+        pytest.param({}, id="empty"),
+        pytest.param({"unexpected": 1}, id="unknown-key"),
+    ],
+)
+def test_a_facts_column_refuses_what_it_did_not_write(name: str, xcom: Any) -> None:
+    with pytest.raises(ValueError, match=r"must be a JSON object|lacks|unexpected"):
+        FACTS[name].read_fields(xcom)
+
+
+def test_fact_names_the_known_ones_when_asked_for_another() -> None:
+    with pytest.raises(KeyError, match="known: pin, connection"):
+        fact("nonsense")

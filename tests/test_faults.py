@@ -56,12 +56,9 @@ from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, task_conte
 from tests.support.faults import (
     FAR_FUTURE,
     GAVE_UP_4,
-    NOT_FOUND_TEXT,
-    OTHER_ECHOED_TOKEN,
     PIN,
     PIN_JSON,
     STACKED_BOMB,
-    TOKEN_URL,
     UNKNOWN_INSTANCE_ID,
     WAITS_ON_TRANSIENT,
     WRONG_CLIENT_TOKEN,
@@ -81,9 +78,11 @@ from tests.support.faults import (
     run_trigger,
     sandbox,
     server,
+    status_rows,
     tls_context,
     wire_rows,
 )
+from tests.support.statuses import NOT_FOUND_TEXT
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -354,184 +353,11 @@ CASES = [
         ),
         id="state-web-instance",
     ),
-    # --- 3xx: never followed --------------------------------------------------------------------
     # --- the faults every endpoint meets (tests/support/faults.py), here for the PIN read ---------
     *wire_rows("pin", PIN_JSON.decode(), instance=PIN),
-    pytest.param(
-        Case(
-            faults=fault(Fault.redirect("https://api.plugzapi.com.br/x", 302)),
-            error=PlugzRedirectError,
-            match="HTTP 302",
-            requests=1,
-        ),
-        id="http-302-redirect",
-    ),
-    pytest.param(
-        Case(
-            faults=fault(Fault.redirect(TOKEN_URL, 308)),
-            error=PlugzRedirectError,
-            match="HTTP 308",
-            requests=1,
-        ),
-        id="http-308-redirect",
-    ),
-    # --- 4xx, with the error bodies of plugz-api.md ----------------------------------------------
-    pytest.param(
-        Case(
-            faults=body(400, {"error": "null not allowed"}),
-            error=PlugzAuthenticationError,
-            match="HTTP 400: null not allowed",
-            requests=1,
-        ),
-        id="http-400-null-not-allowed",
-    ),
-    pytest.param(
-        Case(
-            faults=body(400, {"error": "your client-token is not configured"}),
-            error=PlugzAuthenticationError,
-            match="HTTP 400: your client-token is not configured",
-            requests=1,
-        ),
-        id="http-400-client-token-not-configured",
-    ),
-    pytest.param(
-        Case(
-            faults=body(200, {"error": "your client-token is not configured"}),
-            error=PlugzAuthenticationError,
-            match="HTTP 200: your client-token is not configured",
-            requests=1,
-        ),
-        id="http-200-client-token-not-configured",
-    ),
-    pytest.param(
-        Case(
-            faults=body(403, {"error": f"Client-Token {CLIENT_TOKEN} not allowed"}),
-            error=PlugzAuthenticationError,
-            match="HTTP 403: Client-Token *** not allowed",
-            requests=1,
-        ),
-        id="http-403-echoes-our-client-token",
-    ),
-    pytest.param(
-        Case(
-            faults=body(400, {"error": f"Client-Token {OTHER_ECHOED_TOKEN} not allowed"}),
-            error=PlugzAuthenticationError,
-            match="HTTP 400: Client-Token *** not allowed",
-            requests=1,
-            hidden=(OTHER_ECHOED_TOKEN,),
-        ),
-        id="http-400-echoes-another-token",
-    ),
-    pytest.param(
-        Case(
-            faults=body(403, {"error": "203.0.113.9 not allowed"}),
-            error=PlugzAuthenticationError,
-            match="HTTP 403: 203.0.113.9 not allowed",
-            requests=1,
-        ),
-        id="http-403-ip-not-allowed",
-    ),
-    pytest.param(
-        Case(
-            faults=body(400, {"error": "Instance not found"}),
-            error=PlugzNotFoundError,
-            match="HTTP 400: Instance not found",
-            requests=1,
-        ),
-        id="http-400-instance-not-found",
-    ),
-    pytest.param(
-        Case(
-            faults=body(
-                400, {"error": "To continue sending a message, you must subscribe to this instance again"}
-            ),
-            error=PlugzSubscriptionError,
-            match="you must subscribe to this instance again. Renew",
-            requests=1,
-        ),
-        id="http-400-subscription-expired",
-    ),
-    pytest.param(
-        Case(
-            faults=body(
-                200, {"error": "NOT_FOUND", "message": "Unable to find matching target resource method"}
-            ),
-            error=PlugzNotFoundError,
-            match=f"HTTP 200: {NOT_FOUND_TEXT}",
-            requests=1,
-        ),
-        id="http-200-not-found-body",
-    ),
-    pytest.param(
-        Case(
-            faults=fault(Fault.status(401)),
-            error=PlugzAuthenticationError,
-            match="HTTP 401: Unauthorized",
-            requests=1,
-        ),
-        id="http-401",
-    ),
-    pytest.param(
-        Case(
-            faults=fault(Fault.status(403)),
-            error=PlugzAuthenticationError,
-            match="HTTP 403: Forbidden",
-            requests=1,
-        ),
-        id="http-403",
-    ),
-    pytest.param(
-        Case(
-            faults=fault(Fault.status(404)), error=PlugzNotFoundError, match="HTTP 404: Not Found", requests=1
-        ),
-        id="http-404",
-    ),
-    pytest.param(
-        Case(
-            faults=fault(Fault.status(405)),
-            error=PlugzMethodNotAllowedError,
-            match="HTTP 405: Method Not Allowed",
-            requests=1,
-        ),
-        id="http-405",
-    ),
-    pytest.param(
-        Case(
-            faults=fault(Fault.status(408)),
-            error=PlugzServerError,
-            match="HTTP 408: Request Timeout",
-            requests=1,
-        ),
-        id="http-408-transient-not-retried",
-    ),
-    pytest.param(
-        Case(
-            faults=fault(Fault.status(415)),
-            error=PlugzUnsupportedMediaTypeError,
-            match="HTTP 415: Unsupported Media Type",
-            requests=1,
-        ),
-        id="http-415",
-    ),
-    pytest.param(
-        Case(
-            faults=fault(Fault.status(418)),
-            error=PlugzBadRequestError,
-            match="HTTP 418: I'm a Teapot",
-            requests=1,
-        ),
-        id="http-418-other-4xx",
-    ),
-    pytest.param(
-        Case(
-            faults=fault(Fault.status(429), 4),
-            error=PlugzRateLimitedError,
-            match=f"HTTP 429: Too Many Requests. The server is throttling requests; try again later "
-            f"or poll less often. ({GAVE_UP_4})",
-            requests=4,
-        ),
-        id="http-429-no-retry-after",
-    ),
+    # --- every status and error body (tests/support/statuses.py), here for the PIN read ------------
+    *status_rows("http"),
+    # --- what the retry policy makes of a 429's Retry-After; a 503's text redacted -------------
     pytest.param(
         Case(
             faults=fault(Fault.status(429, headers={"Retry-After": "2"}), 4),
@@ -550,46 +376,6 @@ CASES = [
             requests=1,
         ),
         id="http-429-retry-after-over-cap",
-    ),
-    # --- 5xx ------------------------------------------------------------------------------------
-    pytest.param(
-        Case(
-            faults=fault(Fault.status(500, body={"error": "internal"})),
-            error=PlugzServerError,
-            match="HTTP 500: internal",
-            requests=1,
-        ),
-        id="http-500-transient-not-retried",
-    ),
-    pytest.param(
-        Case(
-            faults=fault(Fault.html(502), 4),
-            error=PlugzServerError,
-            match=f"HTTP 502. The Plugz service or a gateway in front of it failed; try again later. "
-            f"({GAVE_UP_4})",
-            requests=4,
-        ),
-        id="http-502-html",
-    ),
-    pytest.param(
-        Case(
-            faults=fault(Fault.status(503), 4),
-            error=PlugzServerError,
-            match=f"HTTP 503: Service Unavailable. The Plugz service or a gateway in front of it failed; "
-            f"try again later. ({GAVE_UP_4})",
-            requests=4,
-        ),
-        id="http-503-x4-gives-up",
-    ),
-    pytest.param(
-        Case(
-            faults=fault(Fault.status(504), 4),
-            error=PlugzServerError,
-            match=f"HTTP 504: Gateway Timeout. The Plugz service or a gateway in front of it failed; "
-            f"try again later. ({GAVE_UP_4})",
-            requests=4,
-        ),
-        id="http-504",
     ),
     pytest.param(
         Case(

@@ -3,8 +3,10 @@
 Reuses the rows (:class:`Case`), setup and assertions of tests/support/faults.py. ``has_code``
 is unused here: a succeeding row has ``has_code=True`` and its result is checked per runner.
 
-- Each endpoint gets its own rows plus ``wire_rows``, the faults every endpoint shares
-  (redirects, odd 200 bodies, encodings and bombs, a dripping server).
+- Each endpoint gets its own rows plus ``wire_rows``, the faults every endpoint shares (odd 200
+  bodies, encodings and bombs, a dripping server), and ``status_rows``: a few rows of the status
+  table (tests/support/statuses.py; all of it is asserted per endpoint in tests/test_protocol.py,
+  and over HTTP for the PIN read in tests/test_faults.py) through every runner.
 - Status rows run through every runner: hook, async hook, operator, and the sensor's poke,
   reschedule and deferrable modes. A deferral is then carried through the trigger to its one
   event and ``execute_complete``, and permanent rows also appear while the trigger waits.
@@ -31,13 +33,11 @@ from airflow_provider_plugz.exceptions import (
     PlugzConnectError,
     PlugzConnectionError,
     PlugzMalformedResponseError,
-    PlugzNotFoundError,
     PlugzOutcomeUnknownError,
     PlugzQueueFullError,
     PlugzRateLimitedError,
     PlugzReadTimeoutError,
     PlugzRefusedError,
-    PlugzServerError,
 )
 from airflow_provider_plugz.hooks.plugz import PlugzHook
 from airflow_provider_plugz.operators.messages import PlugzSendMessageOperator
@@ -62,6 +62,7 @@ from tests.support.faults import (
     run_trigger,
     sandbox,
     server,
+    status_rows,
     wire_rows,
 )
 
@@ -85,28 +86,6 @@ STATUS_CASES = [
     pytest.param(Case(faults=fault(Fault.drop()), has_code=OK, requests=2), id="status-drop-then-200"),
     pytest.param(Case(faults=fault(Fault.status(503)), has_code=OK, requests=2), id="status-503-then-200"),
     pytest.param(
-        Case(faults=fault(Fault.status(503), 4), error=PlugzServerError, match="HTTP 503", requests=4),
-        id="status-503-x4",
-    ),
-    pytest.param(
-        Case(
-            faults=body(404, {"error": "Instance not found"}),
-            error=PlugzNotFoundError,
-            match="HTTP 404",
-            requests=1,
-        ),
-        id="status-404",
-    ),
-    pytest.param(
-        Case(
-            faults=body(200, {"error": "null not allowed"}),
-            error=PlugzAuthenticationError,
-            match="HTTP 200: null not allowed",
-            requests=1,
-        ),
-        id="status-200-error-without-connected",
-    ),
-    pytest.param(
         Case(
             faults=body(200, {"connected": "yes", "smartphoneConnected": True}),
             error=PlugzMalformedResponseError,
@@ -125,6 +104,7 @@ STATUS_CASES = [
         ),
         id="status-wrong-client-token",
     ),
+    *status_rows("status", "503", "404-instance-not-found", "200-null-not-allowed", "301-echoes-the-path"),
     *wire_rows("status", STATUS_JSON),
 ]
 
@@ -135,22 +115,6 @@ DEVICE_CASES = [
     pytest.param(Case(has_code=OK, requests=1, **DEVICE), id="device-ok"),
     pytest.param(
         Case(faults=fault(Fault.drop()), has_code=OK, requests=2, **DEVICE), id="device-drop-then-200"
-    ),
-    pytest.param(
-        Case(
-            faults=fault(Fault.status(503), 4), error=PlugzServerError, match="HTTP 503", requests=4, **DEVICE
-        ),
-        id="device-503-x4",
-    ),
-    pytest.param(
-        Case(
-            faults=body(404, {"error": "Instance not found"}),
-            error=PlugzNotFoundError,
-            match="HTTP 404",
-            requests=1,
-            **DEVICE,
-        ),
-        id="device-404",
     ),
     pytest.param(
         Case(
@@ -213,6 +177,7 @@ DEVICE_CASES = [
         ),
         id="device-200-z-api-is-business-a-text",
     ),
+    *status_rows("device", "503", "404-instance-not-found", "301-echoes-the-path", **DEVICE),
     *wire_rows("device", DEVICE_JSON, **DEVICE),
 ]
 
@@ -231,10 +196,6 @@ SEND_CASES = [
             requests=1,
         ),
         id="send-read-timeout-once",
-    ),
-    pytest.param(
-        Case(faults=fault(Fault.status(503), 4), error=PlugzServerError, match="HTTP 503", requests=1),
-        id="send-503-once",
     ),
     pytest.param(
         Case(
@@ -272,6 +233,7 @@ SEND_CASES = [
         ),
         id="send-400-queue-full",
     ),
+    *status_rows("send", "503", "301-echoes-the-path", sent_once=True),
     *wire_rows("send", SEND_JSON, sent_once=True),
 ]
 

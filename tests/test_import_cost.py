@@ -111,6 +111,12 @@ def sentry():
     import airflow_provider_plugz.sentry
 
 
+def endpoints():
+    import airflow_provider_plugz.endpoints as e
+
+    return {"facts": sorted(e.FACTS)}
+
+
 def audit():
     import airflow_provider_plugz.operators.audit
 
@@ -142,6 +148,7 @@ def dag_files(*names):
 step("sandbox_alone", sandbox_alone)
 step("testing_package", testing_package)
 step("sentry", sentry)
+step("endpoints", endpoints)
 # 2. Airflow's base classes loaded, as in any DAG file
 import airflow_provider_plugz._compat
 
@@ -207,6 +214,24 @@ CASES = [
         "sentry",
         {"absent": ["sentry_sdk", "airflow", "requests", "httpx"]},
         id="test_importing_the_module_is_cheap",
+    ),
+    pytest.param(
+        "endpoints",
+        {
+            "absent": [
+                "airflow",
+                "airflow_provider_plugz._protocol",
+                "airflow_provider_plugz._redaction",
+                "airflow_provider_plugz._answer_texts",
+                "airflow_provider_plugz.transports",
+                HOOK,
+                "requests",
+                "httpx",
+                "asyncio",
+            ],
+            "facts": {"facts": ["connection", "pin"]},
+        },
+        id="test_the_declarations_are_light_the_audit_and_the_watcher_read_them_at_parse_time",
     ),
     pytest.param(
         "audit",

@@ -1,5 +1,6 @@
 """Response checking as one pure table: status, headers and body in, a result or the exact
-error class out, with the advice and redaction each message carries. No HTTP here: the fault
+error class out, with the advice and redaction each message carries. The status mapping is the
+table of tests/support/statuses.py, asserted here for every endpoint. No HTTP here: the fault
 matrix (test_faults.py) runs the same rules over real connections, through every runner."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from requests.structures import CaseInsensitiveDict
 
+from airflow_provider_plugz._declarations import Endpoint
 from airflow_provider_plugz._protocol import PlugzRequest, build_request, read_answer
 from airflow_provider_plugz._redaction import WITHHELD
 from airflow_provider_plugz.connection import PlugzConfig
@@ -51,6 +53,7 @@ from tests.conftest import (
     zapi_device_answer,
     zapi_device_examples,
 )
+from tests.support.statuses import STATUS_TABLE, StatusRow
 
 CONFIG = PlugzConfig(
     conn_id="plugz_default",
@@ -83,76 +86,6 @@ def assert_no_secret(text: str) -> None:
     assert_no_secrets(text, secrets=(*SECRETS, INSTANCE_ID, URL))
 
 
-STATUS_CASES = [
-    pytest.param(
-        400, {"error": "null not allowed"}, PlugzAuthenticationError, "null not allowed", id="400-no-ct"
-    ),
-    pytest.param(
-        400, {"error": "your client-token is not configured"}, PlugzAuthenticationError, "", id="400-ct-unset"
-    ),
-    pytest.param(
-        403,
-        {"error": f"Client-Token {CLIENT_TOKEN} not allowed"},
-        PlugzAuthenticationError,
-        "",
-        id="403-echo",
-    ),
-    pytest.param(
-        403, {"error": "203.0.113.9 not allowed"}, PlugzAuthenticationError, "not allowed", id="403-ip"
-    ),
-    pytest.param(401, None, PlugzAuthenticationError, "HTTP 401", id="401-empty"),
-    pytest.param(404, {"error": "Instance not found"}, PlugzNotFoundError, "Instance not found", id="404"),
-    pytest.param(400, {"error": "Instance not found"}, PlugzNotFoundError, "Instance ID", id="400-not-found"),
-    pytest.param(
-        400,
-        {"error": "To continue sending a message, you must subscribe to this instance again"},
-        PlugzSubscriptionError,
-        "Renew",
-        id="400-expired",
-    ),
-    pytest.param(
-        400,
-        {"error": "This feature is only available for mobile instances"},
-        PlugzInstanceNotSupportedError,
-        "mobile",
-        id="400-web-instance",
-    ),
-    pytest.param(400, {"error": "bad data"}, PlugzBadRequestError, "bad data", id="400-plain"),
-    pytest.param(
-        405,
-        {"error": "NOT_FOUND", "message": "Unable to find matching target resource method"},
-        PlugzMethodNotAllowedError,
-        "GET",
-        id="405",
-    ),
-    pytest.param(415, {"message": "Unsupported Media Type"}, PlugzUnsupportedMediaTypeError, "415", id="415"),
-    pytest.param(418, {"error": "teapot"}, PlugzBadRequestError, "teapot", id="418-other-4xx"),
-    pytest.param(408, None, PlugzServerError, "408", id="408"),
-    pytest.param(429, {"error": "slow down"}, PlugzRateLimitedError, "slow down", id="429"),
-    pytest.param(500, {"error": "boom"}, PlugzServerError, "boom", id="500"),
-    pytest.param(502, "<html><h1>502 Bad Gateway</h1></html>", PlugzServerError, "HTTP 502", id="502-html"),
-    pytest.param(503, None, PlugzServerError, "503", id="503-empty"),
-    pytest.param(504, {"message": "upstream timeout"}, PlugzServerError, "upstream timeout", id="504"),
-    pytest.param(
-        200,
-        {"error": "NOT_FOUND", "message": "Unable to find matching target resource method"},
-        PlugzNotFoundError,
-        "NOT_FOUND",
-        id="200-not-found-body",
-    ),
-    pytest.param(200, {"error": "null not allowed"}, PlugzAuthenticationError, "null", id="200-no-ct"),
-    pytest.param(200, {"error": "something odd"}, PlugzBadRequestError, "something odd", id="200-error"),
-    pytest.param(302, None, PlugzRedirectError, "Redirects are not followed", id="302"),
-    pytest.param(
-        301,
-        {"error": f"moved /instances/{INSTANCE_ID}/token/{INSTANCE_TOKEN}/x"},
-        PlugzRedirectError,
-        "",
-        id="301",
-    ),
-]
-
-
 BODY_CASES = [
     pytest.param(b"", "empty", id="empty"),
     pytest.param(b"   ", "empty", id="blank"),
@@ -176,23 +109,6 @@ BODY_CASES = [
     pytest.param(b"\xff\xfe\x00garbage", "not valid JSON", id="binary"),
     pytest.param(b"[" * 100_000, "not valid JSON", id="deeply-nested"),
 ]
-
-
-@pytest.mark.parametrize(("status", "body", "error_class", "fragment"), STATUS_CASES)
-def test_error_statuses(status: int, body: Any, error_class: type[PlugzError], fragment: str) -> None:
-    headers = {"Location": f"https://elsewhere.example/{INSTANCE_TOKEN}"} if 300 <= status < 400 else None
-    with pytest.raises(error_class) as info:
-        answer(status, body, headers)
-    assert type(info.value) is error_class
-    message = str(info.value)
-    assert f"HTTP {status}" in message
-    assert fragment in message
-    assert "'plugz_default'" in message
-    assert message.endswith(error_class.advice)  # every message ends with its class's advice
-    assert info.value.http_status == status
-    assert_no_secret(message)
-    assert_no_secret(repr(info.value))
-    assert_no_secret(str(info.value.server_message))
 
 
 @pytest.mark.parametrize(
@@ -569,24 +485,53 @@ def test_new_endpoint_malformed_bodies(endpoint: str, body: Any, fragment: str) 
     assert_private(repr(info.value))
 
 
-NEW_FAILURES = [
-    # A 200 with an error text and no boolean 'connected' is a failure, as on any endpoint.
-    pytest.param(
-        "status",
-        200,
-        {"error": "null not allowed"},
+# --- the status mapping (tests/support/statuses.py), for every endpoint -----------------------
+
+ENDPOINT_REQUESTS = {"pin": REQUEST, **NEW_REQUESTS}
+
+
+@pytest.mark.parametrize("endpoint", list(ENDPOINT_REQUESTS))
+@pytest.mark.parametrize("row", STATUS_TABLE)
+def test_error_statuses(row: StatusRow, endpoint: str) -> None:
+    request = ENDPOINT_REQUESTS[endpoint]
+    location = (
+        {"Location": f"https://elsewhere.example/{INSTANCE_TOKEN}"} if 300 <= row.status < 400 else None
+    )
+    with pytest.raises(row.error) as info:
+        answer(row.status, row.body, location, request=request)
+    assert type(info.value) is row.error
+    message = str(info.value)
+    assert f"HTTP {row.status}" in message
+    for fragment in row.says:
+        assert fragment.format(method=request.endpoint.method) in message
+    assert "'plugz_default'" in message
+    assert message.endswith(row.error.advice)  # every message ends with its class's advice
+    assert info.value.http_status == row.status
+    for text in (message, repr(info.value), str(info.value.server_message)):
+        assert_no_secrets(text, secrets=(*SECRETS, INSTANCE_ID, request.url, *row.hidden))
+        assert_private(text)
+
+
+def test_the_status_table_covers_every_class_a_status_maps_to() -> None:
+    rows = [param.values[0] for param in STATUS_TABLE]
+    assert {row.error for row in rows} == {
         PlugzAuthenticationError,
-        "null not allowed",
-        id="status-200-no-ct",
-    ),
-    pytest.param(
-        "status",
-        200,
-        {"error": "something odd"},
         PlugzBadRequestError,
-        "something odd",
-        id="status-200-error-alone",
-    ),
+        PlugzInstanceNotSupportedError,
+        PlugzMethodNotAllowedError,
+        PlugzNotFoundError,
+        PlugzRateLimitedError,
+        PlugzRedirectError,
+        PlugzServerError,
+        PlugzSubscriptionError,
+        PlugzUnsupportedMediaTypeError,
+    }
+    assert {row.status // 100 for row in rows} == {2, 3, 4, 5}
+
+
+NEW_FAILURES = [
+    # What only some endpoints' answers hold (the status mapping itself: STATUS_TABLE above).
+    # A 200 with an error text and no boolean 'connected' is a failure, as on any endpoint.
     pytest.param(
         "status",
         200,
@@ -594,40 +539,6 @@ NEW_FAILURES = [
         PlugzBadRequestError,
         "You are not connected.",
         id="status-200-error-connected-not-bool",
-    ),
-    pytest.param(
-        "status",
-        200,
-        {"error": "NOT_FOUND", "message": "Unable to find matching target resource method"},
-        PlugzNotFoundError,
-        "NOT_FOUND",
-        id="status-200-not-found-body",
-    ),
-    pytest.param(
-        "status",
-        404,
-        {"error": "Instance not found"},
-        PlugzNotFoundError,
-        "Instance not found",
-        id="status-404",
-    ),
-    pytest.param("status", 429, None, PlugzRateLimitedError, "429", id="status-429"),
-    pytest.param("status", 503, None, PlugzServerError, "503", id="status-503"),
-    pytest.param(
-        "device",
-        200,
-        {"error": "something odd"},
-        PlugzBadRequestError,
-        "something odd",
-        id="device-200-error",
-    ),
-    pytest.param(
-        "device",
-        403,
-        {"error": f"Client-Token {CLIENT_TOKEN} not allowed"},
-        PlugzAuthenticationError,
-        "Client-Token *** not allowed",
-        id="device-403-echo",
     ),
     pytest.param(
         "send-text",
@@ -694,17 +605,6 @@ NEW_FAILURES = [
         "You are not connected.",
         id="send-200-connected-false-is-a-failure",
     ),
-    pytest.param(
-        "send-text",
-        400,
-        {"error": "To continue sending a message, you must subscribe to this instance again"},
-        PlugzSubscriptionError,
-        "Renew",
-        id="send-400-expired",
-    ),
-    pytest.param("send-text", 429, {"error": "slow down"}, PlugzRateLimitedError, "slow down", id="send-429"),
-    pytest.param("send-text", 405, None, PlugzMethodNotAllowedError, "POST", id="send-405"),
-    pytest.param("send-text", 415, None, PlugzUnsupportedMediaTypeError, "415", id="send-415"),
 ]
 
 
@@ -1180,3 +1080,28 @@ def test_a_secret_holding_the_classifying_words_does_not_change_the_class(
         )
     assert type(info.value) is error_class
     assert client_token not in str(info.value)
+
+
+# --- answers that are a bare JSON array (Endpoint.array_key) --------------------------------------
+
+LISTING = Endpoint("GET", "things", "thing listing", lambda a: a.payload, array_key="things")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "expected"),
+    [
+        pytest.param(
+            LISTING, [{"a": 1}, {"a": 2}], {"things": [{"a": 1}, {"a": 2}]}, id="array-read-under-its-key"
+        ),
+        pytest.param(LISTING, [], {"things": []}, id="empty-array"),
+        pytest.param(LISTING, {"things": [1]}, {"things": [1]}, id="an-object-still-works"),
+        pytest.param(PIN_STATUS, [{"hasCode": True}], PlugzMalformedResponseError, id="no-array-key-refuses"),
+    ],
+)
+def test_an_endpoint_with_an_array_key_reads_a_bare_array(endpoint: Any, body: Any, expected: Any) -> None:
+    request = PlugzRequest(endpoint=endpoint, url=URL, headers={})
+    if isinstance(expected, type):
+        with pytest.raises(expected, match="the JSON is not an object"):
+            answer(200, body, request=request)
+    else:
+        assert answer(200, body, request=request) == expected

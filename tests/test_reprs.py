@@ -120,9 +120,9 @@ _NAMESPACE["collections"] = collections
 
 #: Fields shown by design ("module.Class.field"): the value the test gives and why it may show.
 SHOWN: dict[str, tuple[Any, str]] = {
-    "_protocol.Endpoint.method": ("GET", "an HTTP method"),
-    "_protocol.Endpoint.path": ("status", "the path below the credentials, e.g. 'status'"),
-    "_protocol.Endpoint.action": ("status check", "the words messages use for the call"),
+    "_declarations.Endpoint.method": ("GET", "an HTTP method"),
+    "_declarations.Endpoint.path": ("status", "the path below the credentials, e.g. 'status'"),
+    "_declarations.Endpoint.action": ("status check", "the words messages use for the call"),
     "connection.PlugzConfig.conn_id": ("plugz_repr", "an Airflow connection id"),
     "connection.PlugzConfig.base_url": ("https://api.example.invalid", "validated: no credentials"),
     "connection.PlugzConfig.ca_bundle": ("/etc/ssl/ca.pem", "a file path"),
@@ -131,7 +131,10 @@ SHOWN: dict[str, tuple[Any, str]] = {
     "connection.BaseURL.path": ("/v1", "validated URL part: the API's prefix"),
     "endpoints.SentMessage.zaap_id": ("ZAAP-ID-1", "Plugz's id of the message"),
     "endpoints.SentMessage.message_id": ("WA-ID-1", "WhatsApp's id of the message"),
-    "audit.entries.StatusResult.error_class": ("PlugzServerError", "an exception class name"),
+    "_declarations.Endpoint.array_key": ("messages", "the key a JSON array answer is read under"),
+    "audit.columns.StatusResult.error_class": ("PlugzServerError", "an exception class name"),
+    "audit.columns.FactResult.error_class": ("PlugzServerError", "an exception class name"),
+    "audit.columns.FactResult.fact": ("connection", "a fact's name"),
     "audit.entries.CheckResult.error_class": ("PlugzNotFoundError", "an exception class name"),
     "audit.report.MergedReport.warnings": (
         ("chunk 2 of audit_pins reported no report",),
@@ -175,7 +178,7 @@ SHOWN: dict[str, tuple[Any, str]] = {
 SERVER_TEXTS = {
     "endpoints.InstanceStatus.error",
     *(
-        f"endpoints.DeviceInfo.{name}"
+        f"_device.DeviceInfo.{name}"
         for name in (
             "wa_version",
             "platform",
@@ -217,6 +220,34 @@ def _status_results() -> tuple[Any, ...]:
     )
 
 
+def _fact_results() -> tuple[Any, ...]:
+    from airflow_provider_plugz.audit.columns import FactResult
+    from airflow_provider_plugz.endpoints import CONNECTION, FACTS, InstanceStatus
+
+    status = InstanceStatus(connected=False, session=None, smartphone_connected=True, error=SERVER_TEXT)
+    return (
+        FactResult.of(CONNECTION, status),
+        *(FactResult.failure(fact, "plugz_a", _exception(_plugz_error())) for fact in FACTS.values()),
+    )
+
+
+def _plugz_error() -> type[BaseException]:
+    from airflow_provider_plugz.exceptions import PlugzServerError
+
+    return PlugzServerError
+
+
+def _facts_read() -> tuple[Any, ...]:
+    from airflow_provider_plugz.audit.checks import FactsRead
+    from airflow_provider_plugz.endpoints import InstanceStatus, PinStatus
+
+    status = InstanceStatus(connected=False, session=None, smartphone_connected=True, error=SERVER_TEXT)
+    return (
+        FactsRead(PinStatus(True), {"connection": status}),
+        FactsRead(_exception(_plugz_error()), {"connection": _exception(_plugz_error())}),  # type: ignore[arg-type]
+    )
+
+
 def _check_results() -> tuple[Any, ...]:
     from airflow_provider_plugz.operators.audit import CheckResult
 
@@ -242,7 +273,7 @@ def _fleet_run() -> tuple[Any, ...]:
         FleetRun(
             conn_ids=("plugz_a", "plugz_b"),
             max_concurrency=2,
-            values={"plugz_a": build_one(_class("endpoints.DeviceInfo"))},
+            values={"plugz_a": build_one(_class("_device.DeviceInfo"))},
             errors={"plugz_b": _exception(PlugzNotFoundError)},
             cancelled=(),
             never_started=(),
@@ -267,7 +298,12 @@ def _dag_run_report() -> tuple[Any, ...]:
 
 
 def _operators() -> dict[str, Any]:
-    from airflow_provider_plugz.operators.audit import PlugzAuditMergeOperator, PlugzPinAuditOperator
+    from airflow_provider_plugz.endpoints import FACTS
+    from airflow_provider_plugz.operators.audit import (
+        PlugzAuditMergeOperator,
+        PlugzFleetAuditOperator,
+        PlugzPinAuditOperator,
+    )
     from airflow_provider_plugz.operators.messages import PlugzSendMessageOperator
     from airflow_provider_plugz.operators.plugz import (
         PlugzInstanceStatusOperator,
@@ -299,7 +335,10 @@ def _operators() -> dict[str, Any]:
         "operators.audit.PlugzPinAuditOperator": lambda: PlugzPinAuditOperator(
             task_id="audit", plugz_conn_ids=["plugz_a", "plugz_b"]
         ),
-        "operators.audit.PlugzAuditMergeOperator": lambda: PlugzAuditMergeOperator(
+        "operators.audit.PlugzFleetAuditOperator": lambda: PlugzFleetAuditOperator(
+            task_id="audit", plugz_conn_ids=["plugz_a", "plugz_b"], checks=list(FACTS)
+        ),
+        "operators.audit_merge.PlugzAuditMergeOperator": lambda: PlugzAuditMergeOperator(
             task_id="merge", reports=[]
         ),
         "sensors.plugz.PlugzPollingSensor": lambda: PlugzPollingSensor(task_id="wait", **conn),
@@ -312,7 +351,7 @@ def _operators() -> dict[str, Any]:
 
 def _factories() -> dict[str, Any]:
     """``module.Class`` -> a function returning one instance or a tuple of instances."""
-    from airflow_provider_plugz import _client_logs, _redaction, sentry
+    from airflow_provider_plugz import _client_logs, _redaction, endpoints, sentry
     from airflow_provider_plugz.hooks import plugz as hooks
     from airflow_provider_plugz.notifications.plugz import PlugzNotifier, _Variables
     from airflow_provider_plugz.operators import _once
@@ -379,7 +418,10 @@ def _factories() -> dict[str, Any]:
         "notifications.plugz._Variables": lambda: (_Variables(), _Variables(deserialize_json=True)),
         "operators._once.AttemptLedger": ledger,
         "operators._once.VariableStore": lambda: _once.VariableStore(("plugz_dag", "send", PHONE, TEXT)),
-        "audit.entries.StatusResult": _status_results,
+        "audit.columns.StatusResult": _status_results,
+        "audit.columns.FactResult": _fact_results,
+        "audit.checks.FactsRead": _facts_read,
+        "_declarations.Fact": lambda: tuple(endpoints.FACTS.values()),
         "audit.entries.CheckResult": _check_results,
         "audit.report.AuditReport": _audit_report,
         "sentry._Walk": sentry._Walk,

@@ -1,7 +1,8 @@
 """The audit's arguments, read and checked: the connection ids (:func:`conn_id_list`), the
 deadline (:func:`timeout_seconds`, :func:`audit_deadline`), the chunks of a large fleet
-(:func:`audit_chunks`) and the merge's ``chunks`` and ``reports``. Every bad value is a
-``PlugzConfigurationError`` that says what to do and quotes none of it.
+(:func:`audit_chunks`), the merge's ``chunks`` and ``reports``, and which facts are checked
+(:func:`check_names`) and fail the task (:func:`pop_fail_options`, :func:`failing_facts`).
+Every bad value is a ``PlugzConfigurationError`` that says what to do and quotes none of it.
 """
 
 from __future__ import annotations
@@ -10,10 +11,14 @@ import ast
 import json
 import re
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_plugz.audit.texts import seconds_text
 from airflow_provider_plugz.audit.xcom import MAX_CONN_ID_LENGTH, REPORT_XCOM_KEY, is_conn_id, kind
+from airflow_provider_plugz.endpoints import FACTS, PIN
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 DEFAULT_MAX_CONCURRENCY = 32
 #: How long the whole audit may take when the task has no shorter ``execution_timeout``.
@@ -256,3 +261,31 @@ def check_chunks(value: Any) -> list[list[str]]:
             owner[conn_id] = index
         chunks.append(list(chunk))
     return chunks
+
+
+def check_names(checks: str | Sequence[str], check_status: bool) -> tuple[str, ...]:
+    """The facts to read besides the PIN, in :data:`FACTS` order; ValueError naming the known ones."""
+    names = (
+        [checks] if isinstance(checks, str) else list(checks) if isinstance(checks, (list, tuple)) else None
+    )
+    if names is None or not all(isinstance(name, str) and name in FACTS for name in names):
+        raise ValueError(
+            f"checks must name facts among {', '.join(map(repr, FACTS))} (a name or a list of names), "
+            f"got {checks!r}"
+        )
+    wanted = {*names, *(("connection",) if check_status else ())}
+    return tuple(name for name in FACTS if name in wanted and name != PIN.name)
+
+
+def pop_fail_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Each declared fact's ``fail_if_*`` option found in ``kwargs`` (removed from it)."""
+    return {
+        fact.fail_option: kwargs.pop(fact.fail_option)
+        for fact in FACTS.values()
+        if fact.fail_option in kwargs
+    }
+
+
+def failing_facts(fail_options: dict[str, Any]) -> tuple[str, ...]:
+    """The facts whose ``fail_if_*`` option is on, in :data:`FACTS` order."""
+    return tuple(name for name, fact in FACTS.items() if fail_options.get(fact.fail_option))

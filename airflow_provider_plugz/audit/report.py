@@ -10,19 +10,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_plugz._vocabulary import CONNECTION_STATES
 from airflow_provider_plugz.audit.arguments import check_chunks
-from airflow_provider_plugz.audit.checks import PinAndStatus
-from airflow_provider_plugz.audit.entries import CheckResult, StatusResult
+from airflow_provider_plugz.audit.checks import FactsRead, PinAndStatus
+from airflow_provider_plugz.audit.columns import FactResult
+from airflow_provider_plugz.audit.entries import CheckResult
 from airflow_provider_plugz.audit.texts import ids_text, numbers_text
-from airflow_provider_plugz.audit.xcom import (
-    COUNTS,
-    MAX_REPORT_ENTRIES,
-    STATUS_COUNTS,
-    expect_keys,
-    is_conn_id,
-    kind,
-)
+from airflow_provider_plugz.audit.xcom import COUNTS, MAX_REPORT_ENTRIES, expect_keys, is_conn_id, kind
+from airflow_provider_plugz.endpoints import FACTS, PIN
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -35,23 +29,18 @@ if TYPE_CHECKING:
 class AuditReport:
     """The audit's outcome: one :class:`CheckResult` per connection id, in the order given, and
     the counts. ``errors`` counts every entry without a PIN answer, ``timed_out`` the part of
-    them the audit's deadline came before. With ``status_checked`` (the operator's
-    ``check_status``) it also counts each of :data:`CONNECTION_STATES` and ``status_errors``, the
-    numbers whose status could not be read; those five add up to ``total``. :meth:`to_xcom` is
-    the JSON the task returns."""
+    them the audit's deadline came before. For each other fact in ``checks`` (the names of
+    :data:`~airflow_provider_plugz.endpoints.FACTS`; ``status_checked``, the operator's
+    ``check_status``, is the connection's) it also counts the numbers in each of the fact's
+    states and those whose column could not be read (for the connection: each of
+    :data:`CONNECTION_STATES` and ``status_errors``); those add up to ``total``. Every count is
+    an attribute (``report.with_pin``, ``report.connected``) and in :attr:`counts`.
+    :meth:`to_xcom` is the JSON the task returns."""
 
     results: Mapping[str, CheckResult]
     status_checked: bool = False
-    total: int = field(init=False)
-    with_pin: int = field(init=False)
-    without_pin: int = field(init=False)
-    errors: int = field(init=False)
-    timed_out: int = field(init=False)
-    connected: int = field(init=False)
-    disconnected: int = field(init=False)
-    session_lost: int = field(init=False)
-    phone_offline: int = field(init=False)
-    status_errors: int = field(init=False)
+    checks: tuple[str, ...] = ()
+    counts: Mapping[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
         results = MappingProxyType(dict(self.results))  # read-only, and no longer the caller's
@@ -61,40 +50,63 @@ class AuditReport:
                     "an AuditReport's results map connection ids (strings) to CheckResults, got "
                     f"{kind(conn_id)} to {kind(result)}"
                 )
-        if not self.status_checked and any(r.status is not None for r in results.values()):
-            raise ValueError("an AuditReport with statuses in its results needs status_checked=True")
-        with_pin = sum(1 for r in results.values() if r.has_code is True)
-        without_pin = sum(1 for r in results.values() if r.has_code is False)
-        states = [r.status.state for r in results.values() if r.status is not None]
-        per_state = {state: states.count(state) for state in CONNECTION_STATES}
-        status_errors = len(results) - sum(per_state.values()) if self.status_checked else 0
-        for name, value in (
-            ("results", results),
-            ("total", len(results)),
-            ("with_pin", with_pin),
-            ("without_pin", without_pin),
-            ("errors", len(results) - with_pin - without_pin),
-            ("timed_out", sum(1 for r in results.values() if r.timed_out)),
-            *per_state.items(),
-            ("status_errors", status_errors),
-        ):
-            object.__setattr__(self, name, value)
+        unknown = [name for name in self.checks if name not in FACTS]
+        if unknown:
+            raise ValueError(f"an AuditReport's checks name no known fact: {', '.join(map(repr, unknown))}")
+        wanted = {*self.checks, *(("connection",) if self.status_checked else ())} - {PIN.name}
+        checks = tuple(name for name in FACTS if name in wanted)
+        read = {name for r in results.values() for name, column in r.columns.items() if column is not None}
+        if read - set(checks):
+            names = ", ".join(sorted(read - set(checks)))
+            raise ValueError(
+                f"an AuditReport with {names} columns in its results needs them in checks"
+                + (" (status_checked=True)" if "connection" in read - set(checks) else "")
+            )
+        counts = {"total": len(results)}
+        for fact in FACTS.values():
+            column = [
+                (r.has_code if r.has_code is not None else None)
+                if fact is PIN
+                else (None if (c := r.columns.get(fact.name)) is None else c.state)
+                for r in results.values()
+            ]
+            for state, name in fact.states.items():
+                counts[name] = sum(1 for value in column if value is not None and value == state)
+            answered = sum(counts[name] for name in fact.states.values())
+            counts[fact.errors_count] = len(results) - answered if fact is PIN or fact.name in checks else 0
+        counts["timed_out"] = sum(1 for r in results.values() if r.timed_out)
+        object.__setattr__(self, "results", results)
+        object.__setattr__(self, "checks", checks)
+        object.__setattr__(self, "status_checked", "connection" in checks)
+        object.__setattr__(self, "counts", MappingProxyType(counts))
+
+    def __getattr__(self, name: str) -> int:
+        # Each count as an attribute: report.with_pin, report.connected, ...
+        counts = self.__dict__.get("counts")
+        if counts is not None and name in counts:
+            return int(counts[name])
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __repr__(self) -> str:
-        names = COUNTS + (STATUS_COUNTS if self.status_checked else ())
-        return f"AuditReport({', '.join(f'{name}={getattr(self, name)}' for name in names)})"
+        return f"AuditReport({', '.join(f'{name}={self.counts[name]}' for name in self.count_names)})"
+
+    @property
+    def count_names(self) -> tuple[str, ...]:
+        """The counts its XCom holds, in order: every report's, then each checked fact's."""
+        return COUNTS + tuple(count for name in self.checks for count in FACTS[name].counts)
 
     @classmethod
     def from_run(
         cls,
-        run: FleetRun[PinStatus | PinAndStatus],
+        run: FleetRun[PinStatus | PinAndStatus | FactsRead],
         *,
         deadline_seconds: float,
         status_checked: bool = False,
+        checks: tuple[str, ...] = (),
     ) -> AuditReport:
         """The report of a fan-out that had ``deadline_seconds`` to finish: of PIN checks
-        (``PinStatus`` values), or with ``status_checked`` of PIN-and-status checks
-        (:class:`PinAndStatus` values)."""
+        (``PinStatus`` values), of PIN-and-status checks (:class:`PinAndStatus` values, with
+        ``status_checked``) or of the facts in ``checks`` (:class:`FactsRead` values)."""
         results: dict[str, CheckResult] = {}
         for conn_id in run.conn_ids:
             if conn_id in run.values:
@@ -107,33 +119,50 @@ class AuditReport:
                     in_flight=conn_id in run.cancelled,
                     max_concurrency=run.max_concurrency,
                 )
-        return cls(results, status_checked=status_checked)
+        return cls(results, status_checked=status_checked, checks=checks)
+
+    def findings(self, fact: str) -> list[str]:
+        """The connection ids whose ``fact`` was read and is in a bad state (``fail_if_*``)."""
+        declared = FACTS[fact]
+        if declared is PIN:
+            return [c for c, r in self.results.items() if r.has_code is not None and PIN.is_bad(r.has_code)]
+        return [
+            c
+            for c, r in self.results.items()
+            if (column := r.columns.get(fact)) is not None
+            and column.state is not None
+            and declared.is_bad(column.state)
+        ]
+
+    def unread(self, fact: str) -> list[str]:
+        """The connection ids whose ``fact``'s call failed (for the PIN: timed-out ones too)."""
+        if fact == PIN.name:
+            return [c for c, r in self.results.items() if r.has_code is None]
+        return [
+            c
+            for c, r in self.results.items()
+            if (column := r.columns.get(fact)) is not None and column.state is None
+        ]
 
     @property
     def missing_pin(self) -> list[str]:
         """The connection ids whose account has no PIN."""
-        return [conn_id for conn_id, r in self.results.items() if r.has_code is False]
+        return self.findings(PIN.name)
 
     @property
     def failed(self) -> list[str]:
         """The connection ids that could not be checked (timed-out ones included)."""
-        return [conn_id for conn_id, r in self.results.items() if r.has_code is None]
+        return self.unread(PIN.name)
 
     @property
     def not_connected(self) -> list[str]:
         """The connection ids whose status was read and is not ``connected``."""
-        return [
-            conn_id
-            for conn_id, r in self.results.items()
-            if r.status is not None and r.status.state not in (None, "connected")
-        ]
+        return self.findings("connection")
 
     @property
     def status_failed(self) -> list[str]:
         """The connection ids whose status call failed."""
-        return [
-            conn_id for conn_id, r in self.results.items() if r.status is not None and r.status.state is None
-        ]
+        return self.unread("connection")
 
     @classmethod
     def from_xcom(cls, xcom: Any, *, max_entries: int = MAX_REPORT_ENTRIES) -> AuditReport:
@@ -152,8 +181,12 @@ class AuditReport:
                 "not a Plugz PIN audit report: expected a JSON object with 'results', got "
                 f"{kind(xcom) if not isinstance(xcom, dict) else 'an object without it'}"
             )
-        status_checked = any(name in xcom for name in STATUS_COUNTS)
-        names = COUNTS + (STATUS_COUNTS if status_checked else ())
+        checks = tuple(
+            name
+            for name, fact in FACTS.items()
+            if fact is not PIN and any(count in xcom for count in fact.counts)
+        )
+        names = COUNTS + tuple(count for name in checks for count in FACTS[name].counts)
         expect_keys(xcom, {*names, "results"}, "the report")
         for name in names:
             if type(xcom[name]) is not int:  # bool and float are not counts
@@ -166,11 +199,11 @@ class AuditReport:
             if not is_conn_id(conn_id):
                 raise ValueError(f"it holds an entry under {kind(conn_id)}, which is not a connection id")
             try:
-                results[conn_id] = CheckResult.from_xcom(entry, with_status=status_checked)
+                results[conn_id] = CheckResult.from_xcom(entry, checks=checks)
             except ValueError as err:
                 raise ValueError(f"the entry of {conn_id!r}: {err}") from None
-        report = cls(results, status_checked=status_checked)
-        wrong = [name for name in names if xcom[name] != getattr(report, name)]
+        report = cls(results, checks=checks)
+        wrong = [name for name in names if xcom[name] != report.counts[name]]
         if wrong:
             raise ValueError(f"its counts do not match its entries: {', '.join(wrong)}")
         return report
@@ -189,33 +222,29 @@ class AuditReport:
 
     def to_xcom(self) -> dict[str, Any]:
         """The JSON-safe report: counts, then ``results`` (see :class:`PlugzPinAuditOperator`);
-        the status counts and each entry's ``status`` only with ``status_checked``."""
-        xcom: dict[str, Any] = {
-            "total": self.total,
-            "with_pin": self.with_pin,
-            "without_pin": self.without_pin,
-            "errors": self.errors,
-            "timed_out": self.timed_out,
-        }
-        if self.status_checked:
-            xcom.update((name, getattr(self, name)) for name in STATUS_COUNTS)
-        xcom["results"] = {
-            conn_id: r.to_xcom(with_status=self.status_checked) for conn_id, r in self.results.items()
-        }
+        each checked fact's counts and column only when it was checked."""
+        xcom: dict[str, Any] = {name: self.counts[name] for name in self.count_names}
+        xcom["results"] = {conn_id: r.to_xcom(checks=self.checks) for conn_id, r in self.results.items()}
         return xcom
 
 
-def _checked(conn_id: str, value: PinStatus | PinAndStatus) -> CheckResult:
+def _checked(conn_id: str, value: PinStatus | PinAndStatus | FactsRead) -> CheckResult:
     """The entry of a number whose check returned."""
-    if not isinstance(value, PinAndStatus):
+    if isinstance(value, PinAndStatus):
+        value = FactsRead(value.pin, {"connection": value.status})
+    if not isinstance(value, FactsRead):
         return CheckResult.pin(value.has_code)
-    if isinstance(value.status, Exception):
-        status = StatusResult.failure(conn_id, value.status)
-    else:
-        status = StatusResult.of(value.status)
+    columns: dict[str, FactResult | None] = {}
+    for name, read in value.columns.items():
+        fact = FACTS[name]
+        columns[name] = (
+            FactResult.failure(fact, conn_id, read)
+            if isinstance(read, Exception)
+            else FactResult.of(fact, read)
+        )
     if isinstance(value.pin, Exception):
-        return CheckResult.failure(conn_id, value.pin, status=status)
-    return CheckResult.pin(value.pin.has_code, status=status)
+        return CheckResult.failure(conn_id, value.pin, columns=columns)
+    return CheckResult.pin(value.pin.has_code, columns=columns)
 
 
 @dataclass(frozen=True)
@@ -253,20 +282,21 @@ def merge_chunk_reports(
     hold gets such a "not checked" entry: nothing says which of them owns it. The ids of a
     chunk that did not report cannot be known, so they are missing (give ``chunks``).
 
-    :raises ValueError: the reports disagree on ``status_checked`` (one operator's chunks never
+    :raises ValueError: the reports disagree on what they checked (one operator's chunks never
         do), ``chunks`` is not a list of disjoint lists of connection ids, or there are more
         reports than chunks.
     """
     given = list(reports)
-    checked = {r.status_checked for r in given if r is not None}
+    checked = {r.checks for r in given if r is not None}
     if len(checked) > 1:
         raise ValueError(
-            "the chunk reports disagree on check_status: some hold each number's connection "
-            "status, some do not; give every chunk the same check_status"
+            "the chunk reports disagree on check_status (the facts checked: "
+            f"{'; '.join(', '.join(c) or 'the PIN only' for c in sorted(checked))}); give every chunk "
+            "the same check_status and checks"
         )
-    status_checked = checked.pop() if checked else False
+    checks = checked.pop() if checked else ()
     if chunks is None:
-        return _merge_without_owners(given, status_checked)
+        return _merge_without_owners(given, checks)
     chunk_lists = check_chunks(chunks)
     if len(given) > len(chunk_lists):
         raise ValueError(
@@ -325,7 +355,7 @@ def merge_chunk_reports(
         )
         for conn_id in chunk:
             results[conn_id] = report.results.get(conn_id, absent)
-    return MergedReport(AuditReport(results, status_checked=status_checked), tuple(warnings))
+    return MergedReport(AuditReport(results, checks=checks), tuple(warnings))
 
 
 def _claims(
@@ -353,7 +383,7 @@ def _claims(
     return claims
 
 
-def _merge_without_owners(given: list[AuditReport | None], status_checked: bool) -> MergedReport:
+def _merge_without_owners(given: list[AuditReport | None], checks: tuple[str, ...]) -> MergedReport:
     """:func:`merge_chunk_reports` without ``chunks``: an id two reports hold is not trusted."""
     holders: dict[str, list[int]] = {}
     for position, report in enumerate(given):
@@ -379,4 +409,4 @@ def _merge_without_owners(given: list[AuditReport | None], status_checked: bool)
             f"{len(disputed)} connection id(s) are in more than one chunk report ({ids_text(disputed, 10)}): "
             "reported as not checked; give chunks= so the merge knows which chunk owns each id"
         )
-    return MergedReport(AuditReport(results, status_checked=status_checked), tuple(warnings))
+    return MergedReport(AuditReport(results, checks=checks), tuple(warnings))

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_plugz._vocabulary import CONNECTION_STATES, state_label
-from airflow_provider_plugz.audit.xcom import REPORT_XCOM_KEY, STATUS_COUNTS
+from airflow_provider_plugz.audit.xcom import REPORT_XCOM_KEY
+from airflow_provider_plugz.endpoints import FACTS, PIN
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
 
     from airflow_provider_plugz.audit.entries import CheckResult
     from airflow_provider_plugz.audit.report import AuditReport
@@ -19,22 +19,30 @@ if TYPE_CHECKING:
 def audit_problems(
     report: AuditReport,
     *,
-    fail_if_missing_pin: bool,
-    fail_if_disconnected: bool,
+    fail_if_missing_pin: bool = False,
+    fail_if_disconnected: bool = False,
     fail_on_error: bool,
     max_ids: int,
+    fail_on: Collection[str] = (),
 ) -> str | None:
     """The failure message the ``fail_*`` options ask for, or None when the task should succeed;
-    it names at most ``max_ids`` connection ids per finding and counts the rest."""
+    it names at most ``max_ids`` connection ids per finding and counts the rest. ``fail_on``
+    names the facts whose bad states fail (``fail_if_missing_pin``: the PIN's,
+    ``fail_if_disconnected``: the connection's)."""
+    failing = {
+        *fail_on,
+        *(["pin"] if fail_if_missing_pin else []),
+        *(["connection"] if fail_if_disconnected else []),
+    }
     parts = []
-    if fail_if_missing_pin:
-        missing = report.missing_pin
-        if missing:
-            parts.append(f"{len(missing)} WhatsApp number(s) have NO PIN: {ids_text(missing, max_ids)}")
-    if fail_if_disconnected:
-        down = [f"{c} ({_state_of(report.results[c])})" for c in report.not_connected]
-        if down:
-            parts.append(f"{len(down)} WhatsApp number(s) are not connected: {ids_text(down, max_ids)}")
+    for name, fact in FACTS.items():
+        if name not in failing:
+            continue
+        found = report.findings(name)
+        if fact.shows_state:
+            found = [f"{c} ({_state_of(report.results[c], name)})" for c in found]
+        if found:
+            parts.append(f"{len(found)} WhatsApp number(s) {fact.problem}: {ids_text(found, max_ids)}")
     if fail_on_error:
         failed = [_failure_label(c, r) for c, r in report.results.items() if _failed(r)]
         if failed:
@@ -54,13 +62,14 @@ def log_report(log: Any, report: AuditReport, prefix: str, args: Sequence[Any], 
         prefix + "%d with PIN, %d WITHOUT PIN, %d could not be checked (%d of them not within the deadline)."
     )
     values: list[Any] = [*args, report.with_pin, report.without_pin, report.errors, report.timed_out]
-    if report.status_checked:
+    for name in report.checks:
+        fact = FACTS[name]
         summary += (
-            " Connection status: "
-            + ", ".join(f"%d {state_label(state)}" for state in CONNECTION_STATES)
+            f" {fact.title}: "
+            + ", ".join(f"%d {fact.words[state]}" for state in fact.states)
             + ", %d could not be read."
         )
-        values += [getattr(report, name) for name in STATUS_COUNTS]
+        values += [report.counts[count] for count in fact.counts]
     log.info(summary, *values)
     rows = sorted(report.results.items(), key=lambda item: item[1].severity)
     shown = rows[:max_rows]
@@ -69,7 +78,7 @@ def log_report(log: Any, report: AuditReport, prefix: str, args: Sequence[Any], 
     if len(rows) > len(shown):
         hidden = rows[len(shown) :]
         hidden_ok = sum(1 for _, result in hidden if result.severity == 2)
-        ok = "with PIN and connected" if report.status_checked else "with PIN"
+        ok = " and ".join(_good_words(FACTS[name]) for name in (PIN.name, *report.checks))
         lines.append(
             f"  ... and {len(hidden)} more ({hidden_ok} {ok}, {len(hidden) - hidden_ok} "
             f"problem(s)); the full report is in XCom {REPORT_XCOM_KEY!r}."
@@ -96,18 +105,27 @@ def seconds_text(value: float) -> str:
     return f"{value:,.0f} s" if value >= 100 else f"{value:.3g} s"
 
 
-def _state_of(result: CheckResult) -> str | None:
-    return None if result.status is None else result.status.state
+def _good_words(fact: Any) -> str:
+    """How the log says a fact is well: its good states' words (``with PIN``, ``connected``)."""
+    return " or ".join(fact.words[state] for state in fact.states if not fact.is_bad(state))
+
+
+def _state_of(result: CheckResult, fact: str) -> Any:
+    column = result.columns.get(fact)
+    return None if column is None else column.state
 
 
 def _failed(result: CheckResult) -> bool:
-    """Whether ``fail_on_error`` counts this entry: its PIN or its status call failed."""
-    return result.has_code is None or (result.status is not None and result.status.state is None)
+    """Whether ``fail_on_error`` counts this entry: its PIN or another fact's call failed."""
+    return result.has_code is None or any(
+        column is not None and column.state is None for column in result.columns.values()
+    )
 
 
 def _failure_label(conn_id: str, result: CheckResult) -> str:
     """``plugz_x (PlugzNotFoundError)``, ``plugz_y (status: PlugzServerError)``, or both."""
     classes = [] if result.error_class is None else [result.error_class]
-    if result.status is not None and result.status.error_class is not None:
-        classes.append(f"status: {result.status.error_class}")
+    for name, column in result.columns.items():
+        if column is not None and column.error_class is not None:
+            classes.append(f"{FACTS[name].column}: {column.error_class}")
     return f"{conn_id} ({'; '.join(classes)})"

@@ -11,22 +11,39 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from airflow_provider_plugz._vocabulary import CONNECTION_STATES
+# The JSON checks every column of a report shares live with the facts' machinery.
+from airflow_provider_plugz._declarations import MAX_TEXT_LENGTH, checked_text, cut, expect_keys, kind
+from airflow_provider_plugz.endpoints import CONNECTION, PIN
+
+__all__ = [
+    "COUNTS",
+    "ERROR_CLASS_PATTERN",
+    "MAX_CONN_ID_LENGTH",
+    "MAX_ERROR_CLASS_LENGTH",
+    "MAX_REPORT_ENTRIES",
+    "MAX_TEXT_LENGTH",
+    "REPORT_XCOM_KEY",
+    "STATUS_COUNTS",
+    "checked_error_class",
+    "checked_text",
+    "cut",
+    "expect_keys",
+    "is_conn_id",
+    "kind",
+]
 
 #: XCom key of the report; it is pushed before the task fails on ``fail_*``, so it is never lost.
 REPORT_XCOM_KEY = "report"
 #: The report's counts that ``check_status`` adds: one per state, and the numbers whose status
 #: could not be read. They add up to ``total``.
-STATUS_COUNTS = (*CONNECTION_STATES, "status_errors")
-#: The counts of every report (those of :data:`STATUS_COUNTS` come with ``check_status``).
-COUNTS = ("total", "with_pin", "without_pin", "errors", "timed_out")
+STATUS_COUNTS = CONNECTION.counts
+#: The counts of every report (each other fact checked adds its own, e.g. :data:`STATUS_COUNTS`).
+COUNTS = ("total", *PIN.counts, "timed_out")
 
 #: Bounds on what a report read back from XCom may hold (:meth:`AuditReport.from_xcom`); the
 #: audit's own entries stay within them (texts are cut at :data:`MAX_TEXT_LENGTH`).
 #: A connection id: at most Airflow's own limit, no whitespace or control characters.
 MAX_CONN_ID_LENGTH = 250
-#: An entry's ``message`` and a status ``reason``.
-MAX_TEXT_LENGTH = 4096
 #: An entry's ``error_class``: a Python class name.
 MAX_ERROR_CLASS_LENGTH = 100
 #: Entries of one report read back without a chunk list to bound them (a chunk report holds
@@ -35,44 +52,6 @@ MAX_REPORT_ENTRIES = 1_000_000
 
 _CONN_ID = re.compile(rf"\S{{1,{MAX_CONN_ID_LENGTH}}}")
 ERROR_CLASS_PATTERN = re.compile(rf"[^\W\d]\w{{0,{MAX_ERROR_CLASS_LENGTH - 1}}}")
-#: A key name short and plain enough to be quoted in a message.
-_KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
-
-
-def expect_keys(xcom: dict[Any, Any], keys: set[str], what: str) -> None:
-    """ValueError unless ``xcom`` has exactly ``keys``; quotes only short key names."""
-    if set(xcom) == keys:
-        return
-    missing = sorted(keys.difference(xcom))
-    extra = [key for key in xcom if key not in keys]
-    parts = []
-    if missing:
-        parts.append(f"lacks {', '.join(map(repr, missing))}")
-    if extra:
-        named = [repr(key) for key in extra[:5] if isinstance(key, str) and _KEY_NAME.fullmatch(key)]
-        others = len(extra) - len(named)
-        shown = ", ".join([*named, *([f"{others} other(s)"] if others else [])])
-        parts.append(f"has unexpected keys ({shown})")
-    raise ValueError(f"{what} {' and '.join(parts)}; expected exactly {', '.join(sorted(keys))}")
-
-
-def kind(value: Any) -> str:
-    """What ``value`` is, for a message, never what it holds (it may be a phone number)."""
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return f"a string of {len(value):,} character(s)"
-    name = type(value).__name__
-    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
-
-
-def checked_text(value: Any, what: str) -> str:
-    """A report's text field: a string of at most :data:`MAX_TEXT_LENGTH` characters."""
-    if not isinstance(value, str) or len(value) > MAX_TEXT_LENGTH:
-        raise ValueError(
-            f"{what} must be a string of at most {MAX_TEXT_LENGTH:,} characters, got {kind(value)}"
-        )
-    return value
 
 
 def checked_error_class(value: Any, what: str) -> str:
@@ -83,11 +62,6 @@ def checked_error_class(value: Any, what: str) -> str:
             f"or _), got {kind(value)}"
         )
     return value
-
-
-def cut(text: str) -> str:
-    """``text`` within :data:`MAX_TEXT_LENGTH` characters, so that its report reads back."""
-    return text if len(text) <= MAX_TEXT_LENGTH else text[: MAX_TEXT_LENGTH - 1] + "…"
 
 
 def is_conn_id(value: Any) -> bool:

@@ -21,7 +21,7 @@ from airflow_provider_plugz._compat import (
     channel_answers_through_this_loop,
     mask_secret,
 )
-from airflow_provider_plugz._protocol import Endpoint, build_request, read_answer
+from airflow_provider_plugz._protocol import build_request, read_answer
 from airflow_provider_plugz._redaction import remember
 from airflow_provider_plugz.connection import (
     CONN_TYPE,
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     import httpx
     import requests
 
+    from airflow_provider_plugz._declarations import Endpoint
     from airflow_provider_plugz._protocol import PlugzRequest, TransportAnswer
     from airflow_provider_plugz.retry import RetryPolicy
 

@@ -39,12 +39,14 @@ from airflow_provider_plugz.audit.arguments import (
     audit_chunks,
     audit_deadline,
     check_chunks,
-    chunk_lists,
+    check_names,
     conn_id_list,
-    report_list,
+    failing_facts,
+    pop_fail_options,
     timeout_seconds,
 )
-from airflow_provider_plugz.audit.checks import PinAndStatus, pin_and_status, pin_status
+from airflow_provider_plugz.audit.checks import FactsRead, PinAndStatus, read_facts
+from airflow_provider_plugz.audit.columns import FactResult
 from airflow_provider_plugz.audit.entries import (
     NOT_CHECKED_PREFIX,
     NOT_REPORTED_ERROR_CLASS,
@@ -64,7 +66,11 @@ from airflow_provider_plugz.audit.xcom import (
     REPORT_XCOM_KEY,
     STATUS_COUNTS,
 )
+from airflow_provider_plugz.endpoints import FACTS, PIN
 from airflow_provider_plugz.exceptions import PlugzAuditError
+
+# The merge of a chunked audit is its own module; its operator has always been importable from here.
+from airflow_provider_plugz.operators.audit_merge import PlugzAuditMergeOperator
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -74,6 +80,8 @@ if TYPE_CHECKING:
 
     from airflow_provider_plugz.audit.fanout import FleetRun
     from airflow_provider_plugz.hooks.plugz import PinStatus, PlugzHook
+
+    Checked = PinStatus | FactsRead
 
 __all__ = [
     "CONNECTION_STATES",
@@ -95,9 +103,12 @@ __all__ = [
     "TIMED_OUT_ERROR_CLASS",
     "AuditReport",
     "CheckResult",
+    "FactResult",
+    "FactsRead",
     "MergedReport",
     "PinAndStatus",
     "PlugzAuditMergeOperator",
+    "PlugzFleetAuditOperator",
     "PlugzPinAuditOperator",
     "StatusResult",
     "audit_chunks",
@@ -203,11 +214,13 @@ class PlugzPinAuditOperator(BaseOperator):
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         audit_timeout: float | timedelta = DEFAULT_AUDIT_TIMEOUT,
         check_status: bool = False,
+        checks: str | Sequence[str] = (),
         fail_if_missing_pin: bool = False,
         fail_if_disconnected: bool = False,
         fail_on_error: bool = False,
         **kwargs: Any,
     ) -> None:
+        fail_options = pop_fail_options(kwargs)
         super().__init__(**kwargs)
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
@@ -224,23 +237,34 @@ class PlugzPinAuditOperator(BaseOperator):
         self.max_concurrency = max_concurrency
         #: seconds (validated here, when the DAG file is parsed).
         self.audit_timeout = timeout_seconds(audit_timeout)
+        fail_options.update(
+            fail_if_missing_pin=fail_if_missing_pin, fail_if_disconnected=fail_if_disconnected
+        )
         for name, value in (
             ("check_status", check_status),
-            ("fail_if_missing_pin", fail_if_missing_pin),
-            ("fail_if_disconnected", fail_if_disconnected),
             ("fail_on_error", fail_on_error),
+            *fail_options.items(),
         ):
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be True or False, got {value!r}")
-        if fail_if_disconnected and not check_status:
-            raise ValueError(
-                "fail_if_disconnected=True needs check_status=True: the audit reads the numbers' "
-                "connection status only then; set both"
-            )
-        self.check_status = check_status
-        self.fail_if_missing_pin = fail_if_missing_pin
-        self.fail_if_disconnected = fail_if_disconnected
+        #: The facts read besides the PIN, in :data:`FACTS` order (``check_status``: the connection).
+        self.checks = check_names(checks, check_status)
+        for name, fact in FACTS.items():
+            if fail_options.get(fact.fail_option) and name != PIN.name and name not in self.checks:
+                hint = "check_status=True" if name == "connection" else f"checks=[{name!r}]"
+                raise ValueError(
+                    f"{fact.fail_option}=True needs {hint}: the audit reads the numbers' "
+                    f"{fact.title.lower()} only then; set both"
+                )
+        self.check_status = "connection" in self.checks
         self.fail_on_error = fail_on_error
+        for fact in FACTS.values():  # each fact's fail_if_* option, an attribute (fail_on reads them)
+            setattr(self, fact.fail_option, fail_options.get(fact.fail_option, False))
+
+    @property
+    def fail_on(self) -> tuple[str, ...]:
+        """The facts whose bad states fail the task: those whose ``fail_if_*`` option is on."""
+        return failing_facts(vars(self))
 
     def execute(self, context: Context) -> dict[str, Any]:
         import time
@@ -250,17 +274,17 @@ class PlugzPinAuditOperator(BaseOperator):
         started = time.monotonic()  # execution_timeout counts from about here
         conn_ids = conn_id_list(self.plugz_conn_ids)
         seconds, why = audit_deadline(self.audit_timeout, self.execution_timeout)
+        also = " and ".join(FACTS[name].title.lower() for name in self.checks)
         self.log.info(
             "Plugz PIN audit of %d connection(s)%s, max_concurrency=%d, deadline %s: %s.",
             len(conn_ids),
-            " and their connection status" if self.check_status else "",
+            f" and their {also}" if also else "",
             self.max_concurrency,
             seconds_text(seconds),
             why,
         )
-        check: Callable[[PlugzHook], Awaitable[PinStatus | PinAndStatus]]
-        check = pin_and_status if self.check_status else pin_status
-        run: FleetRun[PinStatus | PinAndStatus] = fanout.run_in_new_loop(
+        check: Callable[[PlugzHook], Awaitable[Checked]] = read_facts(self.checks)
+        run: FleetRun[Checked] = fanout.run_in_new_loop(
             fanout.check_fleet(
                 conn_ids,
                 check,
@@ -280,7 +304,7 @@ class PlugzPinAuditOperator(BaseOperator):
                 len(run.never_started),
                 TIMED_OUT_ERROR_CLASS,
             )
-        report = AuditReport.from_run(run, deadline_seconds=seconds, status_checked=self.check_status)
+        report = AuditReport.from_run(run, deadline_seconds=seconds, checks=self.checks)
         self._log_summary(report, time.monotonic() - started)
         xcom = report.to_xcom()
         context["ti"].xcom_push(key=REPORT_XCOM_KEY, value=xcom)
@@ -289,18 +313,19 @@ class PlugzPinAuditOperator(BaseOperator):
             raise PlugzAuditError(problems)
         return xcom
 
-    def _log_unexpected(self, run: FleetRun[PinStatus | PinAndStatus]) -> None:
+    def _log_unexpected(self, run: FleetRun[Checked]) -> None:
         """One ERROR line per call that failed with something other than a Plugz error (a bug)."""
         failures: list[tuple[str, Exception, str]] = []
         for conn_id in run.conn_ids:
             if conn_id in run.errors:
                 failures.append((conn_id, run.errors[conn_id], ""))
             value = run.values.get(conn_id)
-            if isinstance(value, PinAndStatus):
+            if isinstance(value, FactsRead):
                 if isinstance(value.pin, Exception):
                     failures.append((conn_id, value.pin, ""))
-                if isinstance(value.status, Exception):
-                    failures.append((conn_id, value.status, " (status check)"))
+                for name, read in value.columns.items():
+                    if isinstance(read, Exception):
+                        failures.append((conn_id, read, f" ({FACTS[name].column} check)"))
         for conn_id, err, which in failures:
             if not is_reportable(err):
                 self.log.error(
@@ -325,172 +350,11 @@ class PlugzPinAuditOperator(BaseOperator):
     def _problems(self, report: AuditReport) -> str | None:
         """The failure message asked for by ``fail_*``, or None when the task should succeed."""
         return audit_problems(
-            report,
-            fail_if_missing_pin=self.fail_if_missing_pin,
-            fail_if_disconnected=self.fail_if_disconnected,
-            fail_on_error=self.fail_on_error,
-            max_ids=self.max_ids_in_message,
+            report, fail_on=self.fail_on, fail_on_error=self.fail_on_error, max_ids=self.max_ids_in_message
         )
 
 
-class PlugzAuditMergeOperator(BaseOperator):
-    """One report of a fleet audited in chunks: the reports of a mapped
-    ``PlugzPinAuditOperator`` combined, with the ``fail_*`` options applied to the whole fleet.
-
-    The report has the shape of one audit's (see :class:`PlugzPinAuditOperator`): the counts
-    are recomputed from the merged entries, never summed, and every chunk report is checked
-    to be one (:meth:`AuditReport.from_xcom`: exact types, bounded sizes; anything else fails
-    the merge with a ``PlugzAuditError`` naming the chunk). Each number is taken from the
-    chunk that owns it only (:func:`merge_chunk_reports`). It is returned (XCom ``return_value``) and
-    pushed under ``report`` before ``fail_*`` can fail the task, like the audit's own::
-
-        chunks = audit_chunks_task(...)  # a task returning audit_chunks(ids, chunk_size)
-        audit = PlugzPinAuditOperator.partial(task_id="audit_pins", check_status=True).expand(
-            plugz_conn_ids=chunks
-        )
-        merged = PlugzAuditMergeOperator(
-            task_id="merge_reports",
-            reports=audit.output[REPORT_XCOM_KEY],
-            chunks=chunks,
-            fail_if_missing_pin=True,
-        )
-
-    **Why the chunks should not fail.** A chunk that raises on a finding (its own ``fail_*``)
-    fails its task instance, which Airflow shows as a failed audit of part of the fleet, and
-    with the default trigger rule the merge would not run. So this operator runs when every
-    chunk is done, whatever their states (``trigger_rule="all_done"`` unless given): a chunk's
-    report is pushed before it fails, so it is merged too; a chunk that ended without a report
-    (killed, out of memory, a lost worker) has each of its numbers reported as
-    ``PlugzAuditError`` ("not checked: the audit of its chunk ... ended without a report"),
-    counted under ``errors``, which ``fail_on_error`` fails on. Leave ``fail_*`` off the
-    chunks and set them here: a finding in any chunk then fails this one task, and a failed
-    chunk never silently drops numbers.
-
-    :param reports: the chunk reports (templated): ``audit.output["report"]`` of the mapped
-        audit, a sequence of :meth:`AuditReport.to_xcom` dicts.
-    :param chunks: the ids each chunk was given, in map-index order (templated; what the
-        mapped audit was expanded over). With it the merge knows which chunk owns each id and
-        trusts only that chunk about it (see :func:`merge_chunk_reports`). Without it (kept
-        for DAGs written before it existed; the log warns) the numbers of a chunk that did not
-        report are missing from the report, and an id two chunk reports hold is reported as
-        not checked, neither report trusted.
-    :param audit_task_id: the mapped audit's task id, named in those entries.
-    :param fail_if_missing_pin: fail the task when any account has no PIN.
-    :param fail_if_disconnected: fail the task when any number's status was read and it is not
-        ``connected``; needs the chunks' ``check_status=True``.
-    :param fail_on_error: fail the task when any number could not be checked (timed out, or its
-        chunk did not report) or, with ``check_status``, its status call failed.
-    """
-
-    template_fields: Sequence[str] = ("reports", "chunks")
-    ui_color = "#25d366"
-
-    #: Per-connection lines in the log summary; beyond this, problems first, then counts.
-    max_log_rows = 50
-    #: Connection ids named in the failure message; the rest are counted.
-    max_ids_in_message = 50
-
-    def __init__(
-        self,
-        *,
-        reports: Any,
-        chunks: Any = None,
-        audit_task_id: str = "audit_pins",
-        fail_if_missing_pin: bool = False,
-        fail_if_disconnected: bool = False,
-        fail_on_error: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        kwargs.setdefault("trigger_rule", "all_done")
-        super().__init__(**kwargs)
-        for name, value in (
-            ("fail_if_missing_pin", fail_if_missing_pin),
-            ("fail_if_disconnected", fail_if_disconnected),
-            ("fail_on_error", fail_on_error),
-        ):
-            if not isinstance(value, bool):
-                raise ValueError(f"{name} must be True or False, got {value!r}")
-        self.reports = reports
-        self.chunks = chunks
-        self.audit_task_id = audit_task_id
-        self.fail_if_missing_pin = fail_if_missing_pin
-        self.fail_if_disconnected = fail_if_disconnected
-        self.fail_on_error = fail_on_error
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        chunks = chunk_lists(self.chunks)
-        xcoms = report_list(self.reports)
-        if chunks is None:
-            self.log.warning(
-                "Plugz PIN audit merge without chunks=: the numbers of a chunk that did not report "
-                "cannot be known, and an id two reports hold is reported as not checked. Give "
-                "chunks= what the audit was expanded over."
-            )
-        elif len(xcoms) > len(chunks):
-            raise PlugzAuditError(
-                f"Plugz PIN audit merge: there are {len(xcoms)} chunk reports for {len(chunks)} "
-                "chunks; give chunks= the list the audit was expanded over, and reports= that "
-                f"audit's reports (<the mapped audit>.output[{REPORT_XCOM_KEY!r}])."
-            )
-        # A chunk's report is bounded by the fleet: more entries cannot be any chunk's.
-        limit = MAX_REPORT_ENTRIES if chunks is None else sum(map(len, chunks))
-        by_position = chunks is not None and len(xcoms) == len(chunks)
-        reports: list[AuditReport | None] = []
-        for index, xcom in enumerate(xcoms):
-            if xcom is None:  # Airflow 2 can give None for a chunk that pushed nothing
-                reports.append(None)
-                continue
-            try:
-                reports.append(AuditReport.from_xcom(xcom, max_entries=limit))
-            except ValueError as err:
-                where = (
-                    f"the report of chunk {index} ({self.audit_task_id!r}, map index {index})"
-                    if by_position
-                    else f"chunk report {index} (in map-index order)"
-                )
-                raise PlugzAuditError(
-                    f"Plugz PIN audit merge: {where} is not a PlugzPinAuditOperator report: {err}. "
-                    f"Give reports=<the mapped audit>.output[{REPORT_XCOM_KEY!r}], and check that "
-                    "nothing else writes that XCom."
-                ) from None
-        try:
-            merged = merge_chunk_reports(reports, chunks=chunks, task_id=self.audit_task_id)
-        except ValueError as err:
-            raise PlugzAuditError(f"Plugz PIN audit merge: {err}.") from None
-        for warning in merged.warnings:
-            self.log.warning("Plugz PIN audit merge: %s.", warning)
-        report = merged.report
-        not_reported = sum(1 for r in report.results.values() if r.error_class == NOT_REPORTED_ERROR_CLASS)
-        if not_reported:
-            self.log.warning(
-                "Plugz PIN audit merge: %d number(s) were not reported by their chunk task (or not "
-                "in a report the merge could trust); reporting them as %s.",
-                not_reported,
-                NOT_REPORTED_ERROR_CLASS,
-            )
-        received = sum(1 for r in reports if r is not None)
-        log_report(
-            self.log,
-            report,
-            "Plugz PIN audit of %d connection(s), merged from %d chunk report(s): ",
-            [report.total, received],
-            max_rows=self.max_log_rows,
-        )
-        xcom = report.to_xcom()
-        context["ti"].xcom_push(key=REPORT_XCOM_KEY, value=xcom)
-        if self.fail_if_disconnected and not report.status_checked and report.total:
-            raise PlugzAuditError(
-                "Plugz PIN audit merge: fail_if_disconnected=True needs the chunks' connection "
-                "status, but they were audited without it; give the mapped PlugzPinAuditOperator "
-                "check_status=True."
-            )
-        problems = audit_problems(
-            report,
-            fail_if_missing_pin=self.fail_if_missing_pin,
-            fail_if_disconnected=self.fail_if_disconnected,
-            fail_on_error=self.fail_on_error,
-            max_ids=self.max_ids_in_message,
-        )
-        if problems:
-            raise PlugzAuditError(problems)
-        return xcom
+class PlugzFleetAuditOperator(PlugzPinAuditOperator):
+    """:class:`PlugzPinAuditOperator` under a name that says what it does now: the PIN and every
+    fact named in ``checks`` (see :data:`airflow_provider_plugz.endpoints.FACTS`) of a whole
+    fleet, with each fact's ``fail_if_*`` option. Same arguments, report and XCom."""

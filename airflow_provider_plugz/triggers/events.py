@@ -47,7 +47,7 @@ from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_plugz import _intervals
 from airflow_provider_plugz._compat import event_trigger_base
-from airflow_provider_plugz._vocabulary import CONNECTED, connection_state
+from airflow_provider_plugz.endpoints import CONNECTION, FACTS, PIN
 from airflow_provider_plugz.exceptions import PlugzError, PlugzTransientError, PlugzTriggerArgumentError
 from airflow_provider_plugz.triggers.plugz import (
     EVENT_ERROR,
@@ -69,21 +69,26 @@ else:
 
 log = logging.getLogger(__name__)
 
-#: What a watcher can watch: the PIN (``has_code``) and the connection state.
-WATCH_PIN = "pin"
-WATCH_CONNECTION = "connection"
+#: What a watcher watches unless told: the PIN (``has_code``) and the connection state.
+WATCH_PIN = PIN.name
+WATCH_CONNECTION = CONNECTION.name
 WATCHES = (WATCH_PIN, WATCH_CONNECTION)
+#: What a watcher can watch: every fact declared beside its endpoint
+#: (:data:`airflow_provider_plugz.endpoints.FACTS`), by name, each fact's state compared.
+WATCHABLE = tuple(FACTS)
 
 EVENT_CHANGE = "change"
 EVENT_BASELINE = "baseline"
 EVENT_FLAPPING = "flapping"
 
-#: ``change`` of a change event: PIN.
-PIN_REMOVED, PIN_SET = "pin_removed", "pin_set"
+#: ``change`` of a change event: PIN (each fact names its changes, ``Fact.change``).
+PIN_REMOVED, PIN_SET = PIN.change(True, False), PIN.change(False, True)
 #: ``change`` of a change event: connection (between two not-connected states: ``connection_changed``).
-DISCONNECTED, RECONNECTED, CONNECTION_CHANGED = "disconnected", "reconnected", "connection_changed"
-#: ``change`` of a baseline event (``fire_on_bad_baseline``).
-NO_PIN, NOT_CONNECTED = "no_pin", "not_connected"
+DISCONNECTED = CONNECTION.change("connected", "disconnected")
+RECONNECTED = CONNECTION.change("disconnected", "connected")
+CONNECTION_CHANGED = CONNECTION.change("disconnected", "phone_offline")
+#: ``change`` of a baseline event (``fire_on_bad_baseline``; each fact's ``Fact.baseline``).
+NO_PIN, NOT_CONNECTED = PIN.baseline, CONNECTION.baseline
 #: ``change`` of a flapping event.
 FLAPPING = "flapping"
 
@@ -108,7 +113,8 @@ class PlugzSecurityEventTrigger(BaseEventTrigger):
     ``fire_on_bad_baseline`` a bad state then fires its one ``baseline`` event).
 
     :param plugz_conn_id: the Airflow connection of the number to watch.
-    :param watch: ``"pin"``, ``"connection"`` or both (the default).
+    :param watch: what to watch: ``"pin"``, ``"connection"`` or both (the default), or any fact
+        of :data:`WATCHABLE` (each declared beside its endpoint, e.g. ``"queue"``), by name.
     :param poll_interval: seconds between two polls (bounds and floor: :mod:`.._intervals`).
     :param fire_on_bad_baseline: fire once when the first observation is already bad.
     :raises PlugzTriggerArgumentError: a bad argument (also a ``TypeError``).
@@ -241,19 +247,13 @@ async def observe(hook: Any, watch: tuple[str, ...]) -> dict[str, Any]:
     Never raises but for cancellation: a permanent ``PlugzError`` or an unexpected exception is
     the snapshot's ``error``.
     """
-    from airflow_provider_plugz import endpoints
-
-    snapshot: dict[str, Any] = dict.fromkeys(WATCHES)
+    snapshot: dict[str, Any] = dict.fromkeys(WATCHABLE)
     snapshot["error"] = None
     for name in watch:
-        endpoint: Any = endpoints.PIN_STATUS if name == WATCH_PIN else endpoints.INSTANCE_STATUS
+        fact = FACTS[name]
+        endpoint = fact.endpoint
         try:
-            result = await hook.acall(endpoint)
-            value = (
-                result.has_code
-                if name == WATCH_PIN
-                else connection_state(result.connected, result.session, result.smartphone_connected)
-            )
+            value = fact.state_of(await hook.acall(endpoint))
         except PlugzTransientError as err:
             log.warning("Plugz %s of %s failed, will try again: %s", endpoint.action, hook.plugz_conn_id, err)
             continue
@@ -271,7 +271,7 @@ def _error_snapshot(err: Exception, doing: str = "", conn_id: str = "") -> dict[
     else:
         failure = {**unexpected_error_event(err, doing, conn_id), "http_status": None}
     del failure["status"]
-    return {**dict.fromkeys(WATCHES), "error": failure, "observed_at": utc_now()}
+    return {**dict.fromkeys(WATCHABLE), "error": failure, "observed_at": utc_now()}
 
 
 def utc_now() -> str:
@@ -359,8 +359,7 @@ class ChangeDetector:
             if track is None:
                 self.tracks[name] = _Track(reported=new, recent=collections.deque([new], maxlen=self.window))
                 if self.fire_on_bad_baseline and is_bad(name, new):
-                    kind = NO_PIN if name == WATCH_PIN else NOT_CONNECTED
-                    events.append(self._event(EVENT_BASELINE, name, kind, None, new, seen))
+                    events.append(self._event(EVENT_BASELINE, name, FACTS[name].baseline, None, new, seen))
                 continue
             event = self._answer(name, track, new, seen)
             if event is not None:
@@ -458,23 +457,20 @@ def _changes(values: collections.deque[Any]) -> int:
 
 
 def is_bad(name: str, value: Any) -> bool:
-    """No PIN, or a connection state other than ``connected``."""
-    return value is False if name == WATCH_PIN else value != CONNECTED
+    """Whether ``value`` is a bad state of the fact ``name`` (no PIN, not connected, ...)."""
+    return FACTS[name].is_bad(value)
 
 
 def change_kind(name: str, old: Any, new: Any) -> str:
-    """What a change is called in the event's ``change`` field."""
-    if name == WATCH_PIN:
-        return PIN_SET if new else PIN_REMOVED
-    if new == CONNECTED:
-        return RECONNECTED
-    return DISCONNECTED if old == CONNECTED else CONNECTION_CHANGED
+    """What a change is called in the event's ``change`` field (the fact's own name for it)."""
+    return FACTS[name].change(old, new)
 
 
 def _checked_watch(watch: str | Iterable[str]) -> tuple[str, ...]:
     names = [watch] if isinstance(watch, str) else list(watch) if isinstance(watch, Iterable) else None
-    if not names or not all(isinstance(n, str) for n in names) or not set(names) <= set(WATCHES):
+    if not names or not all(isinstance(n, str) for n in names) or not set(names) <= set(WATCHABLE):
         raise PlugzTriggerArgumentError(
-            f"PlugzSecurityEventTrigger: watch must be 'pin', 'connection' or both, not {watch!r}."
+            "PlugzSecurityEventTrigger: watch must name what to watch among "
+            f"{', '.join(map(repr, WATCHABLE))} (one name or a list), not {watch!r}."
         )
-    return tuple(name for name in WATCHES if name in names)
+    return tuple(name for name in WATCHABLE if name in names)

@@ -45,7 +45,7 @@ from airflow_provider_plugz.exceptions import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from airflow_provider_plugz._protocol import Endpoint
+    from airflow_provider_plugz._declarations import Endpoint
     from airflow_provider_plugz.connection import PlugzConfig
     from airflow_provider_plugz.hooks.plugz import PlugzHook
 

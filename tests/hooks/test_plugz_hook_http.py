@@ -299,7 +299,7 @@ def test_a_redirects_body_is_read_only_by_our_bounded_reader(sandbox: PlugzSandb
 
 
 def test_a_redirect_with_a_garbage_second_encoding_ends(sandbox: PlugzSandbox) -> None:
-    """Found by test_response_properties: after requests had inflated this redirect's body,
+    """Found by tests/test_protocol_properties.py: after requests had inflated this redirect's body,
     urllib3's stream() spun forever on a tail it would not decode (out of the deadline's reach)."""
     body = gzip.compress(b'{"success": true, "hasCode": true}')
     sandbox.inject(

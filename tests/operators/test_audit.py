@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_plugz import exceptions
+from airflow_provider_plugz.endpoints import INSTANCE_STATUS, PIN_STATUS
 from airflow_provider_plugz.exceptions import (
     PlugzAuditError,
     PlugzConfigurationError,
@@ -35,6 +36,7 @@ from airflow_provider_plugz.operators.audit import (
     AuditReport,
     CheckResult,
     PinAndStatus,
+    PlugzFleetAuditOperator,
     PlugzPinAuditOperator,
     StatusResult,
     audit_deadline,
@@ -573,14 +575,14 @@ def test_an_unexpected_error_is_logged_and_reported_without_its_text(
     name its class and where it was raised, never its text (which may quote a URL)."""
     recorded = RecordingLog()
     monkeypatch.setattr(PlugzPinAuditOperator, "log", property(lambda self: recorded))
-    real = PlugzHook.aget_pin_status
+    real = PlugzHook.acall
 
-    async def aget_pin_status(self: PlugzHook, **kwargs: Any) -> PinStatus:
-        if self.plugz_conn_id == "plugz_1":
+    async def acall(self: PlugzHook, endpoint: Any, *args: Any, **kwargs: Any) -> Any:
+        if endpoint is PIN_STATUS and self.plugz_conn_id == "plugz_1":
             _fails_with_the_url()
-        return await real(self, **kwargs)
+        return await real(self, endpoint, *args, **kwargs)
 
-    monkeypatch.setattr(PlugzHook, "aget_pin_status", aget_pin_status)
+    monkeypatch.setattr(PlugzHook, "acall", acall)
     report, _ = run_audit(["plugz_0", "plugz_1", "plugz_2"])
 
     entry = report["results"]["plugz_1"]
@@ -688,14 +690,14 @@ def test_a_failing_status_call_is_an_error_of_that_number_and_keeps_its_pin_answ
     fleet: Fleet, monkeypatch: pytest.MonkeyPatch, fault: Fault, error_class: str, says: str
 ) -> None:
     """The fault is queued as plugz_1 (no PIN) asks for its status, so it hits that call only."""
-    real = PlugzHook.aget_instance_status
+    real = PlugzHook.acall
 
-    async def aget_instance_status(self: PlugzHook, **kwargs: Any) -> InstanceStatus:
-        if self.plugz_conn_id == "plugz_1":
+    async def acall(self: PlugzHook, endpoint: Any, *args: Any, **kwargs: Any) -> Any:
+        if endpoint is INSTANCE_STATUS and self.plugz_conn_id == "plugz_1":
             fleet.sandbox.inject(fault, times=20, instance_id=instance_id(1))  # outlasts retries
-        return await real(self, **kwargs)
+        return await real(self, endpoint, *args, **kwargs)
 
-    monkeypatch.setattr(PlugzHook, "aget_instance_status", aget_instance_status)
+    monkeypatch.setattr(PlugzHook, "acall", acall)
     ti = FakeTaskInstance()
     operator = PlugzPinAuditOperator(
         task_id="audit",
@@ -747,14 +749,14 @@ def test_an_unexpected_status_error_is_logged_and_reported_without_its_text(
 ) -> None:
     recorded = RecordingLog()
     monkeypatch.setattr(PlugzPinAuditOperator, "log", property(lambda self: recorded))
-    real = PlugzHook.aget_instance_status
+    real = PlugzHook.acall
 
-    async def aget_instance_status(self: PlugzHook, **kwargs: Any) -> InstanceStatus:
-        if self.plugz_conn_id == "plugz_1":
+    async def acall(self: PlugzHook, endpoint: Any, *args: Any, **kwargs: Any) -> Any:
+        if endpoint is INSTANCE_STATUS and self.plugz_conn_id == "plugz_1":
             _status_fails_with_the_url()
-        return await real(self, **kwargs)
+        return await real(self, endpoint, *args, **kwargs)
 
-    monkeypatch.setattr(PlugzHook, "aget_instance_status", aget_instance_status)
+    monkeypatch.setattr(PlugzHook, "acall", acall)
     report, _ = run_audit(["plugz_0", "plugz_1"], check_status=True)
 
     entry = report["results"]["plugz_1"]
@@ -955,14 +957,14 @@ def test_a_status_call_past_the_deadline_times_the_whole_number_out(
 ) -> None:
     """As without check_status: a number whose check has not finished (here its status call
     hangs, after its PIN was answered) is timed out as a whole; the others keep both answers."""
-    real = PlugzHook.aget_instance_status
+    real = PlugzHook.acall
 
-    async def aget_instance_status(self: PlugzHook, **kwargs: Any) -> InstanceStatus:
-        if self.plugz_conn_id == "plugz_0":
+    async def acall(self: PlugzHook, endpoint: Any, *args: Any, **kwargs: Any) -> Any:
+        if endpoint is INSTANCE_STATUS and self.plugz_conn_id == "plugz_0":
             fleet.sandbox.inject(Fault.slow(60), instance_id=instance_id(0))
-        return await real(self, **kwargs)
+        return await real(self, endpoint, *args, **kwargs)
 
-    monkeypatch.setattr(PlugzHook, "aget_instance_status", aget_instance_status)
+    monkeypatch.setattr(PlugzHook, "acall", acall)
     started = time.monotonic()
     report, _ = run_audit(["plugz_0", "plugz_1", "plugz_6"], check_status=True, audit_timeout=1)
 
@@ -1277,13 +1279,23 @@ def test_conn_id_list_refuses_phone_numbers_without_quoting_them() -> None:
         ),
         pytest.param({"plugz_conn_ids": ["a"], "check_status": "yes"}, id="text-check-status"),
         pytest.param({"plugz_conn_ids": ["a"], "fail_on_error": "false"}, id="text-fail-option"),
+        pytest.param({"plugz_conn_ids": ["a"], "fail_if_missing_pin": 1}, id="int-fail-option"),
+        pytest.param({"plugz_conn_ids": ["a"], "checks": ["nonsense"]}, id="unknown-check"),
+        pytest.param({"plugz_conn_ids": ["a"], "checks": "nonsense"}, id="unknown-check-text"),
+        pytest.param({"plugz_conn_ids": ["a"], "checks": [1]}, id="check-not-a-name"),
+        pytest.param({"plugz_conn_ids": ["a"], "checks": {"connection": 1}}, id="checks-a-dict"),
+        pytest.param(
+            {"plugz_conn_ids": ["a"], "checks": ["pin"], "fail_if_disconnected": True},
+            id="disconnected-with-other-checks",
+        ),
     ],
 )
 def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs: dict[str, Any]) -> None:
     with pytest.raises(
         (ValueError, PlugzConfigurationError),
         match=r"plugz_conn_ids|max_concurrency|audit_timeout must|fail_if_disconnected=True needs "
-        r"check_status=True|(check_status|fail_on_error) must be True or False",
+        r"check_status=True|(check_status|fail_on_error|fail_if_missing_pin) must be True or False|"
+        r"checks must name facts among 'pin', 'connection'",
     ):
         PlugzPinAuditOperator(task_id="audit", **kwargs)
 
@@ -1551,3 +1563,39 @@ def test_the_report_masks_a_phone_the_server_echoes(
     assert shown in (entry["status"]["reason"] if column == "reason" else entry["message"])
     assert sandbox.requests[0].instance_id == INSTANCE_ID
     assert_no_phone(json.dumps(report), json.dumps(ti.pushed), *recorded.lines)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({"check_status": True}, id="check-status"),
+        pytest.param({"checks": ["connection"]}, id="checks-list"),
+        pytest.param({"checks": "connection"}, id="checks-name"),
+        pytest.param({"checks": ("pin", "connection"), "check_status": True}, id="both-and-the-pin"),
+    ],
+)
+def test_checks_names_the_facts_check_status_is_the_connection(fleet: Fleet, kwargs: dict[str, Any]) -> None:
+    """``checks=["connection"]`` is ``check_status=True``: the same report, to the byte, and the
+    fact's fail option works with either."""
+    expected, _ = run_audit(["plugz_0", "plugz_1", "plugz_6"], check_status=True)
+    report, _ = run_audit(["plugz_0", "plugz_1", "plugz_6"], **kwargs)
+    assert report == expected
+    with pytest.raises(PlugzAuditError, match="1 WhatsApp number\\(s\\) are not connected: plugz_6"):
+        run_audit(["plugz_0", "plugz_1", "plugz_6"], fail_if_disconnected=True, **kwargs)
+
+
+def test_the_fleet_audit_is_the_pin_audit_under_a_name_that_says_so(fleet: Fleet) -> None:
+    ti = FakeTaskInstance()
+    ids = ["plugz_0", "plugz_1", "plugz_6"]
+    operator = PlugzFleetAuditOperator(task_id="audit", plugz_conn_ids=ids, checks=["connection"])
+    assert isinstance(operator, PlugzPinAuditOperator)
+    assert operator.execute({"ti": ti}) == run_audit(ids, check_status=True)[0]  # type: ignore[arg-type]
+
+
+def test_a_fail_option_set_after_construction_applies(fleet: Fleet) -> None:
+    """As a DAG author (or a test) may: each fact's option is an attribute the task reads when it runs."""
+    operator = PlugzPinAuditOperator(task_id="audit", plugz_conn_ids=["plugz_0", "plugz_1"])
+    assert (operator.fail_if_missing_pin, operator.fail_on) == (False, ())
+    operator.fail_if_missing_pin = True
+    with pytest.raises(PlugzAuditError, match="have NO PIN: plugz_1"):
+        operator.execute({"ti": FakeTaskInstance()})  # type: ignore[arg-type]

@@ -66,6 +66,7 @@ USERS = [
 NO_CONNECTION = {
     "PlugzPinAuditOperator": "many connections (plugz_conn_ids): a hook per connection, in audit.fanout",
     "PlugzAuditMergeOperator": "no connection: merges the chunk reports of the audit",
+    "PlugzFleetAuditOperator": "the audit under its new name: many connections, like PlugzPinAuditOperator",
 }
 
 

@@ -1,8 +1,9 @@
 """Shared pieces of the fault suites (tests/test_faults.py, tests/test_faults_health.py).
 
 The row type (:class:`Case`), the values rows put in connections and answers, the sandbox
-fixtures shared by both modules (imported by name there) and the helpers that break and heal
-the sandbox and check an outcome.
+fixtures shared by both modules (imported by name there), the helpers that break and heal
+the sandbox and check an outcome, and the rows every endpoint meets: :func:`wire_rows` (the
+wire) and :func:`status_rows` (the status mapping of tests/support/statuses.py, over HTTP).
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from airflow_provider_plugz.exceptions import (
     PlugzError,
     PlugzMalformedResponseError,
     PlugzReadTimeoutError,
-    PlugzRedirectError,
     PlugzTransientError,
 )
 from airflow_provider_plugz.testing import Fault
 from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, trigger_events
+from tests.support.statuses import STATUS_TABLE, StatusRow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 WRONG_CLIENT_TOKEN = "WR0NGC11E7T0KEN5ECRET0000009"
 WRONG_INSTANCE_TOKEN = "WR0NGT0KEN5ECRET00000000000009"
 UNKNOWN_INSTANCE_ID = "UNKN0WN1NSTANCE000000000000009"
-OTHER_ECHOED_TOKEN = "0THERT0KEN5ECRET0000000000009"
 SECRETS = (INSTANCE_TOKEN, CLIENT_TOKEN, INSTANCE_ID)
 
 MIB = 1024 * 1024
@@ -102,7 +102,6 @@ def body(status: int, payload: Any, **kwargs: Any) -> tuple[tuple[Fault, int], .
 
 GAVE_UP_4 = "gave up after 4 attempt(s): no attempts left"
 PIN = {"has_code": True}
-NOT_FOUND_TEXT = "NOT_FOUND: Unable to find matching target resource method"
 TOKEN_URL = f"http://127.0.0.1:1/instances/{INSTANCE_ID}/token/{INSTANCE_TOKEN}/security/two-fa-code"
 BIG_BODY = json.dumps({"success": True, "hasCode": True, "padding": "x" * (MIB + 10)})
 PIN_JSON = b'{"success":true,"hasCode":true}'
@@ -241,22 +240,16 @@ MALFORMED = "HTTP 200 answer is malformed"
 
 
 def wire_rows(name: str, answer: str, *, sent_once: bool = False, **setup: Any) -> list[ParameterSet]:
-    """The faults every endpoint meets the same way, for the endpoint ``name`` whose success
-    body is ``answer``. A read retries a transient failure as the PIN read does; a send
-    (``sent_once``) never retries once the request may have left. ``setup`` goes to every row."""
+    """The faults every endpoint meets the same way on the wire, for the endpoint ``name`` whose
+    success body is ``answer`` (its statuses: :func:`status_rows`). A read retries a transient
+    failure as the PIN read does; a send (``sent_once``) never retries once the request may have
+    left. ``setup`` goes to every row."""
     retried = 1 if sent_once else 2
 
     def malformed(faults: tuple[Any, ...], match: str) -> Case:
         return Case(faults=faults, error=PlugzMalformedResponseError, match=match, requests=1, **setup)
 
     rows = {
-        "redirect-301": Case(
-            faults=fault(Fault.redirect(TOKEN_URL, 301)),
-            error=PlugzRedirectError,
-            match="HTTP 301",
-            requests=1,
-            **setup,
-        ),
         "body-200-html": malformed(fault(Fault.html(200)), f"{MALFORMED}: it is an HTML page, not JSON"),
         "body-200-empty": malformed(body(200, b""), f"{MALFORMED}: the body is empty"),
         "body-200-truncated": malformed(
@@ -311,6 +304,42 @@ def wire_rows(name: str, answer: str, *, sent_once: bool = False, **setup: Any) 
             extra=deadline(), faults=fault(Fault.drip(0.05)), has_code=OK, requests=2, **setup
         )
     return [pytest.param(case, id=f"{name}-{row}") for row, case in rows.items()]
+
+
+def status_answer(row: StatusRow) -> Fault:
+    """The sandbox's answer for a row of the status table: its status and body (an HTML page as
+    ``text/html``); a 3xx is the sandbox's redirect, to a ``Location`` holding the token."""
+    if 300 <= row.status < 400:
+        return Fault.redirect(TOKEN_URL, row.status)
+    if isinstance(row.body, str):
+        return Fault.status(row.status, body=row.body, headers={"Content-Type": "text/html"})
+    return Fault.status(row.status, body=b"" if row.body is None else row.body)
+
+
+def status_rows(name: str, *ids: str, sent_once: bool = False, **setup: Any) -> list[ParameterSet]:
+    """The rows of the status table (tests/support/statuses.py; those named by ``ids``, or all)
+    for the endpoint ``name``: the row's error and first fragment, after the retries a read
+    makes of a ``retried`` row (all four, then its advice and why it gave up); a send
+    (``sent_once``) is never repeated. ``setup`` goes to every row."""
+    hidden = tuple(setup.pop("hidden", ()))
+    params = [param for param in STATUS_TABLE if not ids or param.id in ids]
+    assert len(params) == len(ids) or not ids, f"no such rows: {set(ids) - {p.id for p in params}}"
+    rows = []
+    for param in params:
+        row = param.values[0]
+        assert isinstance(row, StatusRow)
+        retried = row.retried and not sent_once
+        match = f"{row.says[0]}. {row.error.advice} ({GAVE_UP_4})" if retried else row.says[0]
+        case = Case(
+            faults=fault(status_answer(row), 4 if row.retried else 1),
+            error=row.error,
+            match=match,
+            requests=4 if retried else 1,
+            hidden=(*row.hidden, *hidden),
+            **setup,
+        )
+        rows.append(pytest.param(case, id=f"{name}-{param.id}"))
+    return rows
 
 
 # --- the runners' shared vocabulary -------------------------------------------------------------

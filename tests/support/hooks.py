@@ -1,4 +1,4 @@
-"""Shared pieces of the hook tests (tests/hooks/test_plugz_hook_*.py): the two transports and
+"""Shared pieces of the hook tests (tests/hooks/, tests/transports/): the two transports and
 pointing ``plugz_default`` at a sandbox with some fields changed."""
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import airflow_provider_plugz.testing.sandbox as sandbox_package
-from tests.testing.conftest import pin_url
+from tests.support.sandbox import pin_url
 
 if TYPE_CHECKING:
     import requests

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from airflow_provider_plugz.testing import Fault, PlugzSandbox, SentText
-from tests.testing.conftest import AUTH, JSON_CT, WRITE, pin_url, send_texts
+from tests.support.sandbox import AUTH, JSON_CT, WRITE, pin_url, send_texts
 
 if TYPE_CHECKING:
     from collections.abc import Callable

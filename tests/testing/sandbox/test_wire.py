@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from airflow_provider_plugz.testing import Fault, PlugzSandbox
-from tests.testing.conftest import (
+from tests.support.sandbox import (
     AUTH,
     JSON_CT,
     NO_PIN,

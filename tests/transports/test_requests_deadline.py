@@ -1,4 +1,7 @@
-"""The attempt's deadline (``total_timeout``) over real loopback sockets, in every phase it can fall in.
+"""The attempt's deadline (``total_timeout``) over real loopback sockets, in every phase it can fall in:
+``transports/requests_deadline.py`` (the sync transport's watchdog and deadline-aware connections),
+with the httpx transport (whose deadline is asyncio's) held to the same rows. Its message's wording
+is tested in tests/transports/test_failures.py.
 
 From the start of an attempt to its last byte, whatever holds it up - a full accept backlog, a
 slow name lookup, a stalled or dripped TLS handshake, silence before the headers, dripped
@@ -29,9 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_plugz._protocol import PlugzRequest
-from airflow_provider_plugz.connection import PlugzConfig
-from airflow_provider_plugz.endpoints import PIN_STATUS
 from airflow_provider_plugz.exceptions import (
     PlugzConnectTimeoutError,
     PlugzError,
@@ -39,8 +39,7 @@ from airflow_provider_plugz.exceptions import (
 )
 from airflow_provider_plugz.hooks.plugz import PinStatus, PlugzHook, preload_async_transport
 from airflow_provider_plugz.testing import Fault
-from airflow_provider_plugz.transports.failures import TransportFailure, transport_error
-from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, assert_no_secrets
+from tests.conftest import assert_no_secrets
 from tests.support.hooks import TRANSPORTS, set_connection
 
 if TYPE_CHECKING:
@@ -491,39 +490,6 @@ def test_a_pin_stopped_by_the_deadline_before_sending_is_sent_on_the_next_attemp
         asyncio.run(run())
     assert len(retry_sleeps) == 1  # the first attempt failed at its deadline, while connecting
     assert server.requests == 1
-
-
-CONFIG = PlugzConfig(
-    conn_id="plugz_default",
-    base_url="https://api.plugzapi.com.br",
-    instance_id=INSTANCE_ID,
-    instance_token=INSTANCE_TOKEN,
-    client_token=CLIENT_TOKEN,
-    total_timeout=0.5,
-)
-REQUEST = PlugzRequest(endpoint=PIN_STATUS, url="https://api.plugzapi.com.br/", headers={})
-
-
-@pytest.mark.parametrize(
-    ("failure", "elapsed", "says"),
-    [
-        pytest.param(TransportFailure.DEADLINE, 0.5, "deadline, stopped after 0.50 s (", id="exact"),
-        pytest.param(TransportFailure.DEADLINE, 0.5001, "deadline, stopped after 0.51 s (", id="rounded-up"),
-        pytest.param(TransportFailure.DEADLINE, 9.1, "deadline, stopped after 9.10 s (", id="far-past"),
-        pytest.param(
-            TransportFailure.DEADLINE_CONNECTING,
-            0.5049,
-            "(total_timeout), stopped after 0.51 s; the request was not sent",
-            id="before-sending",
-        ),
-    ],
-)
-def test_a_deadline_message_never_understates_the_time_taken(
-    failure: TransportFailure, elapsed: float, says: str
-) -> None:
-    error = transport_error(CONFIG, REQUEST, failure, TimeoutError("deadline"), elapsed=elapsed)
-    assert says in str(error)
-    assert "within its 0.5 s deadline" in str(error)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open descriptors in /proc")

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_plugz.testing import Fault, PlugzSandbox
-from tests.testing.conftest import (
+from tests.support.sandbox import (
     AUTH,
     JSON_CT,
     NO_PIN,

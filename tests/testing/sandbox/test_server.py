@@ -14,7 +14,7 @@ import requests
 
 from airflow_provider_plugz.testing import Fault, PlugzSandbox
 from airflow_provider_plugz.testing.sandbox import Headers, SandboxUsage
-from tests.testing.conftest import AUTH, CT, PIN_PATH, pin_url, raw_request, read_response
+from tests.support.sandbox import AUTH, CT, PIN_PATH, pin_url, raw_request, read_response
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -33,6 +33,7 @@ def test_every_listed_module_and_class_imports() -> None:
         "airflow_provider_plugz.hooks.plugz",
         "airflow_provider_plugz.operators.plugz",
         "airflow_provider_plugz.operators.audit",
+        "airflow_provider_plugz.operators.audit_merge",
         "airflow_provider_plugz.operators.messages",
         "airflow_provider_plugz.sensors.plugz",
         "airflow_provider_plugz.triggers.plugz",

@@ -20,7 +20,7 @@ from airflow_provider_plugz.exceptions import (
 from airflow_provider_plugz.operators.messages import PlugzSendMessageOperator
 from airflow_provider_plugz.testing import Fault
 from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, task_context
-from tests.testing.conftest import send_texts
+from tests.support.sandbox import send_texts
 
 if TYPE_CHECKING:
     from airflow_provider_plugz.testing import PlugzSandbox

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from airflow_provider_plugz.testing import PlugzSandbox
-from tests.testing.conftest import AUTH, JSON_CT, NOT_FOUND, pin_url
+from tests.support.sandbox import AUTH, JSON_CT, NOT_FOUND, pin_url
 
 if TYPE_CHECKING:
     import requests

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from airflow_provider_plugz.testing.sandbox import main
-from tests.testing.conftest import AUTH, CT
+from tests.support.sandbox import AUTH, CT
 
 if TYPE_CHECKING:
     import requests
 
     from airflow_provider_plugz.testing import PlugzSandbox
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _read_lines(proc: subprocess.Popen[str], count: int, timeout: float = 15) -> list[str]:

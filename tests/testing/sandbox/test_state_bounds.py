@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from airflow_provider_plugz.testing.sandbox import Fault, PlugzSandbox, SandboxFullError, _state, _wire
 from airflow_provider_plugz.testing.sandbox._control import MAX_PAGE_SIZE, PAGE_BYTES
 from airflow_provider_plugz.testing.sandbox._http import MAX_TARGET, TargetError, parse_target
-from tests.testing.conftest import (
+from tests.support.sandbox import (
     AUTH,
     CT,
     JSON_CT,

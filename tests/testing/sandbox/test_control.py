@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from airflow_provider_plugz.testing import Fault, PlugzSandbox
-from tests.testing.conftest import AUTH, WRITE, pin_url, read_response
+from tests.support.sandbox import AUTH, WRITE, pin_url, read_response
 
 
 def _listed(instance_id: str, phone: str, **changes: object) -> dict[str, object]:

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
+#: An answer body's default bound (decoded bytes), as :mod:`~airflow_provider_plugz.transports.body`
+#: applies it (that module's constant; restated here to keep the declarations standard-library only).
+MAX_BODY_BYTES = 1024 * 1024
+
 #: A column's JSON (one audit entry's fields for one fact), and a state.
 Fields = Mapping[str, Any]
 State = Hashable
@@ -91,6 +95,8 @@ class Endpoint(Generic[T]):
         (``/status`` says why it is disconnected) rather than a failure (the PIN calls).
     :param array_key: for a call that may answer a bare JSON array (a list of things): ``parse``
         then gets ``{array_key: [...]}``; None (the default): the answer must be an object.
+    :param max_body: the largest answer body read, decoded (1 MiB unless a call's answers can be
+        larger, as a listing); one byte more is refused as too large.
     """
 
     method: str
@@ -101,6 +107,7 @@ class Endpoint(Generic[T]):
     body: Callable[..., Body] | None = None
     error_is_state: Callable[[Mapping[str, Any]], bool] = _no_state
     array_key: str | None = None
+    max_body: int = MAX_BODY_BYTES
 
 
 # --- reading an answer's fields (for ``parse`` functions) ---------------------------------------

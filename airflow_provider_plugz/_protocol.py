@@ -56,7 +56,7 @@ from airflow_provider_plugz.exceptions import (
     PlugzSubscriptionError,
     PlugzUnsupportedMediaTypeError,
 )
-from airflow_provider_plugz.transports.body import ACCEPT_ENCODING, MAX_BODY_BYTES
+from airflow_provider_plugz.transports.body import ACCEPT_ENCODING
 
 if TYPE_CHECKING:
     from airflow_provider_plugz.connection import PlugzConfig
@@ -202,12 +202,13 @@ def check_response(
     """Return the JSON object of a successful answer, or raise the matching ``PlugzError``.
 
     ``headers`` must be case-insensitive (both requests and httpx give such mappings).
-    Transports stop reading just past :data:`MAX_BODY_BYTES`; a longer body is refused.
+    Transports stop reading just past the endpoint's ``max_body`` (:data:`MAX_BODY_BYTES` unless
+    it says otherwise); a longer body is refused.
     ``secrets`` are the request's values (a PIN, a phone, a message text): with the connection's
     own, a server text that repeats any part of them is withheld (:func:`_shown`);
     ``body_problem`` is a :class:`BodyReader`'s, when the body could not be decoded.
     """
-    payload = None if body_problem else _json_object(body[: MAX_BODY_BYTES + 1], endpoint.array_key)
+    payload = None if body_problem else _json_object(body[: endpoint.max_body + 1], endpoint.array_key)
     texts = server_texts(payload)
     sent = (*config.secrets, *secrets)
     # Classified on what the server said; what people see is shaped apart (redacted or withheld).
@@ -238,18 +239,20 @@ def check_response(
     if not 200 <= status < 300:
         raise _api_error(config, endpoint, PlugzMalformedResponseError, status, server_message, headers)
 
-    problem = body_problem or _body_problem(body, payload, headers)
+    problem = body_problem or _body_problem(body, payload, headers, endpoint)
     if problem is not None:
         raise _malformed(config, endpoint, status, problem)
     assert payload is not None
     return payload
 
 
-def _body_problem(body: bytes, payload: dict[str, Any] | None, headers: Mapping[str, str]) -> str | None:
-    if len(body) > MAX_BODY_BYTES:
-        return f"the body is larger than {MAX_BODY_BYTES} bytes"
+def _body_problem(
+    body: bytes, payload: dict[str, Any] | None, headers: Mapping[str, str], endpoint: Endpoint[Any]
+) -> str | None:
+    if len(body) > endpoint.max_body:
+        return f"the body is larger than {endpoint.max_body} bytes"
     if payload is None:
-        return _describe_non_object(body, headers)
+        return _describe_non_object(body, headers, endpoint)
     if "success" in payload and not isinstance(payload["success"], bool):
         return f"its 'success' is {json_kind(payload['success'])}, not a boolean"
     return None
@@ -290,14 +293,18 @@ def _json_object(body: bytes, array_key: str | None = None) -> dict[str, Any] | 
     return value if isinstance(value, dict) else None
 
 
-def _describe_non_object(body: bytes, headers: Mapping[str, str]) -> str:
+def _describe_non_object(body: bytes, headers: Mapping[str, str], endpoint: Endpoint[Any]) -> str:
     if not body.strip():
         return "the body is empty"
     content_type = headers.get("Content-Type", "") or ""
     if "html" in content_type.lower() or body.lstrip()[:1] == b"<":
         return "it is an HTML page, not JSON"
     if _is_json(body):
-        return "the JSON is not an object"
+        return (
+            "the JSON is neither an object nor an array"
+            if endpoint.array_key
+            else "the JSON is not an object"
+        )
     return "the body is not valid JSON"
 
 

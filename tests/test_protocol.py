@@ -1096,12 +1096,43 @@ LISTING = Endpoint("GET", "things", "thing listing", lambda a: a.payload, array_
         pytest.param(LISTING, [], {"things": []}, id="empty-array"),
         pytest.param(LISTING, {"things": [1]}, {"things": [1]}, id="an-object-still-works"),
         pytest.param(PIN_STATUS, [{"hasCode": True}], PlugzMalformedResponseError, id="no-array-key-refuses"),
+        pytest.param(LISTING, b"42", PlugzMalformedResponseError, id="a-number-is-neither"),
     ],
 )
 def test_an_endpoint_with_an_array_key_reads_a_bare_array(endpoint: Any, body: Any, expected: Any) -> None:
     request = PlugzRequest(endpoint=endpoint, url=URL, headers={})
     if isinstance(expected, type):
-        with pytest.raises(expected, match="the JSON is not an object"):
+        said = "neither an object nor an array" if endpoint.array_key else "the JSON is not an object"
+        with pytest.raises(expected, match=said):
             answer(200, body, request=request)
     else:
         assert answer(200, body, request=request) == expected
+
+
+@pytest.mark.parametrize(
+    ("max_body", "size", "refused"),
+    [
+        pytest.param(MAX_BODY_BYTES, MAX_BODY_BYTES - 100, False, id="default-under"),
+        pytest.param(MAX_BODY_BYTES, MAX_BODY_BYTES + 10, True, id="default-over"),
+        pytest.param(4 * MAX_BODY_BYTES, 3 * MAX_BODY_BYTES, False, id="an-endpoints-own-limit"),
+        pytest.param(4 * MAX_BODY_BYTES, 4 * MAX_BODY_BYTES + 10, True, id="over-its-own-limit"),
+    ],
+)
+def test_an_endpoint_may_read_larger_answers(max_body: int, size: int, refused: bool) -> None:
+    endpoint = Endpoint(
+        "GET",
+        "things",
+        "thing listing",
+        lambda a: len(a.payload["things"]),
+        array_key="things",
+        max_body=max_body,
+    )
+    body = json.dumps(["x" * 1000] * (size // 1006)).encode()
+    body += b" " * (size - len(body))  # JSON allows trailing whitespace: exactly ``size`` bytes
+    request = PlugzRequest(endpoint=endpoint, url=URL, headers={})
+    raw = (200, CaseInsensitiveDict({"Content-Type": "application/json"}), body, None)
+    if refused:
+        with pytest.raises(PlugzMalformedResponseError, match=f"larger than {max_body} bytes"):
+            read_answer(CONFIG, request, raw)
+    else:
+        assert read_answer(CONFIG, request, raw) == size // 1006

@@ -147,7 +147,7 @@ async def _exchange(
         timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
         extensions={"trace": progress.trace},
     ) as response:
-        reader = BodyReader(response.headers.get("Content-Encoding"))
+        reader = BodyReader(response.headers.get("Content-Encoding"), request.endpoint.max_body)
         async for chunk in response.aiter_raw(_CHUNK):
             if not reader.feed(chunk):
                 break

@@ -9,8 +9,10 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-#: The largest answer body read (decoded); one byte more is read to tell "too large".
-MAX_BODY_BYTES = 1024 * 1024
+#: The largest answer body read (decoded) unless an endpoint says otherwise (``Endpoint.max_body``);
+#: one byte more is read to tell "too large".
+from airflow_provider_plugz._declarations import MAX_BODY_BYTES
+
 #: Bodies are asked for unencoded; a server that encodes anyway gets one layer of these, decoded here.
 ACCEPT_ENCODING = "identity"
 
@@ -19,13 +21,16 @@ class BodyReader:
     """Collects an answer's body from the raw bytes a transport reads, decoding as it goes.
 
     At most one ``Content-Encoding`` of ``gzip``/``deflate`` is decoded, and never more than
-    :data:`MAX_BODY_BYTES` + 1 decoded bytes are produced, whatever the ratio: :meth:`feed`
+    ``limit`` (:data:`MAX_BODY_BYTES` unless the endpoint says otherwise) + 1 decoded bytes are
+    produced, whatever the ratio: :meth:`feed`
     returns False once that many are held, and the transport stops reading. Stacked or unknown
     encodings, corrupt data and an encoded stream that ends early leave :attr:`problem` set; the
     body is then empty.
     """
 
-    def __init__(self, content_encoding: str | None) -> None:
+    def __init__(self, content_encoding: str | None, limit: int = MAX_BODY_BYTES) -> None:
+        #: The largest decoded body kept (the endpoint's ``max_body``); one byte more says "too large".
+        self.limit = limit
         self._problem: str | None = None
         self._fed = False
         self._chunks: list[bytes] = []
@@ -51,7 +56,7 @@ class BodyReader:
             and self._decoder is not None
             and self._fed
             and not self._decoder.eof
-            and self._size <= MAX_BODY_BYTES  # a reader stopped at the limit is "too large" instead
+            and self._size <= self.limit  # a reader stopped at the limit is "too large" instead
         ):
             return "its encoded body is truncated"
         return self._problem
@@ -77,15 +82,15 @@ class BodyReader:
                 # "deflate" without the zlib wrapper, as some servers send it.
                 self._decoder, self._deflate = zlib.decompressobj(-zlib.MAX_WBITS), False
                 return self.feed(data)
-        return self._size <= MAX_BODY_BYTES
+        return self._size <= self.limit
 
     def _inflate(self, data: bytes) -> None:
-        while data and self._size <= MAX_BODY_BYTES and not self._decoder.eof:
-            self._keep(self._decoder.decompress(data, MAX_BODY_BYTES + 1 - self._size))
+        while data and self._size <= self.limit and not self._decoder.eof:
+            self._keep(self._decoder.decompress(data, self.limit + 1 - self._size))
             data = self._decoder.unconsumed_tail
 
     def _keep(self, data: bytes) -> None:
-        room = MAX_BODY_BYTES + 1 - self._size
+        room = self.limit + 1 - self._size
         if data and room > 0:
             self._chunks.append(data[:room])
             self._size += min(len(data), room)

@@ -109,7 +109,7 @@ def send(
             allow_redirects=False,
             stream=True,
         ) as response:
-            reader = BodyReader(response.headers.get("Content-Encoding"))
+            reader = BodyReader(response.headers.get("Content-Encoding"), request.endpoint.max_body)
             # Raw bytes: decoding is ours, so its output is bounded while it is produced.
             for chunk in _raw_chunks(response.raw):
                 if watch.fired or not reader.feed(chunk):

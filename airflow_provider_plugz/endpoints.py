@@ -15,7 +15,9 @@ audit (``checks=``, with its ``fail_if_*`` option) and a value the event watcher
 
 from __future__ import annotations
 
+import datetime
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,8 +49,6 @@ from airflow_provider_plugz._vocabulary import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from airflow_provider_plugz._protocol import Answer
 
 # Light to import (the audit operator and the event watcher read FACTS when a DAG file is parsed,
@@ -62,11 +62,14 @@ __all__ = [
     "INSTANCE_STATUS",
     "PIN",
     "PIN_STATUS",
+    "QUEUE",
+    "QUEUED_MESSAGES",
     "SEND_TEXT",
     "SET_PIN",
     "DeviceInfo",
     "InstanceStatus",
     "PinStatus",
+    "QueueInfo",
     "SentMessage",
     "connection_state",
     "fact",
@@ -125,6 +128,22 @@ class SentMessage:
 
     zaap_id: str
     message_id: str
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """The messages waiting in the number's queue (``GET .../queue``): how many, and since when.
+
+    Messages wait there until WhatsApp takes them (1-3 s apart), and while the phone is not
+    connected (then at most 1,000; on reconnect they all go out, perhaps stale). Who they are for
+    and what they say are personal data: counted, never kept. ``oldest_created`` is when the oldest
+    was queued (ISO-8601, UTC), None when the queue is empty or the server gave no time;
+    ``complete`` is False when the server said more pages follow (``count`` is then a lower bound).
+    """
+
+    count: int
+    oldest_created: str | None = None
+    complete: bool = True
 
 
 # --- parsing answers ---------------------------------------------------------------------------
@@ -236,6 +255,36 @@ SEND_TEXT: Endpoint[SentMessage] = Endpoint(
 DEVICE: Endpoint[DeviceInfo] = Endpoint("GET", "device", "device check", read_device)
 
 
+_MIN_MS, _MAX_MS = 10**12, 2**47  # 2001-09-09 to the year 6429, in epoch milliseconds
+
+
+def _queue(answer: Answer) -> QueueInfo:
+    """Plugz's bare array of queued messages, or an object with ``messages`` (the page's example,
+    and Z-API's paged listing with ``hasMore``); only the count and the oldest ``Created`` are kept."""
+    messages = answer.payload.get("messages")
+    if not isinstance(messages, list):
+        raise Malformed("it is neither a list of messages nor an object with a 'messages' list")
+    created: list[int] = []
+    for message in messages:
+        if not isinstance(message, Mapping):
+            raise Malformed("an item of its 'messages' is not an object")
+        when = message.get("Created")
+        # Epoch milliseconds; anything else (a text, seconds, a time before 2001) says no time.
+        if isinstance(when, (int, float)) and not isinstance(when, bool) and _MIN_MS <= when < _MAX_MS:
+            created.append(int(when))
+    oldest = None
+    if created:
+        moment = datetime.datetime.fromtimestamp(min(created) / 1000, tz=datetime.timezone.utc)
+        oldest = moment.isoformat(timespec="seconds")
+    return QueueInfo(len(messages), oldest, complete=answer.payload.get("hasMore") is not True)
+
+
+# A queue holds at most 1,000 messages of up to 4,096 characters: its listing can pass 1 MiB.
+QUEUE: Endpoint[QueueInfo] = Endpoint(
+    "GET", "queue", "queue check", _queue, array_key="messages", max_body=16 * 1024 * 1024
+)
+
+
 # --- the facts: what the audit checks per number and the watcher watches ---------------------------
 
 
@@ -332,8 +381,58 @@ CONNECTION: Fact[InstanceStatus] = Fact(
     doing="reading the status of",
 )
 
+#: A queue's states: nothing waiting, or messages waiting (for WhatsApp, or for the phone).
+QUEUE_EMPTY, QUEUED_MESSAGES = "empty", "queued"
+
+
+def _queue_fields(result: QueueInfo) -> dict[str, Any]:
+    state = QUEUED_MESSAGES if result.count else QUEUE_EMPTY
+    return {"state": state, "count": result.count, "oldest_created": result.oldest_created}
+
+
+def _read_queue_fields(xcom: Any) -> dict[str, Any]:
+    if not isinstance(xcom, dict):
+        raise ValueError(f"a queue entry must be a JSON object, got {kind(xcom)}")
+    expect_keys(xcom, {"state", "count", "oldest_created"}, "a queue entry")
+    count, oldest = xcom["count"], xcom["oldest_created"]
+    if type(count) is not int or count < 0:
+        raise ValueError(f"a queue entry's count must be a whole number >= 0, not {kind(count)}")
+    if oldest is not None and (not isinstance(oldest, str) or len(oldest) > 40):
+        raise ValueError(f"a queue entry's oldest_created must be a time or null, not {kind(oldest)}")
+    if xcom["state"] != (QUEUED_MESSAGES if count else QUEUE_EMPTY):
+        raise ValueError("a queue entry's state does not match its count")
+    return {"state": xcom["state"], "count": count, "oldest_created": oldest}
+
+
+def _describe_queue(fields: Mapping[str, Any]) -> str:
+    if not fields["count"]:
+        return "queue empty"
+    since = f" since {fields['oldest_created']}" if fields["oldest_created"] else ""
+    return f"{fields['count']} message(s) QUEUED{since}"
+
+
+QUEUE_FACT: Fact[QueueInfo] = Fact(
+    name="queue",
+    endpoint=QUEUE,
+    fields=_queue_fields,
+    read_fields=_read_queue_fields,
+    state=lambda fields: fields["state"],
+    states={QUEUE_EMPTY: "queue_empty", QUEUED_MESSAGES: "with_queued_messages"},
+    words={QUEUE_EMPTY: "queue empty", QUEUED_MESSAGES: "WITH QUEUED MESSAGES"},
+    is_bad=lambda state: state == QUEUED_MESSAGES,
+    fail_option="fail_if_queued",
+    problem="have messages waiting in their queue",
+    column="queue",
+    errors_count="queue_errors",
+    title="Queue",
+    describe=_describe_queue,
+    baseline="messages_queued",
+    change=lambda old, new: "queue_filled" if new == QUEUED_MESSAGES else "queue_emptied",
+    doing="reading the queue of",
+)
+
 #: Every fact, in the order reports count them and watchers poll them.
-FACTS = facts_by_name((PIN, CONNECTION))
+FACTS = facts_by_name((PIN, CONNECTION, QUEUE_FACT))
 
 
 def fact(name: str) -> Fact[Any]:

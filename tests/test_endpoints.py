@@ -20,6 +20,7 @@ from airflow_provider_plugz.endpoints import (
     DeviceInfo,
     InstanceStatus,
     PinStatus,
+    QueueInfo,
     SentMessage,
     fact,
 )
@@ -463,6 +464,11 @@ FACT_RESULTS: dict[str, list[Any]] = {
         InstanceStatus(connected=False, session=None, smartphone_connected=True, error="You need to restore"),
         InstanceStatus(connected=True, session=True, smartphone_connected=False),
         InstanceStatus(connected=False, session=False, smartphone_connected=False),
+    ],
+    "queue": [
+        QueueInfo(0),
+        QueueInfo(3, "2026-12-07T20:00:00+00:00"),
+        QueueInfo(2, None, complete=False),
     ],
 }
 

@@ -1,4 +1,4 @@
-"""The fault matrix for the status, device and send-text endpoints over real HTTP (the sandbox).
+"""The fault matrix for the status, device, queue and send-text endpoints over real HTTP (the sandbox).
 
 Reuses the rows (:class:`Case`), setup and assertions of tests/support/faults.py. ``has_code``
 is unused here: a succeeding row has ``has_code=True`` and its result is checked per runner.
@@ -12,6 +12,8 @@ is unused here: a succeeding row has ``has_code=True`` and its result is checked
   event and ``execute_complete``, and permanent rows also appear while the trigger waits.
 - :func:`test_connection_state` walks every connection state as a sensor's target and as
   "not yet" for a sensor waiting for ``connected``.
+- Queue rows run with a message queued for a disconnected number: its recipient and text are
+  personal data no exception, log line (stderr or logging), repr or XCom may hold.
 - Send-text rows prove the send-once rule: after a request may have reached Plugz it is never
   repeated, whatever the fault; phone and text are personal data and no output may hold them.
 """
@@ -21,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from airflow_provider_plugz._redaction import WITHHELD
-from airflow_provider_plugz.endpoints import DeviceInfo
+from airflow_provider_plugz.endpoints import QUEUE, DeviceInfo, QueueInfo
 from airflow_provider_plugz.exceptions import (
     PlugzAuthenticationError,
     PlugzBadRequestError,
@@ -41,12 +44,20 @@ from airflow_provider_plugz.exceptions import (
 )
 from airflow_provider_plugz.hooks.plugz import PlugzHook
 from airflow_provider_plugz.operators.messages import PlugzSendMessageOperator
-from airflow_provider_plugz.operators.plugz import PlugzInstanceStatusOperator
+from airflow_provider_plugz.operators.plugz import PlugzInstanceStatusOperator, PlugzQueueOperator
 from airflow_provider_plugz.retry import may_have_been_applied
 from airflow_provider_plugz.sensors.plugz import PlugzInstanceStatusSensor
 from airflow_provider_plugz.testing import Fault
-from tests.conftest import INSTANCE_ID, task_context, trigger_events, zapi_device_answer, zapi_device_examples
+from tests.conftest import (
+    INSTANCE_ID,
+    INSTANCE_TOKEN,
+    task_context,
+    trigger_events,
+    zapi_device_answer,
+    zapi_device_examples,
+)
 from tests.support.faults import (
+    MALFORMED,
     OK,
     WAITS_ON_TRANSIENT,
     WRONG_CLIENT_TOKEN,
@@ -181,6 +192,107 @@ DEVICE_CASES = [
     *wire_rows("device", DEVICE_JSON, **DEVICE),
 ]
 
+# A message waiting in the queue of a disconnected number: who it is for and what it says are
+# personal data, in no output (the sandbox's own answer holds them too: see test_queue_fault).
+QUEUE_PHONE = "5531976543210"
+QUEUE_TEXT = "Backup of db-7 failed twice; call Joana"
+CREATED = 1765152000000  # Plugz's ``Created``: epoch milliseconds
+OLDEST = "2025-12-08T00:00:00+00:00"
+
+
+def queued(created: Any = CREATED, **fields: Any) -> dict[str, Any]:
+    """One queued message in Plugz's layout (``created=None`` leaves ``Created`` out)."""
+    message = {
+        "_id": "z1",
+        "DelayMessage": 1,
+        "Message": QUEUE_TEXT,
+        "IsTrial": False,
+        "InstanceId": INSTANCE_ID,
+        "Phone": QUEUE_PHONE,
+        "ZaapId": "Z1",
+        "DelayTyping": 0,
+        "MessageId": "M1",
+        **fields,
+    }
+    if created is not None:
+        message["Created"] = created
+    return message
+
+
+QUEUE_JSON = json.dumps({"messages": [queued()]})
+QUEUED: dict[str, Any] = {"instance": {"state": "disconnected"}, "hidden": (QUEUE_PHONE, QUEUE_TEXT)}
+NOT_A_LIST = f"{MALFORMED}: it is neither a list of messages nor an object with a 'messages' list"
+NOT_AN_ITEM = f"{MALFORMED}: an item of its 'messages' is not an object"
+
+
+def _bad_queue(answer: Any, match: str) -> Case:
+    return Case(
+        faults=body(200, answer), error=PlugzMalformedResponseError, match=match, requests=1, **QUEUED
+    )
+
+
+QUEUE_CASES = [
+    pytest.param(Case(has_code=OK, requests=1, **QUEUED), id="queue-ok"),
+    pytest.param(
+        Case(faults=fault(Fault.drop()), has_code=OK, requests=2, **QUEUED), id="queue-drop-then-200"
+    ),
+    pytest.param(
+        Case(faults=fault(Fault.status(503)), has_code=OK, requests=2, **QUEUED), id="queue-503-then-200"
+    ),
+    pytest.param(_bad_queue({}, NOT_A_LIST), id="queue-200-empty-object"),
+    pytest.param(_bad_queue({"messages": 3}, NOT_A_LIST), id="queue-200-messages-a-number"),
+    pytest.param(_bad_queue({"messages": None}, NOT_A_LIST), id="queue-200-messages-null"),
+    pytest.param(_bad_queue({"messages": queued()}, NOT_A_LIST), id="queue-200-messages-one-object"),
+    pytest.param(_bad_queue({"message": [queued()]}, NOT_A_LIST), id="queue-200-message-key-singular"),
+    pytest.param(_bad_queue([1, 2], NOT_AN_ITEM), id="queue-200-array-of-numbers"),
+    pytest.param(_bad_queue([[queued()]], NOT_AN_ITEM), id="queue-200-array-of-arrays"),
+    pytest.param(
+        _bad_queue([queued(), f"{QUEUE_PHONE}: {QUEUE_TEXT}"], NOT_AN_ITEM), id="queue-200-item-a-text"
+    ),
+    pytest.param(
+        Case(
+            faults=body(400, {"error": f"queue of {QUEUE_PHONE} unavailable"}),
+            error=PlugzBadRequestError,
+            match="HTTP 400: queue of *** unavailable",
+            requests=1,
+            **QUEUED,
+        ),
+        id="queue-400-echoes-phone-redacted",
+    ),
+    pytest.param(
+        Case(
+            faults=body(200, {"success": False, "message": f"queue of {QUEUE_PHONE} unavailable"}),
+            error=PlugzRefusedError,
+            match="HTTP 200, success: false: queue of *** unavailable",
+            requests=1,
+            **QUEUED,
+        ),
+        id="queue-200-success-false-echoes-phone-redacted",
+    ),
+    pytest.param(
+        Case(
+            extra={"client_token": WRONG_CLIENT_TOKEN},
+            error=PlugzAuthenticationError,
+            match="Client-Token *** not allowed",
+            requests=1,
+            instance=QUEUED["instance"],
+            hidden=(WRONG_CLIENT_TOKEN, QUEUE_PHONE, QUEUE_TEXT),
+        ),
+        id="queue-wrong-client-token",
+    ),
+    *status_rows(
+        "queue",
+        "503",
+        "429",
+        "404-instance-not-found",
+        "405-not-found-body",
+        "301-echoes-the-path",
+        "200-null-not-allowed",
+        **QUEUED,
+    ),
+    *wire_rows("queue", QUEUE_JSON, arrays=True, max_body=QUEUE.max_body, **QUEUED),
+]
+
 SEND_CASES = [
     pytest.param(Case(has_code=OK, requests=1), id="send-ok"),
     pytest.param(
@@ -308,9 +420,23 @@ DEVICE_RUNNERS: dict[str, Callable[[], Observed]] = {
     "hook": lambda: _hook_call("get_device"),
     "async-hook": lambda: _async_hook_call("aget_device"),
 }
+QUEUE_RUNNERS: dict[str, Callable[[], Observed]] = {
+    "hook": lambda: _hook_call("get_queue"),
+    "async-hook": lambda: _async_hook_call("aget_queue"),
+    "operator": lambda: _operate(PlugzQueueOperator(task_id="queue")),
+}
 
 
-def _check(case: Case, runner: str, observed: Observed, sb: PlugzSandbox, retry_sleeps: list[float]) -> None:
+def _check(
+    case: Case,
+    runner: str,
+    observed: Observed,
+    sb: PlugzSandbox,
+    retry_sleeps: list[float],
+    *,
+    before: int = 0,
+) -> None:
+    """The row's outcome; ``before``: the requests the sandbox served before the runner ran."""
     kind, value = observed
     if case.error is None:
         assert kind == "returns", f"{runner}: {kind} {value!r}"
@@ -319,7 +445,7 @@ def _check(case: Case, runner: str, observed: Observed, sb: PlugzSandbox, retry_
     else:
         assert kind == "raises", f"{runner}: {kind} {value!r}"
         assert_error(case, value)
-    assert sb.request_count == case.requests
+    assert sb.request_count - before == case.requests
     assert len(retry_sleeps) == max(case.tries - 1, 0)
 
 
@@ -458,6 +584,109 @@ def test_device_layouts_over_http(
     assert_clean(case, repr(value), *capfd.readouterr())
     for private in ("Nome do Perfil", "Recado", "foto-perfil"):
         assert private not in repr(value)
+
+
+def _queue_a_message(sb: PlugzSandbox) -> None:
+    """Send QUEUE_TEXT to QUEUE_PHONE from a disconnected number: the sandbox queues it, so its own
+    queue answer holds them."""
+    sb.add_instance(INSTANCE_ID, INSTANCE_TOKEN, state="disconnected")
+    hook = PlugzHook()
+    try:
+        hook.send_text(QUEUE_PHONE, QUEUE_TEXT)
+    finally:
+        hook.close()
+    assert [m.delivered for m in sb.messages] == [False]
+
+
+def _queue_outputs(
+    value: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> list[str]:
+    """Every text a queue read may show: the result's repr (and XCom), stdout, stderr, log records."""
+    xcom = json.dumps(value) if isinstance(value, dict) else ""
+    return [repr(value), xcom, *capfd.readouterr(), caplog.text]
+
+
+@pytest.mark.parametrize("runner", list(QUEUE_RUNNERS))
+@pytest.mark.parametrize("case", QUEUE_CASES)
+def test_queue_fault(
+    case: Case,
+    runner: str,
+    sandbox: PlugzSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    retry_sleeps: list[float],
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    _queue_a_message(sandbox)
+    before = sandbox.request_count
+    break_things(monkeypatch, sandbox, case)
+    kind, value = QUEUE_RUNNERS[runner]()
+    _check(case, runner, (kind, value), sandbox, retry_sleeps, before=before)
+    if kind == "returns":  # the sandbox's queue, or QUEUE_JSON: one message either way
+        count = value["count"] if isinstance(value, dict) else value.count
+        assert count == 1, value
+    assert_clean(case, *_queue_outputs(value, capfd, caplog))
+
+
+QUEUE_LAYOUTS = [
+    pytest.param(
+        [queued(CREATED + 5000), queued(CREATED)], QueueInfo(2, OLDEST), id="plugz-array-oldest-last"
+    ),
+    pytest.param([], QueueInfo(0), id="plugz-array-empty"),
+    pytest.param({"messages": [queued()]}, QueueInfo(1, OLDEST), id="object-with-messages"),
+    pytest.param({"messages": []}, QueueInfo(0), id="object-with-no-messages"),
+    pytest.param(
+        {"messages": [queued()], "pagingState": "p2", "hasMore": True},
+        QueueInfo(1, OLDEST, complete=False),
+        id="z-api-page-has-more",
+    ),
+    pytest.param(
+        {"messages": [queued()], "pagingState": None, "hasMore": False},
+        QueueInfo(1, OLDEST),
+        id="z-api-last-page",
+    ),
+    pytest.param([queued(None), queued(None)], QueueInfo(2), id="no-created"),
+    pytest.param([queued(None), queued(CREATED)], QueueInfo(2, OLDEST), id="created-on-some"),
+    pytest.param(
+        [queued("2025-12-08T00:00:00Z"), queued(True), queued(None, Created=None)],
+        QueueInfo(3),
+        id="created-not-epoch-ms",
+    ),
+]
+
+
+@pytest.mark.parametrize("runner", ["hook", "async-hook"])
+@pytest.mark.parametrize(("answer", "expected"), QUEUE_LAYOUTS)
+def test_queue_layouts_over_http(
+    answer: Any,
+    expected: QueueInfo,
+    runner: str,
+    sandbox: PlugzSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Plugz's bare array and the object forms, over real HTTP: counted alike by both transports,
+    the oldest ``Created`` found wherever it is, recipients and texts kept nowhere."""
+    caplog.set_level(logging.DEBUG)
+    case = Case(faults=body(200, answer), has_code=OK, requests=1, **QUEUED)
+    break_things(monkeypatch, sandbox, case)
+    kind, value = QUEUE_RUNNERS[runner]()
+    assert (kind, value) == ("returns", expected)
+    assert_clean(case, *_queue_outputs(value, capfd, caplog))
+
+
+@pytest.mark.parametrize("runner", ["hook", "async-hook"])
+def test_a_full_queue_of_long_texts_is_counted(
+    runner: str, sandbox: PlugzSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plugz queues up to 1,000 texts of up to 4,096 characters while a phone is away: 1,000 alerts
+    of 1,000 characters (~1.3 MB in Plugz's layout) must still be counted."""
+    alert = QUEUE_TEXT + "." * (1000 - len(QUEUE_TEXT))
+    case = Case(faults=body(200, [queued(Message=alert)] * 1000), has_code=OK, requests=1, **QUEUED)
+    break_things(monkeypatch, sandbox, case)
+    assert QUEUE_RUNNERS[runner]() == ("returns", QueueInfo(1000, OLDEST))
 
 
 # Every connection state, as the sandbox names it, and as a sensor's ``state``.

@@ -229,7 +229,7 @@ CASES = [
                 "httpx",
                 "asyncio",
             ],
-            "facts": {"facts": ["connection", "pin"]},
+            "facts": {"facts": ["connection", "pin", "queue"]},
         },
         id="test_the_declarations_are_light_the_audit_and_the_watcher_read_them_at_parse_time",
     ),

@@ -129,6 +129,7 @@ SHOWN: dict[str, tuple[Any, str]] = {
     "connection.BaseURL.scheme": ("https", "validated URL part"),
     "connection.BaseURL.host": ("api.example.invalid", "validated URL part: no credentials"),
     "connection.BaseURL.path": ("/v1", "validated URL part: the API's prefix"),
+    "endpoints.QueueInfo.oldest_created": ("2026-12-07T20:00:00+00:00", "a timestamp"),
     "endpoints.SentMessage.zaap_id": ("ZAAP-ID-1", "Plugz's id of the message"),
     "endpoints.SentMessage.message_id": ("WA-ID-1", "WhatsApp's id of the message"),
     "_declarations.Endpoint.array_key": ("messages", "the key a JSON array answer is read under"),
@@ -309,6 +310,7 @@ def _operators() -> dict[str, Any]:
         PlugzInstanceStatusOperator,
         PlugzPinBranchOperator,
         PlugzPinStatusOperator,
+        PlugzQueueOperator,
         PlugzSetPinOperator,
     )
     from airflow_provider_plugz.sensors.plugz import (
@@ -326,6 +328,7 @@ def _operators() -> dict[str, Any]:
         "operators.plugz.PlugzInstanceStatusOperator": lambda: PlugzInstanceStatusOperator(
             task_id="status", **conn
         ),
+        "operators.plugz.PlugzQueueOperator": lambda: PlugzQueueOperator(task_id="queue", **conn),
         "operators.plugz.PlugzPinBranchOperator": lambda: PlugzPinBranchOperator(
             task_id="branch", if_pin_set="a", if_pin_missing="b", **conn
         ),

@@ -33,11 +33,13 @@ from airflow_provider_plugz.endpoints import (
     DEVICE,
     INSTANCE_STATUS,
     PIN_STATUS,
+    QUEUE,
     SEND_TEXT,
     SET_PIN,
     DeviceInfo,
     InstanceStatus,
     PinStatus,
+    QueueInfo,
     SentMessage,
 )
 from airflow_provider_plugz.exceptions import PlugzError
@@ -190,6 +192,14 @@ class PlugzHook(BaseHook):
     async def aget_device(self, *, retry: RetryPolicy | None = None) -> DeviceInfo:
         """:meth:`get_device` for event loops."""
         return await self.acall(DEVICE, retry=retry)
+
+    def get_queue(self, *, retry: RetryPolicy | None = None) -> QueueInfo:
+        """How many messages wait in the number's queue, and since when (never what they say)."""
+        return self.call(QUEUE, retry=retry)
+
+    async def aget_queue(self, *, retry: RetryPolicy | None = None) -> QueueInfo:
+        """:meth:`get_queue` for event loops."""
+        return await self.acall(QUEUE, retry=retry)
 
     def send_text(
         self,

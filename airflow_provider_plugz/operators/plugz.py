@@ -1,4 +1,4 @@
-"""Operators that read a Plugz instance's PIN status and connection state, and set its PIN.
+"""Operators that read a Plugz instance's PIN status, connection state and queue, and set its PIN.
 
 Cheap to import: DAG files import this on every parse, so the hook (and ``requests``)
 is loaded only when a task runs.
@@ -76,6 +76,47 @@ class PlugzInstanceStatusOperator(PlugzHookMixin, BaseOperator):
         else:  # state, not a failure: the task succeeds, the log says so
             self.log.warning(line + " (%s)", *facts, status["error"] or "no reason given")
         return status
+
+
+class PlugzQueueOperator(PlugzHookMixin, BaseOperator):
+    """Read how many messages wait in the number's queue (``GET .../queue``) and push that to XCom.
+
+    Returns (XCom ``return_value``) the queue's column as the fleet audit writes it: ``{"state":
+    "empty" | "queued", "count": int, "oldest_created": str | None}`` (ISO-8601 UTC of the oldest
+    queued message). What the messages say and who they are for is never read into XCom or logs.
+    Queued messages are normal for a moment (Plugz sends them 1-3 s apart) and pile up while the
+    phone is not connected: check before reconnecting a number, since on reconnect they all go out.
+
+    :param fail_if_queued: fail the task with a ``PlugzAuditError`` when any message waits (the
+        value is pushed under the XCom key ``queue`` first).
+    :param plugz_conn_id: the Plugz connection (templated).
+    """
+
+    template_fields: Sequence[str] = PlugzHookMixin.template_fields
+    ui_color = "#25d366"
+
+    def __init__(
+        self, *, fail_if_queued: bool = False, plugz_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any
+    ) -> None:
+        super().__init__(plugz_conn_id=plugz_conn_id, **kwargs)
+        if not isinstance(fail_if_queued, bool):
+            raise ValueError(f"fail_if_queued must be True or False, got {fail_if_queued!r}")
+        self.fail_if_queued = fail_if_queued
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_plugz.endpoints import QUEUE_FACT
+        from airflow_provider_plugz.exceptions import PlugzAuditError
+
+        column = QUEUE_FACT.fields(self.hook.get_queue())
+        self.log.info("Plugz connection %r: %s.", self.plugz_conn_id, QUEUE_FACT.describe(column))
+        if self.fail_if_queued and QUEUE_FACT.is_bad(QUEUE_FACT.state(column)):
+            context["ti"].xcom_push(key="queue", value=column)
+            raise PlugzAuditError(
+                f"Plugz connection {self.plugz_conn_id!r}: {column['count']} message(s) wait in the "
+                "queue; see why before reconnecting the number (they all go out on reconnect), or "
+                "empty the queue in the Plugz panel."
+            )
+        return column
 
 
 class PlugzPinBranchOperator(PlugzHookMixin, BaseBranchOperator):

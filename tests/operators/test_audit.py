@@ -36,6 +36,7 @@ from airflow_provider_plugz.operators.audit import (
     AuditReport,
     CheckResult,
     PinAndStatus,
+    PlugzAuditMergeOperator,
     PlugzFleetAuditOperator,
     PlugzPinAuditOperator,
     StatusResult,
@@ -1599,3 +1600,58 @@ def test_a_fail_option_set_after_construction_applies(fleet: Fleet) -> None:
     operator.fail_if_missing_pin = True
     with pytest.raises(PlugzAuditError, match="have NO PIN: plugz_1"):
         operator.execute({"ti": FakeTaskInstance()})  # type: ignore[arg-type]
+
+
+# --- a fact added by declaration: the queue -----------------------------------------------------
+
+QUEUED_PHONE, QUEUED_TEXT = "5511987654321", "Paciente Joao S. HIV+ leito 12"
+
+
+def test_the_queue_is_audited_by_its_declaration_alone(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``checks=["queue"]``: a column per entry, its counts, its fail option, its log words - none
+    of it written for the queue; and a queued message's phone and text are counted, never shown."""
+    for _ in range(2):
+        PlugzHook("plugz_6").send_text(QUEUED_PHONE, QUEUED_TEXT)  # plugz_6 is disconnected: it queues
+    ids = ["plugz_0", "plugz_1", "plugz_3", "plugz_6"]
+    recorded = RecordingLog()
+    monkeypatch.setattr(PlugzPinAuditOperator, "log", property(lambda self: recorded))
+    report, _ = run_audit(ids, checks=["queue"])
+    logged = "\n".join(recorded.lines)
+    assert [report[name] for name in ("queue_empty", "with_queued_messages", "queue_errors")] == [2, 1, 1]
+    assert "status" not in report["results"]["plugz_0"]  # only the facts asked for
+    assert report["results"]["plugz_0"]["queue"] == {"state": "empty", "count": 0, "oldest_created": None}
+    assert report["results"]["plugz_3"]["queue"] is None  # unknown instance: not read
+    queued = report["results"]["plugz_6"]["queue"]
+    assert (queued["state"], queued["count"]) == ("queued", 2)
+    assert AuditReport.from_xcom(report).to_xcom() == report  # and it reads back from XCom
+    with pytest.raises(
+        PlugzAuditError, match=r"1 WhatsApp number\(s\) have messages waiting in their queue: plugz_6\."
+    ):
+        run_audit(ids, checks=["queue", "connection"], fail_if_queued=True)
+    for text in (json.dumps(report), logged):
+        assert QUEUED_PHONE[-8:] not in text
+        assert "HIV" not in text
+    assert "Queue: 2 queue empty, 1 WITH QUEUED MESSAGES, 1 could not be read." in logged
+    assert "plugz_6  PIN set; 2 message(s) QUEUED since " in logged
+
+
+def test_the_queues_fail_option_needs_the_queue_checked() -> None:
+    with pytest.raises(ValueError, match=r"fail_if_queued=True needs checks=\['queue'\]"):
+        PlugzPinAuditOperator(task_id="audit", plugz_conn_ids=["a"], fail_if_queued=True)
+
+
+def test_the_merge_fails_on_the_queue_of_any_chunk(fleet: Fleet) -> None:
+    PlugzHook("plugz_6").send_text(QUEUED_PHONE, QUEUED_TEXT)
+    chunks = [["plugz_0", "plugz_1"], ["plugz_6"]]
+    reports = [run_audit(chunk, checks=["queue"])[0] for chunk in chunks]
+    merge = PlugzAuditMergeOperator(task_id="merge", reports=reports, chunks=chunks, fail_if_queued=True)
+    ti = FakeTaskInstance()
+    with pytest.raises(PlugzAuditError, match="have messages waiting in their queue: plugz_6"):
+        merge.execute({"ti": ti})  # type: ignore[arg-type]
+    assert ti.pushed[REPORT_XCOM_KEY]["with_queued_messages"] == 1
+    without = [run_audit(chunk)[0] for chunk in chunks]
+    unchecked = PlugzAuditMergeOperator(task_id="merge", reports=without, chunks=chunks, fail_if_queued=True)
+    with pytest.raises(
+        PlugzAuditError, match=r"fail_if_queued=True needs the chunks' queue.*checks=\['queue'\]"
+    ):
+        unchecked.execute({"ti": FakeTaskInstance()})  # type: ignore[arg-type]

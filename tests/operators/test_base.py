@@ -31,6 +31,7 @@ CONN_ID = "plugz_base_test"
 USERS = [
     pytest.param("PlugzPinStatusOperator", {}, ("plugz_conn_id",), False, id="pin-status-operator"),
     pytest.param("PlugzInstanceStatusOperator", {}, ("plugz_conn_id",), False, id="instance-status-operator"),
+    pytest.param("PlugzQueueOperator", {}, ("plugz_conn_id",), False, id="queue-operator"),
     pytest.param(
         "PlugzPinBranchOperator",
         {"if_pin_set": "a", "if_pin_missing": "b"},

@@ -1,4 +1,4 @@
-"""PlugzPinStatusOperator and PlugzPinBranchOperator against the sandbox."""
+"""PlugzPinStatusOperator, PlugzPinBranchOperator and PlugzQueueOperator against the sandbox."""
 
 from __future__ import annotations
 
@@ -7,9 +7,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_plugz.exceptions import (
+    PlugzAuditError,
     PlugzNotFoundError,
 )
-from airflow_provider_plugz.operators.plugz import PlugzPinBranchOperator, PlugzPinStatusOperator
+from airflow_provider_plugz.operators.plugz import (
+    PlugzPinBranchOperator,
+    PlugzPinStatusOperator,
+    PlugzQueueOperator,
+)
 from airflow_provider_plugz.sensors.plugz import PlugzPinStatusSensor
 from airflow_provider_plugz.testing import Fault
 from tests.conftest import INSTANCE_ID, FakeTaskInstance
@@ -73,3 +78,47 @@ def test_branch_rejects_bad_task_ids(if_pin_set: Any, if_pin_missing: Any) -> No
 
 
 # --- sensor: poke ------------------------------------------------------------------------------
+
+
+# --- the queue ----------------------------------------------------------------------------------
+
+QUEUED_TEXT = "Paciente Joao S. HIV+ leito 12"
+PHONE = "5511987654321"
+
+
+@pytest.mark.parametrize(
+    ("queued", "fail_if_queued", "state"),
+    [
+        pytest.param(0, False, "empty", id="empty"),
+        pytest.param(0, True, "empty", id="empty-fail-option"),
+        pytest.param(2, False, "queued", id="queued"),
+        pytest.param(2, True, "queued", id="queued-fails"),
+    ],
+)
+def test_queue_operator_returns_the_audits_column_and_fails_only_when_asked(
+    sandbox: PlugzSandbox, caplog: pytest.LogCaptureFixture, queued: int, fail_if_queued: bool, state: str
+) -> None:
+    from airflow_provider_plugz.hooks.plugz import PlugzHook
+
+    sandbox.set_state(INSTANCE_ID, "disconnected")  # messages wait while the phone is not connected
+    for _ in range(queued):
+        PlugzHook().send_text(PHONE, QUEUED_TEXT)
+    ti = FakeTaskInstance()
+    operator = PlugzQueueOperator(task_id="queue", fail_if_queued=fail_if_queued)
+    if fail_if_queued and queued:
+        with pytest.raises(PlugzAuditError, match=f"{queued} message\\(s\\) wait in the queue") as info:
+            operator.execute({"ti": ti})  # type: ignore[arg-type]
+        column = ti.pushed["queue"]
+        assert PHONE not in str(info.value)
+    else:
+        column = operator.execute({"ti": ti})  # type: ignore[arg-type]
+    assert (column["state"], column["count"]) == (state, queued)
+    assert (column["oldest_created"] is None) == (queued == 0)
+    assert PHONE[-8:] not in caplog.text
+    assert "HIV" not in caplog.text
+    assert "HIV" not in str(column)
+
+
+def test_queue_operator_refuses_a_fail_option_that_is_not_a_bool() -> None:
+    with pytest.raises(ValueError, match="fail_if_queued must be True or False"):
+        PlugzQueueOperator(task_id="queue", fail_if_queued="yes")  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ wire) and :func:`status_rows` (the status mapping of tests/support/statuses.py, 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import json
 import ssl
@@ -239,11 +240,30 @@ DEADLINE = "did not complete within its 0.3 s deadline"
 MALFORMED = "HTTP 200 answer is malformed"
 
 
-def wire_rows(name: str, answer: str, *, sent_once: bool = False, **setup: Any) -> list[ParameterSet]:
+@functools.cache
+def gzip_bomb(limit: int) -> bytes:
+    """JSON 16 times ``limit`` once inflated, a thousandth of it on the wire (:data:`GZIP_BOMB` for 1 MiB)."""
+    if limit == MIB:
+        return GZIP_BOMB
+    return gzip.compress(b'{"x":"' + b"0" * (16 * limit) + b'"}', 6)
+
+
+def wire_rows(
+    name: str,
+    answer: str,
+    *,
+    sent_once: bool = False,
+    arrays: bool = False,
+    max_body: int = MIB,
+    **setup: Any,
+) -> list[ParameterSet]:
     """The faults every endpoint meets the same way on the wire, for the endpoint ``name`` whose
-    success body is ``answer`` (its statuses: :func:`status_rows`). A read retries a transient
-    failure as the PIN read does; a send (``sent_once``) never retries once the request may have
-    left. ``setup`` goes to every row."""
+    success body is ``answer``, a JSON object (its statuses: :func:`status_rows`). A read retries
+    a transient failure as the PIN read does; a send (``sent_once``) never retries once the request
+    may have left. An endpoint that also takes a bare JSON array (``arrays``: a list of things,
+    ``Endpoint.array_key``) is given a bare number where the others are given an array; one that
+    reads larger answers (``max_body``, ``Endpoint.max_body``) gets bodies and bombs past that.
+    ``setup`` goes to every row."""
     retried = 1 if sent_once else 2
 
     def malformed(faults: tuple[Any, ...], match: str) -> Case:
@@ -259,10 +279,12 @@ def wire_rows(name: str, answer: str, *, sent_once: bool = False, **setup: Any) 
             body(200, [json.loads(answer)]), f"{MALFORMED}: the JSON is not an object"
         ),
         "body-200-too-big": malformed(
-            body(200, answer[:-1] + ', "padding": "' + "x" * (MIB + 10) + '"}'),
-            "the body is larger than 1048576 bytes",
+            body(200, answer[:-1] + ', "padding": "' + "x" * (max_body + 10) + '"}'),
+            f"the body is larger than {max_body} bytes",
         ),
-        "gzip-bomb": malformed(encoded(GZIP_BOMB, "gzip"), "the body is larger than 1048576 bytes"),
+        "gzip-bomb": malformed(
+            encoded(gzip_bomb(max_body), "gzip"), f"the body is larger than {max_body} bytes"
+        ),
         "gzip-stacked": malformed(
             encoded(STACKED_BOMB, "gzip, gzip"), "it has stacked Content-Encodings, which are refused"
         ),
@@ -296,6 +318,11 @@ def wire_rows(name: str, answer: str, *, sent_once: bool = False, **setup: Any) 
             **setup,
         ),
     }
+    if arrays:  # an array is an answer here; a bare number still is none
+        del rows["body-200-array"]
+        rows["body-200-number"] = malformed(
+            body(200, b"42"), f"{MALFORMED}: the JSON is neither an object nor an array"
+        )
     if not sent_once:  # a send answered by a fault never reaches the outbox: no success rows
         rows["gzip-body"] = Case(
             faults=encoded(gzip.compress(answer.encode()), "gzip"), has_code=OK, requests=1, **setup

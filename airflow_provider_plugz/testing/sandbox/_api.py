@@ -140,6 +140,11 @@ def get_device(call: Call) -> Reply:
     return Reply(200, json_bytes({"phone": call.instance.phone, "imgUrl": None, "device": _DEVICE}))
 
 
+def get_queue(call: Call) -> Reply:
+    """``GET .../queue``: the messages waiting for the instance to send them (Plugz's array)."""
+    return Reply(200, json_bytes(call.state.queue(call.instance.instance_id)))
+
+
 def _send_text_problem(payload: dict[str, object]) -> str | None:
     """Why a send-text body is refused (the texts say which field to fix), else None."""
     for key in ("phone", "message"):
@@ -187,6 +192,7 @@ ROUTES: dict[tuple[str, str], ApiHandler] = {
     ("POST", f"{INSTANCE_PREFIX}/security/two-fa-code"): ApiHandler(set_pin, mobile_only=True),
     ("GET", f"{INSTANCE_PREFIX}/status"): ApiHandler(get_status),
     ("GET", f"{INSTANCE_PREFIX}/device"): ApiHandler(get_device),
+    ("GET", f"{INSTANCE_PREFIX}/queue"): ApiHandler(get_queue),
     ("POST", f"{INSTANCE_PREFIX}/send-text"): ApiHandler(send_text),
 }
 

@@ -16,6 +16,7 @@ import bisect
 import dataclasses
 import itertools
 import threading
+import time
 import uuid
 from collections import deque
 from typing import NamedTuple
@@ -78,6 +79,7 @@ class _Stored:
     message_id: str
     delivered: bool
     size: int
+    created: int = 0  # when it was sent, in epoch milliseconds (Plugz's ``Created``)
 
     def sent(self) -> SentText:
         return SentText(
@@ -221,10 +223,15 @@ class SandboxState:
         return instance
 
     def remove_instance(self, instance_id: str) -> None:
-        """Forget an instance and its queue (the outbox keeps what it sent)."""
+        """Forget an instance and its queue: the messages it held back are dropped (never sent);
+        the outbox keeps what it sent."""
         with self.lock:
             del self._instances[instance_id]
-            self._queued.pop(instance_id, None)
+            if self._queued.pop(instance_id, None):
+                kept = [s for s in self._outbox if s.instance_id != instance_id or s.delivered]
+                self._outbox_bytes = sum(stored.size for stored in kept)
+                self._outbox.clear()
+                self._outbox.extend(kept)
 
     def update(
         self,
@@ -297,16 +304,52 @@ class SandboxState:
                 + len(message_id)
             )
             stored = _Stored(
-                self._sent, instance_id, phone_bytes, message_bytes, zaap_id, message_id, delivered, size
+                self._sent,
+                instance_id,
+                phone_bytes,
+                message_bytes,
+                zaap_id,
+                message_id,
+                delivered,
+                size,
+                created=int(time.time() * 1000),
             )
             self._outbox.append(stored)
             self._outbox_bytes += size
             while self._outbox and (
                 len(self._outbox) > self.outbox_limit or self._outbox_bytes > self.outbox_bytes
             ):
-                self._outbox_bytes -= self._outbox.popleft().size
+                self._forget(self._outbox.popleft())
                 self._dropped += 1
         return stored.sent()
+
+    def _forget(self, stored: _Stored) -> None:
+        # Caller holds self.lock and has taken ``stored`` out of the outbox: a queued message
+        # leaves its instance's queue with it.
+        self._outbox_bytes -= stored.size
+        if not stored.delivered and self._queued.get(stored.instance_id):
+            self._queued[stored.instance_id] -= 1
+
+    def queue(self, instance_id: str) -> list[dict[str, object]]:
+        """What ``GET .../queue`` lists for ``instance_id``: its messages not delivered yet, oldest
+        first, in Plugz's layout (at most :data:`QUEUE_LIMIT`: an instance queues no more)."""
+        with self.lock:
+            return [
+                {
+                    "_id": stored.zaap_id.lower(),
+                    "DelayMessage": 1,
+                    "Message": stored.message.decode("utf-8", errors="surrogatepass"),
+                    "IsTrial": False,
+                    "InstanceId": instance_id,
+                    "Phone": stored.phone.decode("utf-8", errors="surrogatepass"),
+                    "ZaapId": stored.zaap_id,
+                    "DelayTyping": 0,
+                    "MessageId": stored.message_id,
+                    "Created": stored.created,
+                }
+                for stored in self._outbox
+                if stored.instance_id == instance_id and not stored.delivered
+            ]
 
     @property
     def messages(self) -> list[SentText]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -118,6 +119,107 @@ def test_device_answers_the_instance_phone(
     assert expected not in repr(instance)
 
 
+QUEUE_KEYS = {
+    "_id", "DelayMessage", "Message", "IsTrial", "InstanceId", "Phone", "ZaapId", "DelayTyping", "MessageId",
+    "Created",
+}  # fmt: skip
+SENDS = [
+    ("5511988887777", "disk full on db-1"),
+    ("5521977776666", "*db-1* still full\nack?"),
+    ("5511988887777", "⚠ 3rd"),
+]
+
+
+def _send(
+    sb: PlugzSandbox,
+    http: requests.Session,
+    phone: str,
+    message: str,
+    instance: str = "inst-1",
+    token: str = "tok-1",
+) -> dict[str, str]:
+    url = pin_url(sb, instance, token, "send-text")
+    body = {"phone": phone, "message": message}
+    response = http.post(url, headers={**AUTH, "Content-Type": "application/json"}, json=body)
+    assert response.status_code == 200
+    answer: dict[str, str] = response.json()
+    return answer
+
+
+def _queue(sb: PlugzSandbox, http: requests.Session, instance: str = "inst-1", token: str = "tok-1") -> Any:
+    response = http.get(pin_url(sb, instance, token, "queue"), headers=AUTH)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == JSON_CT
+    return response.json()
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        pytest.param("connected", id="connected"),
+        pytest.param("disconnected", id="disconnected"),
+        pytest.param("phone-offline", id="phone-offline"),
+    ],
+)
+def test_queue_is_empty_without_texts_of_its_own(
+    sb: PlugzSandbox, http: requests.Session, state: InstanceState
+) -> None:
+    sb.set_state("inst-1", state)
+    assert _queue(sb, http) == []
+    _send(sb, http, *SENDS[0], instance="inst-2", token="tok-2")  # another instance's text
+    assert _queue(sb, http) == []
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        pytest.param("disconnected", id="disconnected"),
+        pytest.param("session-lost", id="session-lost"),
+        pytest.param("phone-offline", id="phone-offline"),
+    ],
+)
+def test_queue_lists_what_waits_oldest_first_until_the_instance_connects(
+    sb: PlugzSandbox, http: requests.Session, state: InstanceState
+) -> None:
+    """Plugz's layout, ``Created`` in epoch ms; per instance; connecting sends (and empties) it."""
+    sb.set_state("inst-1", state)
+    sb.set_state("inst-2", "disconnected")
+    start = time.time_ns() // 1_000_000 - 1  # - 1: the sandbox reads the clock as a float
+    answers = [_send(sb, http, phone, message) for phone, message in SENDS]
+    other = _send(sb, http, *SENDS[0], instance="inst-2", token="tok-2")
+    end = -(-time.time_ns() // 1_000_000)
+
+    queue = _queue(sb, http)
+    assert isinstance(queue, list)
+    assert [set(item) for item in queue] == [QUEUE_KEYS] * len(SENDS)
+    assert [(m["Phone"], m["Message"], m["ZaapId"], m["MessageId"]) for m in queue] == [
+        (phone, message, a["zaapId"], a["messageId"])
+        for (phone, message), a in zip(SENDS, answers, strict=True)
+    ]
+    assert {m["InstanceId"] for m in queue} == {"inst-1"}
+    assert len({m["_id"] for m in queue}) == len(SENDS)
+    created = [m["Created"] for m in queue]
+    assert all(type(ms) is int for ms in created)
+    assert created == sorted(created)
+    assert start <= created[0]
+    assert created[-1] <= end
+    assert [m["ZaapId"] for m in _queue(sb, http, "inst-2", "tok-2")] == [other["zaapId"]]
+
+    sb.set_state("inst-1", "connected")
+    assert _queue(sb, http) == []
+    assert [m.delivered for m in sb.messages] == [True] * len(SENDS) + [False]
+    assert len(_queue(sb, http, "inst-2", "tok-2")) == 1  # inst-2 is still away
+
+
+def test_connecting_a_re_added_instance_empties_its_queue(sb: PlugzSandbox, http: requests.Session) -> None:
+    sb.set_state("inst-1", "disconnected")
+    _send(sb, http, *SENDS[0])
+    sb.remove_instance("inst-1")
+    sb.add_instance("inst-1", "tok-1", state="disconnected")
+    sb.set_state("inst-1", "connected")
+    assert _queue(sb, http) == []
+
+
 @pytest.mark.parametrize(
     ("content_type", "code"),
     [
@@ -152,6 +254,7 @@ API_ERRORS = [
     pytest.param("DELETE", "inst-1", "tok-1", "", AUTH, None, 405, NOT_FOUND, GP, id="delete"),
     pytest.param("PATCH", "inst-1", "tok-1", "", AUTH, None, 405, NOT_FOUND, GP, id="patch"),
     pytest.param("POST", "inst-1", "tok-1", "status", AUTH, None, 405, NOT_FOUND, "GET", id="post-status"),
+    pytest.param("POST", "inst-1", "tok-1", "queue", AUTH, None, 405, NOT_FOUND, "GET", id="post-queue"),
     pytest.param("PUT", "inst-1", "tok-1", "", {}, None, 405, NOT_FOUND, GP, id="405-before-token"),
     pytest.param("GET", "inst-1", "tok-1", "", {}, None, 400, NULL, None, id="no-client-token"),
     pytest.param("GET", "inst-1", "tok-1", "", {"Client-Token": ""}, None, 400, NULL, None, id="empty-ct"),
@@ -159,10 +262,19 @@ API_ERRORS = [
                  id="wrong-ct-echoed"),
     pytest.param("GET", "ghost", "tok-1", "", {"Client-Token": "wrong-ct"}, None, 403, WRONG_CT, None,
                  id="403-before-instance"),
+    pytest.param("GET", "inst-1", "tok-1", "queue", {}, None, 400, NULL, None, id="queue-no-client-token"),
+    pytest.param("GET", "inst-1", "tok-1", "queue", {"client-token": "wrong-ct"}, None, 403, WRONG_CT, None,
+                 id="queue-wrong-ct-echoed"),
+    pytest.param("GET", "ghost", "tok-1", "queue", {"Client-Token": "wrong-ct"}, None, 403, WRONG_CT, None,
+                 id="queue-403-before-instance"),
     pytest.param("GET", "ghost", "tok-1", "", AUTH, None, 404, NO_INSTANCE, None, id="no-instance"),
+    pytest.param("GET", "ghost", "tok-1", "queue", AUTH, None, 404, NO_INSTANCE, None,
+                 id="queue-no-instance"),
+    pytest.param("GET", "inst-1", "tok-2", "queue", AUTH, None, 404, NO_INSTANCE, None, id="queue-bad-token"),
     pytest.param("GET", "inst-1", "tok-2", "", AUTH, None, 404, NO_INSTANCE, None, id="bad-token"),
     pytest.param("GET", "old", "tok-old", "", AUTH, None, 400, EXPIRED, None, id="expired"),
     pytest.param("GET", "old", "tok-old", "status", AUTH, None, 400, EXPIRED, None, id="expired-status"),
+    pytest.param("GET", "old", "tok-old", "queue", AUTH, None, 400, EXPIRED, None, id="expired-queue"),
     pytest.param("GET", "web", "tok-web", "", AUTH, None, 400, MOBILE_ONLY, None, id="web"),
     pytest.param("POST", "web", "tok-web", "", AUTH, PIN, 400, MOBILE_ONLY, None, id="web-before-415"),
     pytest.param("POST", "old", "tok-old", "", AUTH, b"x", 400, EXPIRED, None, id="expired-before-415"),
@@ -230,3 +342,14 @@ def test_account_without_client_token(http: requests.Session) -> None:
         sandbox.add_instance("inst-1", "tok-1")
         assert http.get(pin_url(sandbox)).status_code == 200
         assert http.get(pin_url(sandbox), headers={"Client-Token": "anything"}).status_code == 200
+
+
+def test_messages_the_outbox_bounds_drop_leave_the_queue_too(http: requests.Session) -> None:
+    """An instance queues at most 1,000 messages: those the outbox's bounds dropped no longer
+    count, so it takes more (it refused them while the count still held them)."""
+    with PlugzSandbox(outbox_limit=5) as sandbox:
+        sandbox.add_instance("inst-1", "tok-1", state="disconnected")
+        for n in range(1001):
+            _send(sandbox, http, "5511988887777", f"alert {n}")  # asserts a 200: never "queue full"
+        assert len(_queue(sandbox, http)) == 5
+        assert sandbox.messages_dropped == 996

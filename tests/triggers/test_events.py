@@ -913,3 +913,40 @@ def test_an_error_event_masks_a_phone_the_server_echoes(plugz: PlugzSandbox, ech
     assert event["status"] == "error"
     assert f"HTTP 400: {shown}." in event["message"]
     assert_no_phone(json.dumps(event))
+
+
+def test_the_queue_is_watchable_by_its_declaration_alone(plugz: PlugzSandbox) -> None:
+    """``watch="queue"``: messages piling up fire ``queue_filled``, the queue draining
+    ``queue_emptied`` (the names the fact declares); a bad baseline ``messages_queued``. A queued
+    message's phone and text are never in an event."""
+    from airflow_provider_plugz.hooks.plugz import PlugzHook
+
+    phone, text = "5511987654321", "Paciente Joao S. HIV+"
+
+    async def scenario() -> list[dict[str, Any]]:
+        trigger = PlugzSecurityEventTrigger("plugz_default", watch="queue", poll_interval=TICK)
+        assert trigger.serialize()[1]["watch"] == ["queue"]
+        watch = Watch(trigger, plugz).start()
+        await watch.polls(3)
+        assert watch.events == []  # baseline: an empty queue
+        plugz.set_state(INSTANCE_ID, "disconnected")
+        await asyncio.to_thread(PlugzHook().send_text, phone, text)  # waits: not connected
+        await watch.polls(4)
+        plugz.set_state(INSTANCE_ID, "connected")  # connecting sends what was queued
+        await watch.polls(4)
+        await watch.stop()
+        return watch.events
+
+    events = asyncio.run(scenario())
+    assert [(e["watch"], e["change"], e["old"], e["new"]) for e in events] == [
+        ("queue", "queue_filled", "empty", "queued"),
+        ("queue", "queue_emptied", "queued", "empty"),
+    ]
+    assert "HIV" not in json.dumps(events)
+    assert "87654321" not in json.dumps(events)
+
+
+def test_a_queue_already_filled_fires_its_baseline_when_asked() -> None:
+    detector = ChangeDetector("plugz_default", ("queue",), fire_on_bad_baseline=True)
+    [event] = detector.feed({"queue": "queued", "error": None, "observed_at": "t"})
+    assert (event["status"], event["change"], event["new"]) == ("baseline", "messages_queued", "queued")

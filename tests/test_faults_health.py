@@ -31,7 +31,6 @@ import pytest
 from airflow_provider_plugz._redaction import WITHHELD
 from airflow_provider_plugz.endpoints import QUEUE, DeviceInfo, QueueInfo
 from airflow_provider_plugz.exceptions import (
-    PlugzAuthenticationError,
     PlugzBadRequestError,
     PlugzConnectError,
     PlugzConnectionError,
@@ -40,7 +39,6 @@ from airflow_provider_plugz.exceptions import (
     PlugzQueueFullError,
     PlugzRateLimitedError,
     PlugzReadTimeoutError,
-    PlugzRefusedError,
 )
 from airflow_provider_plugz.hooks.plugz import PlugzHook
 from airflow_provider_plugz.operators.messages import PlugzSendMessageOperator
@@ -60,13 +58,13 @@ from tests.support.faults import (
     MALFORMED,
     OK,
     WAITS_ON_TRANSIENT,
-    WRONG_CLIENT_TOKEN,
     Case,
     Observed,
     assert_clean,
     assert_error,
     body,
     break_things,
+    echo_rows,
     fault,
     heal,
     observe,
@@ -105,16 +103,7 @@ STATUS_CASES = [
         ),
         id="status-200-connected-string",
     ),
-    pytest.param(
-        Case(
-            extra={"client_token": WRONG_CLIENT_TOKEN},
-            error=PlugzAuthenticationError,
-            match="Client-Token *** not allowed",
-            requests=1,
-            hidden=(WRONG_CLIENT_TOKEN,),
-        ),
-        id="status-wrong-client-token",
-    ),
+    *echo_rows("status", "5511987650001"),
     *status_rows("status", "503", "404-instance-not-found", "200-null-not-allowed", "301-echoes-the-path"),
     *wire_rows("status", STATUS_JSON),
 ]
@@ -139,37 +128,6 @@ DEVICE_CASES = [
     ),
     pytest.param(
         Case(
-            faults=body(400, {"error": f"device of {DEVICE_PHONE} unavailable"}),
-            error=PlugzBadRequestError,
-            match="device of *** unavailable",
-            requests=1,
-            **DEVICE,
-        ),
-        id="device-400-echoes-phone-redacted",
-    ),
-    pytest.param(
-        Case(
-            extra={"client_token": WRONG_CLIENT_TOKEN},
-            error=PlugzAuthenticationError,
-            match="Client-Token *** not allowed",
-            requests=1,
-            instance=DEVICE["instance"],
-            hidden=(WRONG_CLIENT_TOKEN, DEVICE_PHONE),
-        ),
-        id="device-wrong-client-token",
-    ),
-    pytest.param(
-        Case(
-            faults=body(200, {"success": False, "message": f"device of {DEVICE_PHONE} unavailable"}),
-            error=PlugzRefusedError,
-            match="HTTP 200, success: false: device of *** unavailable",
-            requests=1,
-            **DEVICE,
-        ),
-        id="device-200-success-false-echoes-phone-redacted",
-    ),
-    pytest.param(
-        Case(
             faults=body(200, {**ZAPI_DEVICE, "sessionId": "175"}),
             error=PlugzMalformedResponseError,
             match="'sessionId' is not a whole number",
@@ -188,6 +146,7 @@ DEVICE_CASES = [
         ),
         id="device-200-z-api-is-business-a-text",
     ),
+    *echo_rows("device", DEVICE_PHONE, **DEVICE),
     *status_rows("device", "503", "404-instance-not-found", "301-echoes-the-path", **DEVICE),
     *wire_rows("device", DEVICE_JSON, **DEVICE),
 ]
@@ -249,37 +208,7 @@ QUEUE_CASES = [
     pytest.param(
         _bad_queue([queued(), f"{QUEUE_PHONE}: {QUEUE_TEXT}"], NOT_AN_ITEM), id="queue-200-item-a-text"
     ),
-    pytest.param(
-        Case(
-            faults=body(400, {"error": f"queue of {QUEUE_PHONE} unavailable"}),
-            error=PlugzBadRequestError,
-            match="HTTP 400: queue of *** unavailable",
-            requests=1,
-            **QUEUED,
-        ),
-        id="queue-400-echoes-phone-redacted",
-    ),
-    pytest.param(
-        Case(
-            faults=body(200, {"success": False, "message": f"queue of {QUEUE_PHONE} unavailable"}),
-            error=PlugzRefusedError,
-            match="HTTP 200, success: false: queue of *** unavailable",
-            requests=1,
-            **QUEUED,
-        ),
-        id="queue-200-success-false-echoes-phone-redacted",
-    ),
-    pytest.param(
-        Case(
-            extra={"client_token": WRONG_CLIENT_TOKEN},
-            error=PlugzAuthenticationError,
-            match="Client-Token *** not allowed",
-            requests=1,
-            instance=QUEUED["instance"],
-            hidden=(WRONG_CLIENT_TOKEN, QUEUE_PHONE, QUEUE_TEXT),
-        ),
-        id="queue-wrong-client-token",
-    ),
+    *echo_rows("queue", QUEUE_PHONE, **QUEUED),
     *status_rows(
         "queue",
         "503",

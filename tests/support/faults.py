@@ -20,10 +20,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_plugz.exceptions import (
+    PlugzAuthenticationError,
+    PlugzBadRequestError,
     PlugzConfigurationError,
     PlugzError,
     PlugzMalformedResponseError,
     PlugzReadTimeoutError,
+    PlugzRefusedError,
     PlugzTransientError,
 )
 from airflow_provider_plugz.testing import Fault
@@ -238,6 +241,42 @@ def observe(call: Callable[[], Any]) -> Observed:
 OK = True  # a succeeding row (Case needs has_code xor error)
 DEADLINE = "did not complete within its 0.3 s deadline"
 MALFORMED = "HTTP 200 answer is malformed"
+
+
+def echo_rows(name: str, phone: str, **setup: Any) -> list[ParameterSet]:
+    """What every endpoint meets when the server repeats what it must not: a 400 and a 200
+    ``success: false`` quoting a phone (masked in the message) and a refused Client-Token it echoes
+    (redacted), for the endpoint ``name``; ``setup`` (its ``instance``, its ``hidden`` values) goes
+    to every row."""
+    hidden = tuple(setup.pop("hidden", ()))
+    echoed = f"{name} of {phone} unavailable"
+    rows = {
+        "400-echoes-phone-redacted": Case(
+            faults=body(400, {"error": echoed}),
+            error=PlugzBadRequestError,
+            match=f"HTTP 400: {name} of *** unavailable",
+            requests=1,
+            hidden=(phone, *hidden),
+            **setup,
+        ),
+        "200-success-false-echoes-phone-redacted": Case(
+            faults=body(200, {"success": False, "message": echoed}),
+            error=PlugzRefusedError,
+            match=f"HTTP 200, success: false: {name} of *** unavailable",
+            requests=1,
+            hidden=(phone, *hidden),
+            **setup,
+        ),
+        "wrong-client-token": Case(
+            extra={"client_token": WRONG_CLIENT_TOKEN},
+            error=PlugzAuthenticationError,
+            match="Client-Token *** not allowed",
+            requests=1,
+            hidden=(WRONG_CLIENT_TOKEN, phone, *hidden),
+            **setup,
+        ),
+    }
+    return [pytest.param(case, id=f"{name}-{row}") for row, case in rows.items()]
 
 
 @functools.cache

@@ -78,7 +78,7 @@ def _no_state(payload: Mapping[str, Any]) -> bool:
     return False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one object per call: compared by identity
 class Endpoint(Generic[T]):
     """Everything about one API call, declared once (see :mod:`airflow_provider_plugz.endpoints`).
 
@@ -155,7 +155,7 @@ def link_field(answer: Answer, key: str) -> str | None:
 # --- facts -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)  # one object per fact; cheap to declare
 class Fact(Generic[R]):
     """One thing the audit can check per number and the watcher can watch (see the module).
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 _MISSING = object()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # its own __repr__ keeps personal data out
 class DeviceInfo:
     """The phone behind the instance (``GET .../device``), from Plugz's layout or Z-API's.
 

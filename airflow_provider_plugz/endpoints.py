@@ -87,7 +87,7 @@ class PinStatus:
     has_code: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # its own __repr__ masks phones
 class InstanceStatus:
     """Whether the number is connected (``GET .../status``).
 

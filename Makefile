@@ -12,7 +12,8 @@ PYTEST_ARGS ?=
 # process). --dist loadgroup keeps each group of tests that share one expensive set-up (a real
 # Airflow deployment, one interpreter's import measurements) on one worker: XDIST_GROUPS in tests/conftest.py.
 PYTEST_WORKERS ?= auto
-PYTEST_XDIST = -n $(PYTEST_WORKERS) --dist loadgroup
+# The slowest tests of each pass, in CI's log: where the suite's time goes (issue 23, point 6).
+PYTEST_XDIST = -n $(PYTEST_WORKERS) --dist loadgroup --durations=25
 
 .PHONY: install install-airflow2 test test-airflow3 test-airflow2 test-browser test-deployment test-distributed browser-deps distributed-deps lint demo sandbox clean
 

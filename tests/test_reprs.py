@@ -35,6 +35,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import pytest
 
 import airflow_provider_plugz
+from tests.conftest import LOOPBACK_PORT
 
 # --- distinctive values --------------------------------------------------------------------------
 
@@ -63,7 +64,7 @@ def leaks(text: str) -> list[str]:
     ]
     if PIN in text:
         found.append("the PIN")
-    if PHONE[-5:] in text:  # masking keeps the last 4 digits; a fifth is too many
+    if PHONE[-5:] in LOOPBACK_PORT.sub("", text):  # masking keeps the last 4 digits; a fifth is too many
         found.append("the phone number (more than its last 4 digits)")
     found += [f"the message text ({word!r})" for word in TEXT.split() if word in text]
     return found

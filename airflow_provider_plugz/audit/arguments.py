@@ -1,7 +1,8 @@
 """The audit's arguments, read and checked: the connection ids (:func:`conn_id_list`), the
 deadline (:func:`timeout_seconds`, :func:`audit_deadline`), the chunks of a large fleet
 (:func:`audit_chunks`), the merge's ``chunks`` and ``reports``, and which facts are checked
-(:func:`check_names`) and fail the task (:func:`pop_fail_options`, :func:`failing_facts`).
+(:func:`check_names`, :func:`needed_check`) and fail the task (:func:`pop_fail_options`,
+:func:`failing_facts`).
 Every bad value is a ``PlugzConfigurationError`` that says what to do and quotes none of it.
 """
 
@@ -277,13 +278,20 @@ def check_names(checks: str | Sequence[str], check_status: bool) -> tuple[str, .
     return tuple(name for name in FACTS if name in wanted and name != PIN.name)
 
 
-def pop_fail_options(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Each declared fact's ``fail_if_*`` option found in ``kwargs`` (removed from it)."""
-    return {
-        fact.fail_option: kwargs.pop(fact.fail_option)
-        for fact in FACTS.values()
-        if fact.fail_option in kwargs
-    }
+def pop_fail_options(kwargs: dict[str, Any], **given: Any) -> dict[str, bool]:
+    """Every declared fact's ``fail_if_*`` option: those in ``kwargs`` (removed from it) and
+    ``given`` (an operator's named ones), the rest False; ValueError for one that is not a bool."""
+    options = {fact.fail_option: kwargs.pop(fact.fail_option, False) for fact in FACTS.values()}
+    options.update(given)
+    for name, value in options.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+    return options
+
+
+def needed_check(fact: str) -> str:
+    """The audit argument that reads ``fact`` (for messages: ``check_status=True``)."""
+    return "check_status=True" if fact == "connection" else f"checks=[{fact!r}]"
 
 
 def failing_facts(fail_options: dict[str, Any]) -> tuple[str, ...]:

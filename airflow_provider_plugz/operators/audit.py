@@ -42,6 +42,7 @@ from airflow_provider_plugz.audit.arguments import (
     check_names,
     conn_id_list,
     failing_facts,
+    needed_check,
     pop_fail_options,
     timeout_seconds,
 )
@@ -220,7 +221,9 @@ class PlugzPinAuditOperator(BaseOperator):
         fail_on_error: bool = False,
         **kwargs: Any,
     ) -> None:
-        fail_options = pop_fail_options(kwargs)
+        fail_options = pop_fail_options(
+            kwargs, fail_if_missing_pin=fail_if_missing_pin, fail_if_disconnected=fail_if_disconnected
+        )
         super().__init__(**kwargs)
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
@@ -237,29 +240,21 @@ class PlugzPinAuditOperator(BaseOperator):
         self.max_concurrency = max_concurrency
         #: seconds (validated here, when the DAG file is parsed).
         self.audit_timeout = timeout_seconds(audit_timeout)
-        fail_options.update(
-            fail_if_missing_pin=fail_if_missing_pin, fail_if_disconnected=fail_if_disconnected
-        )
-        for name, value in (
-            ("check_status", check_status),
-            ("fail_on_error", fail_on_error),
-            *fail_options.items(),
-        ):
+        for name, value in (("check_status", check_status), ("fail_on_error", fail_on_error)):
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be True or False, got {value!r}")
         #: The facts read besides the PIN, in :data:`FACTS` order (``check_status``: the connection).
         self.checks = check_names(checks, check_status)
         for name, fact in FACTS.items():
-            if fail_options.get(fact.fail_option) and name != PIN.name and name not in self.checks:
-                hint = "check_status=True" if name == "connection" else f"checks=[{name!r}]"
+            if fail_options[fact.fail_option] and name != PIN.name and name not in self.checks:
                 raise ValueError(
-                    f"{fact.fail_option}=True needs {hint}: the audit reads the numbers' "
+                    f"{fact.fail_option}=True needs {needed_check(name)}: the audit reads the numbers' "
                     f"{fact.title.lower()} only then; set both"
                 )
         self.check_status = "connection" in self.checks
         self.fail_on_error = fail_on_error
-        for fact in FACTS.values():  # each fact's fail_if_* option, an attribute (fail_on reads them)
-            setattr(self, fact.fail_option, fail_options.get(fact.fail_option, False))
+        for option, value in fail_options.items():  # each fact's fail_if_* option: fail_on reads them
+            setattr(self, option, value)
 
     @property
     def fail_on(self) -> tuple[str, ...]:

@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_plugz._compat import BaseOperator
-from airflow_provider_plugz.audit.arguments import chunk_lists, failing_facts, pop_fail_options, report_list
+from airflow_provider_plugz.audit.arguments import (
+    chunk_lists,
+    failing_facts,
+    needed_check,
+    pop_fail_options,
+    report_list,
+)
 from airflow_provider_plugz.audit.entries import NOT_REPORTED_ERROR_CLASS
 from airflow_provider_plugz.audit.report import AuditReport, merge_chunk_reports
 from airflow_provider_plugz.audit.texts import audit_problems, log_report
@@ -92,17 +98,15 @@ class PlugzAuditMergeOperator(BaseOperator):
         fail_on_error: bool = False,
         **kwargs: Any,
     ) -> None:
-        fail_options = pop_fail_options(kwargs)
+        fail_options = pop_fail_options(
+            kwargs, fail_if_missing_pin=fail_if_missing_pin, fail_if_disconnected=fail_if_disconnected
+        )
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
-        fail_options.update(
-            fail_if_missing_pin=fail_if_missing_pin, fail_if_disconnected=fail_if_disconnected
-        )
-        for name, value in (("fail_on_error", fail_on_error), *fail_options.items()):
-            if not isinstance(value, bool):
-                raise ValueError(f"{name} must be True or False, got {value!r}")
-        for fact in FACTS.values():  # each fact's fail_if_* option, an attribute (fail_on reads them)
-            setattr(self, fact.fail_option, fail_options.get(fact.fail_option, False))
+        if not isinstance(fail_on_error, bool):
+            raise ValueError(f"fail_on_error must be True or False, got {fail_on_error!r}")
+        for option, value in fail_options.items():  # each fact's fail_if_* option: fail_on reads them
+            setattr(self, option, value)
         self.reports = reports
         self.chunks = chunks
         self.audit_task_id = audit_task_id
@@ -177,11 +181,10 @@ class PlugzAuditMergeOperator(BaseOperator):
         for name in self.fail_on:
             fact = FACTS[name]
             if name != PIN.name and name not in report.checks and report.total:
-                hint = "check_status=True" if name == "connection" else f"checks=[{name!r}]"
                 raise PlugzAuditError(
                     f"Plugz PIN audit merge: {fact.fail_option}=True needs the chunks' "
                     f"{fact.title.lower()}, but they were audited without it; give the mapped "
-                    f"PlugzPinAuditOperator {hint}."
+                    f"PlugzPinAuditOperator {needed_check(name)}."
                 )
         problems = audit_problems(
             report, fail_on=self.fail_on, fail_on_error=self.fail_on_error, max_ids=self.max_ids_in_message

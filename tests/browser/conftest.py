@@ -223,10 +223,7 @@ def _server_env(home: Path) -> dict[str, str]:
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
         }
     )
-    # As tests/conftest.py does for pytest itself: with PYTHONDONTWRITEBYTECODE (our CI) every
-    # start would recompile Airflow; keep bytecode in the repository's cache instead.
-    if env.pop("PYTHONDONTWRITEBYTECODE", None) and not env.get("PYTHONPYCACHEPREFIX"):
-        env["PYTHONPYCACHEPREFIX"] = str(ROOT / ".cache" / "pycache")
+    # The bytecode cache tests/conftest.py set up comes with os.environ (PYTHONPYCACHEPREFIX).
     return env
 
 

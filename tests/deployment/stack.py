@@ -40,8 +40,16 @@ STOP_TIMEOUT = 20.0
 UV_TIMEOUT = 900.0  # a cold uv cache downloads Airflow and ~200 dependencies
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 # Variables of the test process that must not leak into the deployment: they would point it at
-# another Airflow, or at the working tree instead of the installed wheel.
-_DROPPED_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE", "PYTHONSTARTUP")
+# another Airflow, or at the working tree instead of the installed wheel. Its processes write
+# bytecode beside the virtualenv's files (deleted with it), not into the repository's cache.
+_DROPPED_ENV = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "VIRTUAL_ENV",
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTHONPYCACHEPREFIX",
+    "PYTHONSTARTUP",
+)
 
 
 class DeploymentError(Exception):

@@ -64,9 +64,6 @@ print(json.dumps({"already": already, "importers": importers, "loop": loop_threa
 
 def _first_start(classpath: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     env = dict(os.environ)  # the sandbox's connection is an AIRFLOW_CONN_ variable
-    if sys.pycache_prefix:  # reuse the bytecode cache conftest set up (3x faster than recompiling)
-        env["PYTHONPYCACHEPREFIX"] = sys.pycache_prefix
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
     done = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps([HEAVY, classpath, kwargs])],
         capture_output=True,

@@ -2,16 +2,21 @@
 
 - ``deployment_venv`` (session): ``uv build --wheel`` of this project, installed with the running
   Airflow's version into a fresh virtualenv (``uv venv``, ``uv pip install``) in a temp dir.
-- ``deployment`` (module): a throwaway ``AIRFLOW_HOME`` (SQLite) whose DAGs folder holds copies of
-  ``example_dags/*.py``; the sandbox CLI from that venv; ``airflow db migrate``; then ``airflow
-  api-server``, ``scheduler``, ``dag-processor`` and ``triggerer``, each its own process (group)
-  on 127.0.0.1, with ``AIRFLOW_CONN_PLUGZ_DEFAULT`` pointing at the sandbox. It waits (always
-  with a deadline) until the health endpoint reports every component healthy and the example
-  DAGs are parsed, and stops each process by its pid at teardown.
+- ``airflow_deployment`` (session): a throwaway ``AIRFLOW_HOME`` (SQLite) whose DAGs folder holds
+  copies of the example DAGs; the sandbox CLI from that venv; ``airflow db migrate``; then
+  ``airflow api-server``, ``scheduler``, ``dag-processor`` and ``triggerer``, each its own process
+  (group) on 127.0.0.1, with ``AIRFLOW_CONN_PLUGZ_DEFAULT`` pointing at the sandbox. It waits
+  (always with a deadline) until the health endpoint reports every component healthy and the
+  example DAGs are parsed, and stops each process by its pid at teardown. Starting one costs
+  ~45 s of CPU here, so the folder's modules share it.
+- ``deployment`` (module): that deployment as the test module declares it (:meth:`Deployment.enter`):
+  no run of the module before still running, the module's DAGs deployed and the others paused,
+  its environment in the processes named, the sandbox's outbox, faults and PIN as at the start.
+  Modules run in :data:`MODULE_ORDER`.
 
 Every process writes its stdout and stderr into ``$AIRFLOW_HOME/logs/processes/``, beside the
 task and trigger logs; the sandbox (which prints its credentials by design) writes elsewhere.
-When a test of the module failed, the logs are copied to ``test-artifacts/deployment/``.
+When a test failed, the logs are copied to ``test-artifacts/deployment/``.
 
 Without uv the test is skipped, except where ``CI`` is set: there it fails (``make install``
 puts uv into the virtualenv).
@@ -29,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -70,6 +76,9 @@ CLIENT_TOKEN = "DEP10YEDC11E7T0KEN5ECRET00001"
 SECRETS = {"instance id": INSTANCE_ID, "instance token": INSTANCE_TOKEN, "Client-Token": CLIENT_TOKEN}
 
 EXAMPLE_DAG_IDS = ("plugz_security_check", "plugz_onboarding", "plugz_fleet_audit")
+# The modules share one deployment, in this order: a module may leave something running for good
+# (plugz_security_events' watcher keeps polling the sandbox), so that one comes last.
+MODULE_ORDER = ("test_deployment.py", "test_triggerer_loop.py", "test_security_events.py")
 
 # Measured here on 2 shared cores: sandbox, `db migrate`, every component healthy and the DAGs
 # parsed in 16-30 s. The bounds leave room for a slower or busier CI machine.
@@ -116,6 +125,18 @@ def _keep_artifacts(*, logs: Path | None = None, extra: tuple[Path, ...] = ()) -
         if path.is_file():
             text = path.read_text(encoding="utf-8", errors="replace")
             (ARTIFACTS / path.name).write_text(_redacted(text), encoding="utf-8")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """This folder's tests in :data:`MODULE_ORDER`, in the places they were collected in."""
+    here = Path(__file__).parent
+    places = [i for i, item in enumerate(items) if item.path.parent == here]
+    ordered = sorted(
+        (items[i] for i in places),
+        key=lambda item: MODULE_ORDER.index(item.path.name) if item.path.name in MODULE_ORDER else -1,
+    )
+    for i, item in zip(places, ordered, strict=True):
+        items[i] = item
 
 
 # --------------------------------------------------------------------------- the virtualenv
@@ -178,6 +199,8 @@ class Deployment:
     services: dict[str, Service]
     # Every Airflow process ever started, restarted ones included (for logs and teardown).
     history: list[Service] = field(default_factory=list)
+    # The DAG ids whose files are in the DAGs folder.
+    dag_ids: set[str] = field(default_factory=set)
 
     @property
     def logs(self) -> Path:
@@ -198,21 +221,81 @@ class Deployment:
 
     # ---- processes
 
-    def restart(self, name: str, *, stop_timeout: float = STOP_TIMEOUT) -> Service:
-        """Stop a service by its pid and start the same command again as a new process."""
+    def restart(
+        self, name: str, *, stop_timeout: float = STOP_TIMEOUT, env: dict[str, str] | None = None
+    ) -> Service:
+        """Stop a service by its pid and start the same command again as a new process (with
+        ``env`` instead of its environment, if given)."""
         old = self.services[name]
         old.stop(stop_timeout)
         generation = len({s.log_path for s in self.history if s.name == name}) + 1
         new = Service(
             name=name,
             argv=old.argv,
-            env=old.env,
+            env=old.env if env is None else env,
             cwd=old.cwd,
             log_path=old.log_path.with_name(f"{name}-{generation}.log"),
         ).start()
         self.services[name] = new
         self.history.append(new)
         return new
+
+    # ---- one test module's deployment
+
+    def enter(
+        self,
+        dag_ids: tuple[str, ...],
+        extra_dags: Mapping[str, str],
+        service_env: Mapping[str, Mapping[str, str]],
+    ) -> None:
+        """Make the shared deployment what a test module declares, nothing of the one before left.
+
+        Every run still going is marked failed (and waited out: no task deferred or running); the
+        module's DAG files are added; every other DAG is paused; each process whose environment
+        is not :attr:`env` plus ``service_env[its name]`` is restarted with it (and the
+        dag-processor, to find new files at once); then the sandbox's outbox and faults are
+        emptied and its number has no PIN, as at the start.
+        """
+        self._end_runs()
+        wanted = {*dag_ids, *extra_dags}
+        added = sorted(wanted - self.dag_ids)
+        for dag_id in added:
+            source = extra_dags.get(dag_id)
+            if source is None:
+                shutil.copy2(EXAMPLE_DAGS / f"{dag_id}.py", self.home / "dags" / f"{dag_id}.py")
+            else:
+                (self.home / "dags" / f"{dag_id}.py").write_text(source, encoding="utf-8")
+        for dag_id in sorted(self.dag_ids - wanted):  # before a scheduler that schedules starts
+            self.api.call("PATCH", f"api/v2/dags/{dag_id}", {"is_paused": True})
+        self.dag_ids |= wanted
+        for name in list(self.services):
+            env = {**self.env, **service_env.get(name, {})}
+            if env != self.services[name].env or (added and name == "dag-processor"):
+                self.restart(name, env=env)
+        _wait_for_dags(self, tuple(sorted(wanted)))
+        for dag_id in sorted(wanted):
+            self.api.call("PATCH", f"api/v2/dags/{dag_id}", {"is_paused": False})
+        self.sandbox_api.call("DELETE", "_sandbox/messages")
+        self.sandbox_api.call("DELETE", "_sandbox/faults")
+        self.set_pin(False)
+
+    def _end_runs(self) -> None:
+        for state in ("queued", "running"):
+            runs = self.api.get(f"api/v2/dags/~/dagRuns?state={state}&limit=100")["dag_runs"]
+            for run in runs:
+                self.api.call(
+                    "PATCH",
+                    f"api/v2/dags/{run['dag_id']}/dagRuns/{quote(run['dag_run_id'], safe='')}",
+                    {"state": "failed"},
+                )
+
+        def settled() -> bool | None:
+            busy = self.api.get_or_none(
+                "api/v2/dags/~/dagRuns/~/taskInstances?state=deferred&state=running&state=queued&limit=1"
+            )
+            return True if busy is not None and busy["total_entries"] == 0 else None
+
+        self.wait("no task of an earlier module deferred or running", settled, timeout=DAG_RUN_TIMEOUT)
 
     def python_output(self, code: str) -> str:
         """What the deployment's interpreter prints for ``code``, run as the services run."""
@@ -324,8 +407,6 @@ def _start_airflow(
     venv: DeploymentVenv,
     connection: str,
     history: list[Service],
-    extra_env: Mapping[str, str] | None = None,
-    triggerer_env: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Service], dict[str, str], RestClient]:
     """``db migrate``, then the four components; wait until the health endpoint says all are healthy.
 
@@ -342,7 +423,6 @@ def _start_airflow(
             connections={"AIRFLOW_CONN_PLUGZ_DEFAULT": connection},
             base=os.environ,
         )
-        env.update(extra_env or {})
         if attempt == 1:
             migrate = _airflow_service("db-migrate", ["db", "migrate"], venv=venv, env=env, home=home).start()
             history.append(migrate)
@@ -370,7 +450,7 @@ def _start_airflow(
                 "triggerer",
                 ["triggerer", "--skip-serve-logs"],
                 venv=venv,
-                env={**env, **(triggerer_env or {})},
+                env=env,
                 home=home,
             ),
         }
@@ -412,27 +492,17 @@ def _wait_for_dags(deployment: Deployment, dag_ids: tuple[str, ...]) -> None:
     deployment.wait(f"the dag-processor to parse {', '.join(dag_ids)}", parsed, timeout=START_TIMEOUT)
 
 
-@pytest.fixture(scope="module")
-def deployment(deployment_venv: DeploymentVenv, request: pytest.FixtureRequest) -> Iterator[Deployment]:
-    """The example DAGs in a running Airflow deployment of the installed wheel, on loopback.
-
-    A test module may narrow it with module globals: ``DEPLOYMENT_DAGS`` (the example DAG ids
-    to deploy; default all of :data:`EXAMPLE_DAG_IDS`' files), ``DEPLOYMENT_EXTRA_DAGS`` (``{dag_id:
-    source}`` of more DAG files, each deployed as ``<dag_id>.py``), ``DEPLOYMENT_ENV`` (more
-    environment for every Airflow process) and ``DEPLOYMENT_TRIGGERER_ENV`` (for the triggerer only).
-    """
-    dag_ids: tuple[str, ...] = getattr(request.module, "DEPLOYMENT_DAGS", EXAMPLE_DAG_IDS)
-    extra_dags: dict[str, str] = dict(getattr(request.module, "DEPLOYMENT_EXTRA_DAGS", {}))
-    extra_env: dict[str, str] = dict(getattr(request.module, "DEPLOYMENT_ENV", {}))
-    triggerer_env: dict[str, str] = dict(getattr(request.module, "DEPLOYMENT_TRIGGERER_ENV", {}))
+@pytest.fixture(scope="session")
+def airflow_deployment(
+    deployment_venv: DeploymentVenv, request: pytest.FixtureRequest
+) -> Iterator[Deployment]:
+    """The example DAGs in a running Airflow deployment of the installed wheel, on loopback."""
     shutil.rmtree(ARTIFACTS, ignore_errors=True)  # a previous run's leftovers would mislead
     home = Path(tempfile.mkdtemp(prefix="plugz-deployment-airflow-"))
     (home / "dags").mkdir()
     (home / "logs" / "processes").mkdir(parents=True)
-    for dag_id in dag_ids:
+    for dag_id in EXAMPLE_DAG_IDS:
         shutil.copy2(EXAMPLE_DAGS / f"{dag_id}.py", home / "dags" / f"{dag_id}.py")
-    for dag_id, source in extra_dags.items():
-        (home / "dags" / f"{dag_id}.py").write_text(source, encoding="utf-8")
     failures_before = request.session.testsfailed
     history: list[Service] = []
     # The sandbox prints its connection (credentials included): its output stays out of logs/.
@@ -466,7 +536,7 @@ def deployment(deployment_venv: DeploymentVenv, request: pytest.FixtureRequest) 
             services=[sandbox],
         )
         services, env, api = _start_airflow(
-            home, deployment_venv, exports["AIRFLOW_CONN_PLUGZ_DEFAULT"], history, extra_env, triggerer_env
+            home, deployment_venv, exports["AIRFLOW_CONN_PLUGZ_DEFAULT"], history
         )
         running = Deployment(
             home=home,
@@ -477,8 +547,9 @@ def deployment(deployment_venv: DeploymentVenv, request: pytest.FixtureRequest) 
             sandbox=sandbox,
             services=services,
             history=history,
+            dag_ids=set(EXAMPLE_DAG_IDS),
         )
-        _wait_for_dags(running, (*dag_ids, *extra_dags))
+        _wait_for_dags(running, EXAMPLE_DAG_IDS)
         log.info("deployment up in %.1f s: %s", time.monotonic() - started, api.base_url)
         setup_failed = False
         yield running
@@ -491,11 +562,36 @@ def deployment(deployment_venv: DeploymentVenv, request: pytest.FixtureRequest) 
         shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def deployment(airflow_deployment: Deployment, request: pytest.FixtureRequest) -> Deployment:
+    """The shared deployment as this test module declares it, with module globals (see
+    :meth:`Deployment.enter`): ``DEPLOYMENT_DAGS`` (example DAG ids; default
+    :data:`EXAMPLE_DAG_IDS`), ``DEPLOYMENT_EXTRA_DAGS`` (``{dag_id: source}`` of more DAG files)
+    and ``DEPLOYMENT_ENV`` (``{process name: {variable: value}}``, e.g. ``{"triggerer": {...}}``).
+    """
+    try:
+        airflow_deployment.enter(
+            getattr(request.module, "DEPLOYMENT_DAGS", EXAMPLE_DAG_IDS),
+            getattr(request.module, "DEPLOYMENT_EXTRA_DAGS", {}),
+            getattr(request.module, "DEPLOYMENT_ENV", {}),
+        )
+    except DeploymentError as exc:
+        pytest.fail(f"{exc} (logs kept in {ARTIFACTS})", pytrace=False)
+    return airflow_deployment
+
+
 def add_alerting(deployment: Deployment, instance_id: str, token: str, oncall_phone: str) -> None:
     """``plugz_alerts`` on a second sandbox instance and the Variable ``plugz_oncall_phone``, kept
-    in Airflow's database through its REST API (as an admin would, in Admin > Connections)."""
+    in Airflow's database through its REST API (as an admin would, in Admin > Connections); an
+    earlier module's are replaced."""
     sandbox_conn = json.loads(deployment.env["AIRFLOW_CONN_PLUGZ_DEFAULT"])
     deployment.sandbox_api.call("POST", "_sandbox/instances", {"instance_id": instance_id, "token": token})
+    for path in ("api/v2/connections/plugz_alerts", "api/v2/variables/plugz_oncall_phone"):
+        try:
+            deployment.api.call("DELETE", path)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise
     deployment.api.call(
         "POST",
         "api/v2/connections",

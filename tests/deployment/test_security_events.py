@@ -2,9 +2,9 @@
 of the installed wheel, and one PIN flip in the sandbox makes exactly one asset event and one DAG
 run, whose alert reaches the sandbox's outbox.
 
-It takes a deployment of its own (the ``deployment`` fixture is per module), with this DAG
-alone and its watcher polling every second (``DEPLOYMENT_DAGS``, ``DEPLOYMENT_ENV``): the flip
-is seen within a second, and the DAG run takes the rest of the wait.
+It runs last on the folder's shared deployment (its watcher then keeps polling), with this DAG
+alone unpaused and its watcher polling every second (``DEPLOYMENT_DAGS``, ``DEPLOYMENT_ENV``): the
+flip is seen within a second, and the DAG run takes the rest of the wait.
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ if int(version("apache-airflow").split(".")[0]) < 3:
 DAG_ID = "plugz_security_events"
 ASSET_NAME = "plugz_security_plugz_default"
 POLL_INTERVAL = "1"
-# This module's deployment (see tests/deployment/conftest.py): this DAG alone (no other DAG's
-# runs or alerts mix in), the scheduler creating DAG runs from asset events
-# (``use_job_schedule``, which the other deployment turns off so that no @daily DAG runs by
-# itself), and the watcher polling every second (read when the DAG file is parsed).
+# This module's deployment (see tests/deployment/conftest.py): this DAG alone unpaused (no other
+# DAG's runs or alerts mix in), the scheduler creating DAG runs from asset events
+# (``use_job_schedule``, which the other modules leave off so that no @daily DAG runs by itself),
+# and the watcher polling every second (read by the dag-processor when it parses the file).
 DEPLOYMENT_DAGS = ("plugz_security_events",)
 DEPLOYMENT_ENV = {
-    "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "True",
-    "PLUGZ_SECURITY_EVENTS_POLL_INTERVAL": POLL_INTERVAL,
+    "scheduler": {"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "True"},
+    "dag-processor": {"PLUGZ_SECURITY_EVENTS_POLL_INTERVAL": POLL_INTERVAL},
 }
 BASELINE = "Plugz watcher of plugz_default: baseline"
 ALERTS_INSTANCE_ID = "DEP10YEDEVA1ER75NSTANCE000001"

@@ -2,8 +2,8 @@
 
 Every trigger of a triggerer shares one asyncio loop: a step of one trigger that runs long without
 awaiting stalls all of them. Airflow's watchdog says so in the triggerer's log ("Triggerer's async
-thread was blocked for 0.37 seconds"), but it cannot tell whose code it was. So this module's
-triggerer runs in asyncio's debug mode (``PYTHONASYNCIODEBUG=1``): asyncio then logs every loop
+thread was blocked for 0.37 seconds"), but it cannot tell whose code it was. So in this module the
+deployment's triggerer runs in asyncio's debug mode (``PYTHONASYNCIODEBUG=1``): asyncio then logs every loop
 step that took over 0.1 s - the watchdog's own threshold of 0.2 s is its 0.1 s sleep plus such
 a step - with the task it belongs to, ``Executing <Task ... name='...'> took 0.31 seconds``, and
 Airflow names the task of each trigger after it (``dag_id/run_id/task_id/map_index/try (ID n)``).
@@ -78,7 +78,7 @@ with DAG(
     )
 ''',
 }
-DEPLOYMENT_TRIGGERER_ENV = {"PYTHONASYNCIODEBUG": "1"}
+DEPLOYMENT_ENV = {"triggerer": {"PYTHONASYNCIODEBUG": "1"}}
 
 # Seconds between two PIN checks of the onboarding sensor.
 POLL_INTERVAL = 2

@@ -33,7 +33,18 @@ $(eval $(call venv,$(VENV2),$(AIRFLOW2_VERSION)))
 install: $(VENV3)/.installed-$(AIRFLOW3_VERSION)
 install-airflow2: $(VENV2)/.installed-$(AIRFLOW2_VERSION)
 
-test: test-airflow3 test-airflow2
+# Both passes at once: together they keep the cores busy while either waits (real Airflow
+# processes starting, deadlines running out). The Airflow 2 pass's output is kept and printed
+# after the Airflow 3 pass's; `make test` fails if either failed.
+test: install install-airflow2
+	@a2_log=$$(mktemp); \
+	$(VENV2)/bin/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS) >"$$a2_log" 2>&1 & a2=$$!; \
+	echo "test: the Airflow $(AIRFLOW2_VERSION) pass runs meanwhile (its output follows this one)"; \
+	$(VENV3)/bin/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS); a3_rc=$$?; \
+	wait $$a2; a2_rc=$$?; \
+	echo "test: ======== the Airflow $(AIRFLOW2_VERSION) pass ========"; cat "$$a2_log"; rm -f "$$a2_log"; \
+	echo "test: Airflow $(AIRFLOW3_VERSION) pass exit $$a3_rc, Airflow $(AIRFLOW2_VERSION) pass exit $$a2_rc"; \
+	test $$a3_rc -eq 0 && test $$a2_rc -eq 0
 
 test-airflow3: install
 	$(VENV3)/bin/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)

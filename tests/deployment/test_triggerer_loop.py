@@ -20,7 +20,9 @@ steps of Airflow's, none over 0.1 s). Load alone is unlikely to fail it: since t
 step of a Plugz trigger's task reached 0.1 s in any run here (the first import of our hook
 module, 0.14-0.39 s in one step, now runs in a worker thread; Airflow's async connection lookup,
 which runs in our task too, masks two secrets here). With that import back on the loop, the
-test fails in both positions.
+test fails in both positions. The triggerers here run at a higher CPU priority than the rest of
+the suite (``_favoured``): with both suites at once on 2 cores, a step in Airflow's connection
+lookup in our task once took 0.131 s of wall clock while the triggerer waited for a core.
 
 **The positions.** "After each start": a new triggerer process takes over a deferred Plugz
 trigger as it starts, and an idle new triggerer gets its first Plugz trigger from a new run.
@@ -30,7 +32,9 @@ positions of the same deployment, so what Airflow's machinery costs on the loop 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import re
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -201,6 +205,16 @@ def _start_in_new_triggerer(
     return TriggerStart(position, dag_id, triggerer, job, trigger_log, triggerer.log())
 
 
+def _favoured(triggerer: Service) -> Service:
+    """The new triggerer's process group gets the CPU before the suite's other processes (nice
+    -10, where the test may raise a priority; its children inherit it): asyncio times loop steps
+    by the wall clock, and the test is about how long a step of our code holds the loop, not how
+    long a busy machine kept the triggerer waiting for a core. The control is favoured alike."""
+    with contextlib.suppress(PermissionError):
+        os.setpriority(os.PRIO_PGRP, triggerer.pid, -10)
+    return triggerer
+
+
 def _started(triggerer: Service) -> bool | None:
     return True if _TRIGGERER_STARTED in triggerer.log() else None
 
@@ -226,7 +240,7 @@ def starts(deployment: Deployment) -> dict[tuple[str, str], TriggerStart]:
             (CONTROL_DAG_ID, CONTROL_TASK_ID, {}, None),
         ):
             deployment.set_pin(False)
-            idle = deployment.restart("triggerer")  # no trigger is deferred now
+            idle = _favoured(deployment.restart("triggerer"))  # no trigger is deferred now
             deployment.wait(
                 "the new triggerer to start",
                 functools.partial(_started, idle),
@@ -242,7 +256,7 @@ def starts(deployment: Deployment) -> dict[tuple[str, str], TriggerStart]:
                 not_on=None,
                 after=after,
             )
-            deployment.restart("triggerer")
+            _favoured(deployment.restart("triggerer"))
             found[dag_id, "taken-over"] = _start_in_new_triggerer(
                 deployment,
                 "taken over by a triggerer as it starts",

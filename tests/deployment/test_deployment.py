@@ -36,7 +36,9 @@ POLL_INTERVAL = 2
 # A wheel's file name: name-version-pythontag-abitag-platform.whl
 _WHEEL_VERSION = re.compile(r"^[^-]+-(?P<version>[^-]+)-")
 # A triggerer here stops 1-3 s after SIGTERM; Airflow's own escalation inside it starts at 10 s.
-RACE_STOP_TIMEOUT = 15.0
+# A hang never ends: 30 s leaves room for a machine running both suites and more (once, with the
+# load at 8 on 2 cores, the stop took over 15 s).
+RACE_STOP_TIMEOUT = 30.0
 # What Airflow's triggerer logs when it starts a trigger, and ours after a check found no PIN.
 _TRIGGER_STARTING = re.compile(r"\(ID \d+\) starting")
 _TRIGGER_WAITING = "PIN set: False; waiting for True."

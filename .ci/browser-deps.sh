@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What tests/browser needs, installed idempotently (each step is skipped when already done):
 #   1. Chromium from Debian's apt repository (no browser is ever downloaded from elsewhere);
-#   2. the `browser` extra of pyproject.toml (the pinned Playwright driver) into $VENV.
+#   2. the `browser` dependency group of pyproject.toml (the pinned Playwright driver) into $VENV.
 # Run it after the virtualenv exists (`make install`). A second run takes well under a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,12 +42,12 @@ if command -v chromium >/dev/null 2>&1; then
     chromium --version 2>/dev/null | sed "s/^/browser-deps: /"
 fi
 
-# ---- 2. Playwright (the `browser` extra, versions pinned in pyproject.toml) -------------------
+# ---- 2. Playwright (the `browser` dependency group, pinned in pyproject.toml) -----------------
 if [ ! -x "$PY" ]; then
     echo "browser-deps: $PY not found; create the virtualenv first (make install)" >&2
     exit 1
 fi
-# Exit 0 when every `name==version` pin of the extra is installed, 1 otherwise.
+# Exit 0 when every `name==version` pin of the group is installed, 1 otherwise.
 if "$PY" - <<'EOF'
 import re
 import sys
@@ -56,7 +56,7 @@ from importlib.metadata import PackageNotFoundError, version
 text = open("pyproject.toml", encoding="utf-8").read()
 block = re.search(r"^browser = \[(.*?)^\]", text, re.S | re.M)
 if block is None:
-    sys.exit("browser-deps: pyproject.toml has no `browser` extra")
+    sys.exit("browser-deps: pyproject.toml has no `browser` dependency group")
 for name, pinned in re.findall(r'"([A-Za-z0-9_.-]+)==([^"; ]+)"', block.group(1)):
     try:
         installed = version(name)
@@ -66,15 +66,17 @@ for name, pinned in re.findall(r'"([A-Za-z0-9_.-]+)==([^"; ]+)"', block.group(1)
         sys.exit(1)
 EOF
 then
-    echo "browser-deps: the 'browser' extra is already installed"
+    echo "browser-deps: the 'browser' group is already installed"
 else
+    # The group alone: the project itself is already installed (make install).
     if [ -x "$VENV/bin/uv" ]; then
-        "$VENV/bin/uv" pip install --quiet --python "$PY" -e '.[browser]'
+        "$VENV/bin/uv" pip install --quiet --python "$PY" --group browser
     elif command -v uv >/dev/null 2>&1; then
-        uv pip install --quiet --python "$PY" -e '.[browser]'
+        uv pip install --quiet --python "$PY" --group browser
     else
-        "$PY" -m pip install --quiet --disable-pip-version-check -e '.[browser]'
+        # pip reads dependency groups from 25.1 on.
+        "$PY" -m pip install --quiet --disable-pip-version-check --group browser
     fi
-    echo "browser-deps: installed the 'browser' extra"
+    echo "browser-deps: installed the 'browser' group"
 fi
 "$PY" -c 'from importlib.metadata import version; print("browser-deps: playwright", version("playwright"))'

@@ -1,11 +1,14 @@
 """Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``).
 
-It must stay import-free: Airflow reads it in every component at start-up.
+It must stay import-light: Airflow reads it in every component at start-up. Its one import is
+the package's ``__version__``, a constant in the tiny generated ``_version`` module (the git tag).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from airflow_provider_plugz import __version__
 
 _SECRET = {"type": ["string", "null"], "format": "password"}
 _SECONDS = {"type": ["number", "null"], "exclusiveMinimum": 0}
@@ -16,8 +19,12 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-plugz",
         "name": "Plugz",
-        "description": "Plugz WhatsApp API: check and wait for two-step-verification PINs.",
-        "versions": ["0.1.0"],
+        "description": (
+            "Plugz WhatsApp API (Z-API): PIN (two-step verification) checks and waits, connection "
+            "health and status, device info, sending messages, WhatsApp failure alerts (notifier), "
+            "event-driven DAGs (AssetWatcher) and fleet audits."
+        ),
+        "versions": [__version__],
         "integrations": [
             {
                 "integration-name": "Plugz",

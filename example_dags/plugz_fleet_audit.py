@@ -146,6 +146,7 @@ status call that failed, or a chunk that did not report) on `merge_reports`, not
 and the merged report is still pushed first.
 """,
 ) as dag:
+    # [START howto_operator_plugz_audit_chunks]
     # The ids, validated and split; rendered as real values (render_template_as_native_obj).
     @task
     def fleet_chunks(plugz_conn_ids: Any, chunk_size: int) -> list[list[str]]:
@@ -172,6 +173,7 @@ and the merged report is still pushed first.
         task_id="merge_reports", reports=audit.output[REPORT_XCOM_KEY], chunks=chunks
     )
     report = merged.output
+    # [END howto_operator_plugz_audit_chunks]
 
     @task.branch
     def route(report: dict[str, Any]) -> str:

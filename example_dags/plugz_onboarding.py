@@ -59,6 +59,7 @@ Set up: an Airflow connection `plugz_default` of type **Plugz** for the new numb
 network trouble and Plugz outages only delay it.
 """,
 ) as dag:
+    # [START howto_sensor_plugz_onboarding]
     wait_for_connection = PlugzInstanceStatusSensor(
         task_id="wait_for_connection",
         plugz_conn_id="plugz_default",
@@ -75,6 +76,7 @@ network trouble and Plugz outages only delay it.
         poke_interval="{{ params.poll_interval }}",
         timeout=timedelta(days=7),
     )
+    # [END howto_sensor_plugz_onboarding]
 
     @task
     def announce_ready(has_code: bool) -> str:

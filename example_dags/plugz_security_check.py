@@ -99,8 +99,10 @@ A Plugz error (bad credentials, unknown instance, service down) fails `check_pin
 `check_connection` with a message saying what to do.
 """,
 ) as dag:
+    # [START howto_operator_plugz_security_check]
     check_pin = PlugzPinStatusOperator(task_id="check_pin", plugz_conn_id="plugz_default")
     check_connection = PlugzInstanceStatusOperator(task_id="check_connection", plugz_conn_id="plugz_default")
+    # [END howto_operator_plugz_security_check]
 
     def problems(has_code: bool, status: dict[str, Any]) -> list[str]:
         """What is wrong with the number, in words for the on-call person (empty: nothing)."""

@@ -33,6 +33,7 @@ POLL_INTERVAL = float(os.environ.get("PLUGZ_SECURITY_EVENTS_POLL_INTERVAL", "60"
 ONCALL_VARIABLE = "plugz_oncall_phone"
 
 if AssetWatcher is not None:
+    # [START howto_trigger_plugz_security_event_watcher]
     SECURITY_ASSET: Any = Asset(
         name=f"plugz_security_{WATCHED_CONN_ID}",
         uri=f"x-plugz://{WATCHED_CONN_ID}/security",
@@ -44,6 +45,7 @@ if AssetWatcher is not None:
         ],
     )
     SCHEDULE: Any = [SECURITY_ASSET]
+    # [END howto_trigger_plugz_security_event_watcher]
     WHY_NO_SCHEDULE = ""
 else:
     SECURITY_ASSET = None

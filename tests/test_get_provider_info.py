@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
+import json
+import subprocess
+import sys
+from importlib.metadata import entry_points, metadata
 
 import pytest
 
@@ -141,3 +144,45 @@ def test_airflow_providers_manager_lists_the_notifier() -> None:
     from airflow.providers_manager import ProvidersManager
 
     assert "airflow_provider_plugz.notifications.plugz.PlugzNotifier" in ProvidersManager().notification
+
+
+@pytest.mark.parametrize(
+    "feature",
+    [
+        pytest.param("PIN (two-step verification) checks and waits", id="pin"),
+        pytest.param("health and status", id="health"),
+        pytest.param("device info", id="device"),
+        pytest.param("sending messages", id="messages"),
+        pytest.param("WhatsApp failure alerts", id="alerts"),
+        pytest.param("event-driven DAGs", id="events"),
+        pytest.param("fleet audits", id="fleets"),
+    ],
+)
+def test_descriptions_cover_the_whole_provider(feature: str) -> None:
+    # What Airflow's providers page shows, and the one-line summary pip and PyPI show.
+    assert feature in get_provider_info()["description"]
+    assert feature in metadata("airflow-provider-plugz")["Summary"]
+
+
+def test_the_provider_info_version_is_the_installed_version() -> None:
+    # Both come from the git tag: the install wrote _version.py with the version of its metadata.
+    assert get_provider_info()["versions"] == [airflow_provider_plugz.__version__]
+    assert airflow_provider_plugz.__version__ == metadata("airflow-provider-plugz")["Version"]
+
+
+def test_reading_the_provider_info_imports_nothing_else() -> None:
+    # Every Airflow component reads it at start-up: beside the standard library, only our three modules.
+    probe = (
+        "import json, sys; before = set(sys.modules); "
+        "import airflow_provider_plugz.get_provider_info as m; m.get_provider_info(); "
+        "print(json.dumps(sorted(set(sys.modules) - before)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    added = {name for name in json.loads(result.stdout) if name.split(".")[0] not in sys.stdlib_module_names}
+    assert added == {
+        "airflow_provider_plugz",
+        "airflow_provider_plugz._version",
+        "airflow_provider_plugz.get_provider_info",
+    }

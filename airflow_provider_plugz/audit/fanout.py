@@ -74,7 +74,7 @@ class FleetRun(Generic[_R_co]):
     :param values: what the check returned, per id.
     :param errors: what the check raised (an ``Exception``), per id: an undefined connection,
         a ``PlugzError``, or a bug in the check. Keep their texts out of logs and XComs unless
-        they are ``PlugzError``s, which are redacted at the source.
+        they are ``PlugzError`` instances, which are redacted at the source.
     :param cancelled: ids whose check was still running at the deadline (and was cancelled).
     :param never_started: ids no worker reached before the deadline.
     """

@@ -235,14 +235,14 @@ class PlugzInstanceStatusSensor(PlugzPollingSensor):
     phone online: messages go out). Give either a named ``state`` (or a list of them: any one
     will do), or a condition over the status fields, where ``None`` means "don't care":
 
-    ================  ====================================================================
-    ``state``         what ``GET .../status`` says
-    ================  ====================================================================
-    ``connected``     connected, session held (or not reported), phone online
-    ``disconnected``  not connected, phone offline
-    ``session_lost``  not connected while the phone is online (or no session): restore it
-    ``phone_offline`` connected, phone offline: messages wait in Plugz's queue
-    ================  ====================================================================
+    =================  ====================================================================
+    ``state``          what ``GET .../status`` says
+    =================  ====================================================================
+    ``connected``      connected, session held (or not reported), phone online
+    ``disconnected``   not connected, phone offline
+    ``session_lost``   not connected while the phone is online (or no session): restore it
+    ``phone_offline``  connected, phone offline: messages wait in Plugz's queue
+    =================  ====================================================================
 
     ``PlugzInstanceStatusSensor(task_id="wait_for_connection")``,
     ``PlugzInstanceStatusSensor(task_id="alert_when_down", state=["disconnected", "session_lost"])``,

@@ -60,7 +60,9 @@ CHROMIUM_ARGS = (
 )
 CHROMIUM_ENV = "PLUGZ_CHROMIUM"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
-DEPS_HINT = "bash .ci/browser-deps.sh installs Debian's chromium and the 'browser' extra (playwright)"
+DEPS_HINT = (
+    "bash .ci/browser-deps.sh installs Debian's chromium and the 'browser' dependency group (playwright)"
+)
 
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 

@@ -4,7 +4,10 @@
 PYTHON ?= python3
 UV_VERSION ?= 0.13.9
 AIRFLOW3_VERSION ?= 3.3.2
-AIRFLOW2_VERSION ?= 2.10.5
+AIRFLOW2_VERSION ?= 2.11.2
+# What Airflow 2.11's constraints file pins and an install without it would miss: with cryptography
+# 51 it cannot read any connection once a Fernet key is set (CONTRIBUTING.md).
+AIRFLOW2_PINS ?= 'cryptography<44'
 VENV3 ?= .venv
 VENV2 ?= .venv-airflow2
 PYTEST_ARGS ?=
@@ -15,20 +18,21 @@ PYTEST_WORKERS ?= auto
 # The slowest tests of each pass, in CI's log: where the suite's time goes (issue 23, point 6).
 PYTEST_XDIST = -n $(PYTEST_WORKERS) --dist loadgroup --durations=25
 
-.PHONY: install install-airflow2 test test-airflow3 test-airflow2 test-browser test-deployment test-distributed browser-deps distributed-deps lint lint-deps docs demo sandbox clean
+.PHONY: install install-airflow2 test test-airflow3 test-airflow2 test-browser test-deployment test-distributed browser-deps distributed-deps lint lint-deps docs docs-deps demo sandbox clean
 
-# $(call venv,DIR,AIRFLOW_VERSION): a virtualenv with uv, the project and its `test` dependency group.
+# $(call venv,DIR,AIRFLOW_VERSION[,MORE_REQUIREMENTS]): a virtualenv with uv, the project and its
+# `test` dependency group.
 define venv
 $(1)/bin/uv:
 	$(PYTHON) -m venv $(1)
 	$(1)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(1)/.installed-$(2): pyproject.toml | $(1)/bin/uv
-	$(1)/bin/uv pip install --quiet --python $(1)/bin/python -e . --group test 'apache-airflow==$(2)'
+	$(1)/bin/uv pip install --quiet --python $(1)/bin/python -e . --group test 'apache-airflow==$(2)' $(3)
 	rm -f $(1)/.installed-* && touch $$@
 endef
 $(eval $(call venv,$(VENV3),$(AIRFLOW3_VERSION)))
-$(eval $(call venv,$(VENV2),$(AIRFLOW2_VERSION)))
+$(eval $(call venv,$(VENV2),$(AIRFLOW2_VERSION),$(AIRFLOW2_PINS)))
 
 install: $(VENV3)/.installed-$(AIRFLOW3_VERSION)
 install-airflow2: $(VENV2)/.installed-$(AIRFLOW2_VERSION)
@@ -107,7 +111,9 @@ $(VENV3)/.installed-docs: pyproject.toml $(VENV3)/.installed-$(AIRFLOW3_VERSION)
 	$(VENV3)/bin/uv pip install --quiet --python $(VENV3)/bin/python --group docs
 	touch $@
 
-docs: $(VENV3)/.installed-docs
+docs-deps: $(VENV3)/.installed-docs
+
+docs: docs-deps
 	rm -rf $(DOCS_BUILD) docs/_api
 	AIRFLOW_HOME=$(CURDIR)/$(DOCS_BUILD)/airflow-home $(VENV3)/bin/python -m sphinx -W --keep-going -n -E -q \
 		-b html -d $(DOCS_BUILD)/doctrees docs $(DOCS_BUILD)/html; rc=$$?; rm -rf docs/_api; exit $$rc

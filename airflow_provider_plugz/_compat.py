@@ -1,4 +1,4 @@
-"""Every import that differs between Airflow 2.10+ and 3.x, resolved in one place.
+"""Every import that differs between Airflow 2.11+ and 3.x, resolved in one place.
 
 Nothing else in the package checks Airflow's version or catches an ImportError.
 """
@@ -38,7 +38,7 @@ else:
             AirflowSensorTimeout,
             TaskDeferred,
         )
-    except ImportError:  # Airflow 2.10 - 3.0
+    except ImportError:  # Airflow 2.11 - 3.0
         from airflow.exceptions import (
             AirflowException,
             AirflowFailException,

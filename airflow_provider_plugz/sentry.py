@@ -7,7 +7,7 @@ request data, extra, contexts, tags, message, logentry - and removes the secrets
 has read (:func:`airflow_provider_plugz._redaction.known_secrets`), instance URL credentials
 and echoed Client-Tokens, one redaction pass per string:
 
-- Airflow 2.10 / 2.11 (and Airflow 3 once apache/airflow#69464 is fixed):
+- Airflow 2.11 (and Airflow 3 once apache/airflow#69464 is fixed):
   ``[sentry] before_send = airflow_provider_plugz.sentry.before_send``;
 - ``sentry_sdk.init`` called by hand: also ``before_breadcrumb=`` :func:`before_breadcrumb`
   (Airflow's ``[sentry]`` section refuses that option, which is why :func:`before_send` scrubs

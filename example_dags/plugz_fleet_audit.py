@@ -11,7 +11,7 @@ import pendulum
 
 try:  # Airflow 3
     from airflow.sdk import DAG, Param, Variable, task
-except ImportError:  # Airflow 2.10 / 2.11
+except ImportError:  # Airflow 2.11
     from airflow import DAG
     from airflow.decorators import task
     from airflow.models import Variable

@@ -14,7 +14,7 @@ import pendulum
 
 try:  # Airflow 3
     from airflow.sdk import DAG, Asset, AssetWatcher, Variable, task
-except ImportError:  # Airflow 2.10 / 2.11: no event-driven scheduling
+except ImportError:  # Airflow 2.11: no event-driven scheduling
     from airflow import DAG
     from airflow.decorators import task
     from airflow.models import Variable

@@ -1,4 +1,4 @@
-"""What the tests need from Airflow that lives in different places in 2.10+ and 3.x.
+"""What the tests need from Airflow that lives in different places in 2.11+ and 3.x.
 
 The package's own differences are in ``airflow_provider_plugz._compat``; these are the ones
 only tests use (internals of dag.test(), the secrets masker, the providers manager).

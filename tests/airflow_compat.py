@@ -12,7 +12,15 @@ from airflow_provider_plugz._compat import AIRFLOW_V3
 
 if AIRFLOW_V3:
     from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException, TaskDeferred
+
+    try:  # Airflow 3.1+
+        from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException, TaskDeferred
+    except ImportError:  # Airflow 3.0
+        from airflow.exceptions import (  # type: ignore[no-redef]
+            AirflowRescheduleException,
+            AirflowSkipException,
+            TaskDeferred,
+        )
 
     try:  # Airflow 3.1+
         from airflow.dag_processing.dagbag import DagBag

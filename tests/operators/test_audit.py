@@ -919,9 +919,10 @@ def test_check_status_keeps_the_concurrency_bound_and_one_request_at_a_time_per_
 # --- the deadline --------------------------------------------------------------------------------
 
 
-# The audit deadline of the tests below: the fast numbers of a 30-number fleet finish well within
-# it even on a loaded machine (1 s was not always enough with both suites on 2 cores).
-DEADLINE = 3
+# The audit deadline of the tests below: the fast numbers of a 30-number fleet must finish within
+# it however loaded the machine is (with both suites at once on 2 cores, 1 s and then 3 s were not
+# always enough); the slow ones answer after 60 s. The tests wait for it, but use no CPU meanwhile.
+DEADLINE = 10
 
 
 @pytest.mark.parametrize(

@@ -55,8 +55,8 @@ When both are there, `announce_ready` runs: replace it with the next onboarding 
 (welcome message, CRM update, ...).
 
 Set up: an Airflow connection `plugz_default` of type **Plugz** for the new number
-(see the provider README). Credential or configuration errors fail the waiting sensor at once;
-network trouble and Plugz outages only delay it.
+(see the provider docs, docs/connections.md). Credential or configuration errors fail the
+waiting sensor at once; network trouble and Plugz outages only delay it.
 """,
 ) as dag:
     # [START howto_sensor_plugz_onboarding]

@@ -85,7 +85,7 @@ messages: while `plugz_alerts` is disconnected, alerts wait and go out when it r
 
 Set up: create Airflow connections `plugz_default` (the number to check) and `plugz_alerts`
 (the number alerts come from) of type **Plugz** with the Instance ID, Instance token and
-Client-Token from the Plugz panel (see the provider README), and the Variable
+Client-Token from the Plugz panel (see the provider docs, docs/connections.md), and the Variable
 `plugz_oncall_phone`. A missing `plugz_alerts` or Variable fails `alert` with a message saying
 what to set.
 To let the DAG fix a missing PIN, add the six-digit PIN to that connection's extra as a

@@ -26,7 +26,7 @@ __all__ = ["DOCUMENTED_PIN_EXTRA", "pin_source", "read_pin"]
 
 _log = logging.getLogger(__name__)
 
-#: The connection extra the README documents for the PIN: Airflow's REST API (and Airflow 3's UI)
+#: The connection extra the docs document for the PIN: Airflow's REST API (and Airflow 3's UI)
 #: hide an extra whose name contains "secret" when its value is a JSON string; ``pin`` is no such name.
 DOCUMENTED_PIN_EXTRA = "pin_secret"
 

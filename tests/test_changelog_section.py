@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.conftest import ROOT
+from tests.support.modules import load_file
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -56,12 +56,7 @@ FIXED_1_1_0 = """\
 
 
 def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("changelog_section", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(SCRIPT, "changelog_section")
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,14 @@ an excerpt of an example DAG, checked to be identical.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.support.modules import load_file
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -221,16 +221,7 @@ def test_the_readme_links_into_docs_that_exist() -> None:
 
 def load_snippet(name: str) -> ModuleType:
     """docs/snippets/<name>.py as a fresh module (not on sys.path: it is documentation)."""
-    spec = importlib.util.spec_from_file_location(f"plugz_docs_snippet_{name}", SNIPPETS / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
+    return load_file(SNIPPETS / f"{name}.py", f"plugz_docs_snippet_{name}")
 
 
 def _hook(plugz_connection: Any) -> None:

@@ -3,7 +3,6 @@ good install and fail, saying why, on a wrong one."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 
 from airflow_provider_plugz._compat import AIRFLOW_V3
 from tests.conftest import ROOT
+from tests.support.modules import load_file
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -23,12 +23,7 @@ SCRIPT = ROOT / "scripts" / "release_smoke.py"
 
 @pytest.fixture(scope="module")
 def smoke() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("release_smoke", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(SCRIPT, "release_smoke")
 
 
 GOOD_INFO = {"package-name": "airflow-provider-plugz", "versions": ["1.0.0"]}
